@@ -106,3 +106,24 @@ class Transcript:
     segments: tuple[Segment, ...] = ()
     language: str | None = None
     extra: dict[str, object] = field(default_factory=dict)  # e.g. decoder settings, exit layer; JSON-serialisable
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """A CTC output vocabulary with Wav2Vec2CTCTokenizer decoding semantics (see sew_spec.md section 7).
+
+    `tokens[i]` is the token of logit column i. The blank is `tokens[blank_id]` (the tokenizer's pad token).
+    `word_delimiter` ("|" for the English checkpoints; None if the vocabulary has none) becomes a space in text.
+    Other special tokens (<s>, </s>, <unk>) are kept in the text when emitted, as HF keeps them.
+    `do_lower_case` lower-cases the decoded text.
+    """
+
+    tokens: tuple[str, ...]
+    blank_id: int
+    word_delimiter: str | None = "|"
+    unk_token: str = "<unk>"
+    do_lower_case: bool = False
+    special_tokens: frozenset[str] = frozenset({"<s>", "</s>", "<unk>", "<pad>"})
+
+    def __len__(self) -> int:
+        return len(self.tokens)
