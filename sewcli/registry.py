@@ -1,0 +1,199 @@
+"""The model registry: `models.toml` (shipped) plus an optional user file, and `--model` resolution.
+
+`--model` accepts, in this order: a registry name, a local checkpoint directory, or a bare `org/name` hub id.
+Anything else is an error that lists the known names. This module is torch-free and never touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from sewcli.errors import ModelNotFoundError, RegistryError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ARCHES = ("sew", "sew-d", "wav2vec2")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_KEYS = {"repo", "path", "revision", "arch", "language", "sample_rate", "params", "license", "description"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry (or an ad-hoc one for a directory or hub id given to `--model`)."""
+
+    name: str
+    repo: str | None = None  # hub id, when the model comes from the hub
+    path: Path | None = None  # checkpoint directory, when it is local
+    revision: str = "main"
+    arch: str | None = None  # None: read from config.json when loaded
+    language: str | None = None
+    sample_rate: int = 16000
+    params: float | None = None  # millions
+    license: str | None = None
+    description: str = ""
+
+    @property
+    def is_local(self) -> bool:
+        return self.path is not None
+
+    @property
+    def source(self) -> str:
+        """Where the checkpoint comes from, for messages: a directory or `org/name@revision`."""
+        return str(self.path) if self.path is not None else f"{self.repo}@{self.revision}"
+
+
+@dataclass(frozen=True)
+class Registry:
+    """All known models by name, and the default model's name."""
+
+    models: Mapping[str, ModelSpec]
+    default_model: str
+    files: tuple[Path, ...] = field(default=())  # the files read, shipped one first
+
+    def names(self) -> list[str]:
+        return sorted(self.models)
+
+
+def shipped_registry_path() -> Path:
+    """The models.toml shipped with the package (wheel: sewcli/models.toml; source checkout: repo root)."""
+    inside = PACKAGE_DIR / "models.toml"
+    return inside if inside.is_file() else PACKAGE_DIR.parent / "models.toml"
+
+
+def user_registry_path() -> Path:
+    """`$XDG_CONFIG_HOME/sew/models.toml`, else `~/.config/sew/models.toml` (it need not exist)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "sew" / "models.toml"
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise RegistryError(f"{path}: registry file not found") from None
+    except OSError as e:
+        raise RegistryError(f"{path}: cannot read registry: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise RegistryError(f"{path}: invalid TOML: {e}") from None
+
+
+def _entry(path: Path, name: str, table: object, base: ModelSpec | None) -> ModelSpec:
+    """Validate one [models.NAME] table and merge it over `base` (an earlier entry of the same name)."""
+    where = f"{path}: [models.{name}]"
+    if not isinstance(table, dict):
+        raise RegistryError(f"{where} must be a table")
+    unknown = sorted(set(table) - _KEYS)
+    if unknown:
+        raise RegistryError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
+    for key in ("repo", "path", "revision", "arch", "language", "license", "description"):
+        if key in table and not isinstance(table[key], str):
+            raise RegistryError(f"{where}: {key} must be a string, got {table[key]!r}")
+    if "sample_rate" in table and (type(table["sample_rate"]) is not int or table["sample_rate"] <= 0):
+        raise RegistryError(f"{where}: sample_rate must be a positive integer, got {table['sample_rate']!r}")
+    if "params" in table and (not isinstance(table["params"], (int, float)) or isinstance(table["params"], bool)):
+        raise RegistryError(f"{where}: params must be a number (millions), got {table['params']!r}")
+    if "arch" in table and table["arch"] not in ARCHES:
+        raise RegistryError(f"{where}: arch must be one of {', '.join(ARCHES)}, got {table['arch']!r}")
+    if "repo" in table and not _HUB_ID.match(str(table["repo"])):
+        raise RegistryError(f"{where}: repo must be a hub id like 'org/name', got {table['repo']!r}")
+    values: dict[str, object] = dict(table)
+    if "path" in values:
+        p = Path(os.path.expanduser(str(values["path"])))
+        # A relative path is relative to the package (shipped file) or to the file that names it (user file).
+        anchor = PACKAGE_DIR if path == shipped_registry_path() else path.parent
+        values["path"] = p if p.is_absolute() else anchor / p
+        values.setdefault("repo", None)
+    elif "repo" in values:
+        values["path"] = None  # a user entry that names a repo turns a local entry into a hub one
+    if "params" in values:
+        values["params"] = float(values["params"])  # type: ignore[arg-type]
+    spec = replace(base, **values) if base is not None else ModelSpec(name=name, **values)  # type: ignore[arg-type]
+    if spec.repo is None and spec.path is None:
+        raise RegistryError(f"{where}: needs 'repo' (a hub id) or 'path' (a checkpoint directory)")
+    return spec
+
+
+def _merge_file(path: Path, models: dict[str, ModelSpec], default: str | None) -> str | None:
+    data = _read_toml(path)
+    unknown = sorted(set(data) - {"models", "defaults"})
+    if unknown:
+        raise RegistryError(f"{path}: unknown table {unknown[0]!r} (expected [defaults] and [models.NAME])")
+    tables = data.get("models", {})
+    if not isinstance(tables, dict):
+        raise RegistryError(f"{path}: 'models' must be a table of [models.NAME] tables")
+    for name, table in tables.items():
+        models[name] = _entry(path, name, table, models.get(name))
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict) or set(defaults) - {"model"}:
+        raise RegistryError(f"{path}: [defaults] accepts only 'model'")
+    model = defaults.get("model", default)
+    if model is not None and not isinstance(model, str):
+        raise RegistryError(f"{path}: [defaults] model must be a string")
+    return model
+
+
+def load_registry(user_file: Path | None = None, *, include_user_config: bool = True) -> Registry:
+    """Read the shipped registry, then the user config file (if present), then `user_file` (must exist).
+
+    Args:
+        user_file: an explicit registry (`--registry FILE`); later files override earlier ones per key.
+        include_user_config: also read `user_registry_path()` when it exists.
+    Returns:
+        the merged Registry.
+    """
+    files = [shipped_registry_path()]
+    if include_user_config and user_registry_path().is_file():
+        files.append(user_registry_path())
+    if user_file is not None:
+        files.append(Path(user_file))
+    models: dict[str, ModelSpec] = {}
+    default: str | None = None
+    for path in files:
+        default = _merge_file(path, models, default)
+    if default is None:
+        raise RegistryError(f"{files[0]}: [defaults] model is not set")
+    if default not in models:
+        raise RegistryError(f"[defaults] model {default!r} is not a registry entry (known: {', '.join(sorted(models))})")
+    return Registry(models=models, default_model=default, files=tuple(files))
+
+
+def resolve(name: str | None, registry: Registry, revision: str | None = None) -> ModelSpec:
+    """Turn a `--model` value into a ModelSpec: registry name, then local directory, then `org/name` hub id.
+
+    Args:
+        name: the `--model` value; None means the registry default.
+        registry: the merged registry.
+        revision: `--revision`, overriding the entry's revision (hub models only).
+    Returns:
+        the ModelSpec; raises ModelNotFoundError listing the known names when nothing matches.
+    """
+    name = registry.default_model if name is None else name
+    spec: ModelSpec | None = registry.models.get(name)
+    if spec is None:
+        local = Path(os.path.expanduser(name))
+        if local.is_dir():
+            spec = ModelSpec(name=name, path=local.resolve())
+        elif _HUB_ID.match(name) and not name.startswith((".", "/")):
+            spec = ModelSpec(name=name, repo=name)
+        else:
+            looks_like_path = os.sep in name or name.startswith((".", "~"))
+            what = "no such model directory" if looks_like_path else "unknown model"
+            raise ModelNotFoundError(
+                f"{name}: {what}; known models: {', '.join(registry.names())} "
+                "(or give a checkpoint directory or a hub id 'org/name')"
+            )
+    if revision is not None:
+        if spec.is_local:
+            raise ModelNotFoundError(f"{name}: --revision applies to hub models, but this is a local directory")
+        spec = replace(spec, revision=revision)
+    return spec

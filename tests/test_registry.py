@@ -1,0 +1,138 @@
+"""models.toml parsing, user overrides and `--model` resolution (no network, no torch)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from sewcli import registry
+from sewcli.errors import ModelNotFoundError, RegistryError
+from sewcli.registry import load_registry, resolve
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+
+@pytest.fixture(autouse=True)
+def _no_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_shipped_registry_has_the_required_entries() -> None:
+    reg = load_registry()
+    raw = tomllib.loads(registry.shipped_registry_path().read_text(encoding="utf-8"))
+    assert set(reg.models) == set(raw["models"])  # every table parsed, none invented
+    repos = {spec.repo for spec in reg.models.values()}
+    for repo in (
+        "asapp/sew-tiny-100k-ft-ls100h",
+        "asapp/sew-d-tiny-100k-ft-ls100h",
+        "facebook/wav2vec2-base-960h",
+        "facebook/wav2vec2-large-960h-lv60-self",
+        "jonatasgrosman/wav2vec2-large-xlsr-53-english",
+        "SpeechTek/EE-Wav2Vec2",
+    ):
+        assert repo in repos
+    assert {spec.arch for spec in reg.models.values()} == {"sew", "sew-d", "wav2vec2"}
+    default = reg.models[reg.default_model]
+    assert reg.default_model == "sew-synth-en"
+    assert default.is_local and default.path == registry.PACKAGE_DIR / "assets" / "sew-synth-en"
+    for spec in reg.models.values():
+        assert spec.description and spec.language and spec.license and spec.sample_rate == 16000
+
+
+def test_resolve_registry_name_directory_and_hub_id(tmp_path: Path) -> None:
+    reg = load_registry()
+    assert resolve("sew-tiny", reg).repo == "asapp/sew-tiny-100k-ft-ls100h"
+    assert resolve(None, reg).name == "sew-synth-en"
+    ckpt = tmp_path / "my-ckpt"
+    ckpt.mkdir()
+    local = resolve(str(ckpt), reg)
+    assert local.is_local and local.path == ckpt.resolve() and local.repo is None
+    hub = resolve("someorg/some-model.v2", reg, revision="abc123")
+    assert (hub.repo, hub.revision, hub.is_local) == ("someorg/some-model.v2", "abc123", False)
+    assert resolve("sew-tiny", reg, revision="v1").revision == "v1"
+
+
+def test_unknown_name_lists_known_names(tmp_path: Path) -> None:
+    reg = load_registry()
+    with pytest.raises(ModelNotFoundError) as err:
+        resolve("sew-huge", reg)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("sew-huge: unknown model")
+    for name in reg.names():
+        assert name in msg
+    with pytest.raises(ModelNotFoundError, match="no such model directory"):
+        resolve(str(tmp_path / "missing" / "dir"), reg)
+    with pytest.raises(ModelNotFoundError, match="local directory"):
+        resolve(str(tmp_path), reg, revision="main")
+
+
+def test_user_file_adds_and_overrides_per_key(tmp_path: Path) -> None:
+    (tmp_path / "ckpts" / "mine").mkdir(parents=True)
+    user = _write(
+        tmp_path / "extra.toml",
+        """
+[defaults]
+model = "mine"
+
+[models.mine]
+path = "ckpts/mine"
+arch = "sew"
+description = "my fine-tune"
+
+[models.sew-tiny]
+revision = "refs/pr/1"
+""",
+    )
+    reg = load_registry(user)
+    assert reg.default_model == "mine"
+    assert reg.models["mine"].path == tmp_path / "ckpts" / "mine"  # relative to the user file
+    tiny = reg.models["sew-tiny"]
+    assert tiny.revision == "refs/pr/1" and tiny.repo == "asapp/sew-tiny-100k-ft-ls100h"  # other keys kept
+    assert tiny.params == pytest.approx(40.7)
+    assert reg.files[-1] == user
+
+
+def test_user_config_dir_is_read(tmp_path: Path) -> None:
+    cfg = tmp_path / "xdg" / "sew"
+    cfg.mkdir(parents=True)
+    _write(cfg / "models.toml", '[models.extra]\nrepo = "a/b"\n')
+    assert load_registry().models["extra"].repo == "a/b"
+    assert "extra" not in load_registry(include_user_config=False).models
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[models.x\n", "invalid TOML"),
+        ('[models.x]\nrepo = "a/b"\ncolour = "red"\n', "unknown key 'colour'"),
+        ('[models.x]\narch = "sew"\n', "needs 'repo'"),
+        ('[models.x]\nrepo = "a/b"\narch = "conformer"\n', "arch must be one of"),
+        ('[models.x]\nrepo = "a/b"\nsample_rate = "16k"\n', "sample_rate must be a positive integer"),
+        ('[models.x]\nrepo = "not a hub id"\n', "repo must be a hub id"),
+        ('[models.x]\nrepo = "a/b"\nparams = true\n', "params must be a number"),
+        ("[defaults]\nmodel = \"nope\"\n", "'nope' is not a registry entry"),
+        ("[default]\nmodel = \"x\"\n", "unknown table 'default'"),
+    ],
+)
+def test_malformed_user_file_is_one_line_naming_the_file(tmp_path: Path, text: str, needle: str) -> None:
+    bad = _write(tmp_path / "bad.toml", text)
+    with pytest.raises(RegistryError) as err:
+        load_registry(bad)
+    msg = str(err.value)
+    assert needle in msg and "\n" not in msg
+    assert "nope" in needle or str(bad) in msg
+
+
+def test_missing_explicit_registry_file(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="registry file not found"):
+        load_registry(tmp_path / "absent.toml")
