@@ -1,0 +1,294 @@
+"""Blocks shared by SEW, SEW-D and wav2vec2: conv feature encoder, positional conv, transformer layer, masks.
+
+Submodule attribute names equal the transformers checkpoint keys (`conv_layers.{i}.conv`, `attention.q_proj`,
+`feed_forward.intermediate_dense`, ...) so a state dict loads without renaming. See
+/work/shared/reference/sew_spec.md sections 1-3 for the exact order of operations and eps values (P1, P2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sewcli.errors import UnsupportedConfigError
+
+# GroupNorm/LayerNorm inside the CNN use torch's default eps; transformers never passes layer_norm_eps there (P1).
+CNN_NORM_EPS = 1e-5
+
+
+class GeluPython(nn.Module):
+    """transformers' "gelu_python": x*0.5*(1+erf(x/sqrt 2)), not bit-identical to F.gelu (spec P2)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+class GeluNew(nn.Module):
+    """transformers' "gelu_new": the tanh approximation written out as HF computes it."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "gelu": nn.GELU,  # exact erf form, = F.gelu
+    "gelu_python": GeluPython,
+    "gelu_new": GeluNew,
+    "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh"),
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "linear": nn.Identity,
+}
+
+
+def activation(name: str, key: str = "hidden_act") -> nn.Module:
+    """Return a fresh activation module for an HF activation name; unknown -> UnsupportedConfigError naming `key`."""
+    try:
+        return _ACTIVATIONS[name]()
+    except KeyError:
+        raise UnsupportedConfigError(
+            f"config.json {key}={name!r} is not supported; known: {', '.join(sorted(_ACTIVATIONS))}"
+        ) from None
+
+
+def conv_output_length(length: Tensor, kernels: Sequence[int], strides: Sequence[int]) -> Tensor:
+    """Frames after a stack of unpadded convs: L -> (L - k)//s + 1 per layer, clamped at 0 (long tensor in, out)."""
+    for k, s in zip(kernels, strides):
+        length = torch.div(length - k, s, rounding_mode="floor") + 1
+    return torch.clamp(length, min=0)
+
+
+def conv_output_length_int(length: int, kernels: Sequence[int], strides: Sequence[int]) -> int:
+    """Same arithmetic as `conv_output_length` on a Python int (for sizing; no torch dispatch)."""
+    for k, s in zip(kernels, strides):
+        length = (length - k) // s + 1
+    return max(length, 0)
+
+
+def min_input_length(frames: int, kernels: Sequence[int], strides: Sequence[int]) -> int:
+    """Smallest number of samples for which the conv stack yields at least `frames` frames."""
+    need = frames
+    for k, s in zip(reversed(kernels), reversed(strides)):
+        need = (need - 1) * s + k
+    return need
+
+
+class ConvLayer(nn.Module):
+    """One feature-encoder layer: Conv1d -> [GroupNorm | LayerNorm over channels | nothing] -> activation."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, bias: bool, norm: str | None, act: str):
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size=kernel, stride=stride, bias=bias)
+        self.norm_kind = norm
+        if norm == "group":
+            # num_groups == channels: per-channel statistics over time (spec 1.2).
+            self.layer_norm: nn.Module | None = nn.GroupNorm(c_out, c_out, eps=CNN_NORM_EPS, affine=True)
+        elif norm == "layer":
+            self.layer_norm = nn.LayerNorm(c_out, eps=CNN_NORM_EPS)
+        else:
+            self.layer_norm = None
+        self.activation = activation(act, "feat_extract_activation")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(batch, c_in, time) -> (batch, c_out, time')."""
+        x = self.conv(x)
+        if self.norm_kind == "layer":
+            assert self.layer_norm is not None
+            x = self.layer_norm(x.transpose(-2, -1)).transpose(-2, -1)  # LN over channels: (B, T, C) and back
+        elif self.layer_norm is not None:
+            x = self.layer_norm(x)
+        return self.activation(x)
+
+
+class FeatureEncoder(nn.Module):
+    """The conv waveform encoder (`feature_extractor.conv_layers.{i}`); `norm` is HF's feat_extract_norm."""
+
+    def __init__(
+        self,
+        conv_dim: Sequence[int],
+        conv_kernel: Sequence[int],
+        conv_stride: Sequence[int],
+        conv_bias: bool,
+        norm: str,
+        act: str,
+    ):
+        super().__init__()
+        if norm not in ("group", "layer"):
+            raise UnsupportedConfigError(f"config.json feat_extract_norm={norm!r} is not supported; use group|layer")
+        layers = []
+        for i, (c, k, s) in enumerate(zip(conv_dim, conv_kernel, conv_stride)):
+            c_in = 1 if i == 0 else conv_dim[i - 1]
+            layer_norm = norm if (norm == "layer" or i == 0) else None  # group norm only on layer 0
+            layers.append(ConvLayer(c_in, c, k, s, conv_bias, layer_norm, act))
+        self.conv_layers = nn.ModuleList(layers)
+
+    def forward(self, input_values: Tensor) -> Tensor:
+        """Waveform (batch, samples) -> features (batch, conv_dim[-1], frames)."""
+        x = input_values[:, None]  # (B, 1, T)
+        for layer in self.conv_layers:
+            x = layer(x)
+        return x
+
+
+class PositionalConvEmbedding(nn.Module):
+    """Grouped conv positional embedding (`pos_conv_embed.conv`), weight-norm already folded into `conv.weight`.
+
+    Loaders fold `weight_g`/`weight_v` (or parametrizations original0/1) once with `torch._weight_norm(v, g, 2)`.
+    With `stride` > 1 (SEW squeeze) the output has ceil(T/stride) frames. SamePad drops the last frame for even k.
+    """
+
+    def __init__(self, hidden: int, kernel: int, groups: int, act: str, stride: int = 1):
+        super().__init__()
+        self.conv = nn.Conv1d(hidden, hidden, kernel_size=kernel, padding=kernel // 2, groups=groups, stride=stride)
+        self.num_pad_remove = 1 if kernel % 2 == 0 else 0
+        self.activation = activation(act, "feat_extract_activation")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(batch, hidden, time) -> (batch, hidden, time')."""
+        x = self.conv(x)
+        if self.num_pad_remove:
+            x = x[:, :, : -self.num_pad_remove]
+        return self.activation(x)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with q/k/v/out projections, computed by F.scaled_dot_product_attention."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        if hidden % heads:
+            raise UnsupportedConfigError(
+                f"config.json hidden_size={hidden} is not divisible by num_attention_heads={heads}"
+            )
+        self.num_heads = heads
+        self.head_dim = hidden // heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(hidden, hidden)
+        self.k_proj = nn.Linear(hidden, hidden)
+        self.v_proj = nn.Linear(hidden, hidden)
+        self.out_proj = nn.Linear(hidden, hidden)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """x (batch, time, hidden), key_mask bool (batch, time) True = valid key -> (batch, time, hidden)."""
+        b, t, h = x.shape
+        shape = (b, t, self.num_heads, self.head_dim)
+        q = self.q_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
+        k = self.k_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
+        v = self.v_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T) broadcast over queries
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, scale=self.head_dim**-0.5
+        )
+        y = y.transpose(1, 2).reshape(b, t, h)  # (B, T, nh*d)
+        return self.out_proj(y)
+
+
+class FeedForward(nn.Module):
+    """Position-wise FFN: intermediate_dense -> act -> dropout -> output_dense -> dropout."""
+
+    def __init__(self, hidden: int, intermediate: int, act: str, activation_dropout: float, hidden_dropout: float):
+        super().__init__()
+        self.intermediate_dense = nn.Linear(hidden, intermediate)
+        self.intermediate_act_fn = activation(act, "hidden_act")
+        self.intermediate_dropout = nn.Dropout(activation_dropout)
+        self.output_dense = nn.Linear(intermediate, hidden)
+        self.output_dropout = nn.Dropout(hidden_dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(batch, time, hidden) -> (batch, time, hidden)."""
+        x = self.intermediate_dropout(self.intermediate_act_fn(self.intermediate_dense(x)))
+        return self.output_dropout(self.output_dense(x))
+
+
+class EncoderLayer(nn.Module):
+    """Transformer layer; post-LN (wav2vec2 base, SEW) or pre-LN (`pre_ln=True`, wav2vec2 stable)."""
+
+    def __init__(
+        self,
+        hidden: int,
+        heads: int,
+        intermediate: int,
+        act: str,
+        eps: float,
+        dropouts: tuple[float, float, float],  # (attention, activation, hidden)
+        pre_ln: bool = False,
+    ):
+        super().__init__()
+        attention_dropout, activation_dropout, hidden_dropout = dropouts
+        self.pre_ln = pre_ln
+        self.attention = Attention(hidden, heads, attention_dropout)
+        self.dropout = nn.Dropout(hidden_dropout)
+        self.layer_norm = nn.LayerNorm(hidden, eps=eps)
+        self.feed_forward = FeedForward(hidden, intermediate, act, activation_dropout, hidden_dropout)
+        self.final_layer_norm = nn.LayerNorm(hidden, eps=eps)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """(batch, time, hidden) -> (batch, time, hidden); key_mask bool (batch, time), True = valid."""
+        if self.pre_ln:
+            x = x + self.dropout(self.attention(self.layer_norm(x), key_mask))
+            return x + self.feed_forward(self.final_layer_norm(x))
+        x = self.layer_norm(x + self.dropout(self.attention(x, key_mask)))
+        return self.final_layer_norm(x + self.feed_forward(x))
+
+
+def frame_mask(frames: int, lengths: Tensor) -> Tensor:
+    """Bool (batch, frames): True for t < lengths[b] (right padding)."""
+    return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def all_valid(mask: Tensor | None) -> bool:
+    """True when there is no mask or it marks every position valid (then attention can skip it)."""
+    return mask is None or bool(mask.all())
+
+
+def span_mask(
+    batch: int, frames: int, prob: float, span: int, min_masks: int, device: torch.device | None = None
+) -> Tensor:
+    """SpecAugment-style spans (bool (batch, frames)), same counting rule as transformers' _compute_mask_indices.
+
+    Uses torch's RNG so `torch.manual_seed` makes training runs reproducible.
+    """
+    mask = torch.zeros(batch, frames, dtype=torch.bool, device=device)
+    if prob <= 0 or span < 1 or frames < span:
+        return mask
+    eps = float(torch.rand(()))
+    n = max(int(prob * frames / span + eps), min_masks)
+    n = min(n, frames // span, frames - span + 1)
+    if n <= 0:
+        return mask
+    offsets = torch.arange(span, device=device)
+    for b in range(batch):
+        starts = torch.randperm(frames - span + 1, device=device)[:n]
+        mask[b, (starts[:, None] + offsets[None, :]).reshape(-1)] = True
+    return mask
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """transformers-like initialisation for training from scratch (Linear normal(std), norms 1/0, convs kaiming)."""
+    pos_convs = {id(m.conv) for m in module.modules() if isinstance(m, PositionalConvEmbedding)}
+    for m in module.modules():
+        if isinstance(m, PositionalConvEmbedding):
+            conv = m.conv
+            nn.init.normal_(conv.weight, mean=0.0, std=2 * math.sqrt(1 / (conv.kernel_size[0] * conv.in_channels)))
+            nn.init.zeros_(conv.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv1d) and id(m) not in pos_convs:
+            nn.init.kaiming_normal_(m.weight)
+            if m.bias is not None:
+                k = math.sqrt(m.groups / (m.in_channels * m.kernel_size[0]))
+                nn.init.uniform_(m.bias, a=-k, b=k)
+
