@@ -1,0 +1,117 @@
+"""Hub resolution against a fake Hugging Face cache directory (the real layout), with no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sewcli import hub
+from sewcli.errors import DownloadError
+from sewcli.registry import ModelSpec
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def make_fake_cache(root: Path, repo: str, files: dict[str, bytes], ref: str = "main", sha: str = SHA) -> Path:
+    """Lay out models--org--name/{blobs,refs/<ref>,snapshots/<sha>/...} like huggingface_hub does."""
+    repo_dir = root / ("models--" + repo.replace("/", "--"))
+    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs" / ref).write_text(sha)
+    snap = repo_dir / "snapshots" / sha
+    snap.mkdir(parents=True, exist_ok=True)
+    (repo_dir / "blobs").mkdir(exist_ok=True)
+    for i, (name, data) in enumerate(files.items()):
+        blob = repo_dir / "blobs" / f"blob{i:04d}"
+        blob.write_bytes(data)
+        (snap / name).symlink_to(Path("..", "..", "blobs", blob.name))
+    return snap
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "hf-cache"
+    root.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(root))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return root
+
+
+def test_cached_model_is_found_offline(hf_cache: Path) -> None:
+    snap = make_fake_cache(hf_cache, "org/tiny", {"config.json": b"{}", "model.safetensors": b"x" * 100})
+    spec = ModelSpec(name="tiny", repo="org/tiny")
+    assert hub.model_directory(spec) == snap
+    status = hub.cache_status(spec)
+    assert status.directory == snap and status.size_bytes == 102
+
+
+def test_revision_by_ref_and_by_sha(hf_cache: Path) -> None:
+    other = "f" * 40
+    snap = make_fake_cache(hf_cache, "org/tiny", {"config.json": b"{}", "pytorch_model.bin": b"w"}, "v2", other)
+    assert hub.model_directory(ModelSpec(name="t", repo="org/tiny", revision="v2")) == snap
+    assert hub.model_directory(ModelSpec(name="t", repo="org/tiny", revision=other)) == snap
+    with pytest.raises(DownloadError):
+        hub.model_directory(ModelSpec(name="t", repo="org/tiny", revision="main"))
+
+
+def test_not_cached_offline_is_one_clear_line(hf_cache: Path) -> None:
+    spec = ModelSpec(name="sew-tiny", repo="asapp/sew-tiny-100k-ft-ls100h")
+    with pytest.raises(DownloadError) as err:
+        hub.model_directory(spec)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "asapp/sew-tiny-100k-ft-ls100h@main" in msg and "HF_HUB_OFFLINE" in msg
+    assert "sew models download sew-tiny" in msg and str(hf_cache) in msg
+    assert hub.cache_status(spec).directory is None
+
+
+def test_snapshot_without_weights_is_not_cached(hf_cache: Path) -> None:
+    make_fake_cache(hf_cache, "org/partial", {"config.json": b"{}", "vocab.json": b"{}"})
+    assert hub.cached_snapshot("org/partial", "main") is None
+
+
+def test_download_refused_offline(hf_cache: Path) -> None:
+    with pytest.raises(DownloadError, match="HF_HUB_OFFLINE"):
+        hub.download(ModelSpec(name="x", repo="org/x"))
+
+
+def test_offline_flag_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert not hub.offline()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "YES")
+    assert hub.offline()
+
+
+def test_local_directory_spec(tmp_path: Path) -> None:
+    spec = ModelSpec(name="mine", path=tmp_path)
+    assert hub.model_directory(spec) == tmp_path
+    with pytest.raises(DownloadError, match="does not exist"):
+        hub.model_directory(ModelSpec(name="gone", path=tmp_path / "gone"))
+
+
+def test_download_fetches_only_needed_files(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Online path with the hub calls patched: safetensors preferred, only metadata + one weight file requested."""
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    calls: dict[str, object] = {}
+
+    class FakeApi:
+        def list_repo_files(self, repo: str, revision: str) -> list[str]:
+            calls["listed"] = (repo, revision)
+            return ["config.json", "vocab.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5", "README.md"]
+
+    def fake_snapshot(repo: str, **kwargs: object) -> str:
+        calls["snapshot"] = (repo, kwargs)
+        return str(hf_cache / "snap")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    path = hub.download(ModelSpec(name="w", repo="facebook/wav2vec2-base-960h", revision="r1"))
+    assert path == hf_cache / "snap"
+    assert calls["listed"] == ("facebook/wav2vec2-base-960h", "r1")
+    repo, kwargs = calls["snapshot"]  # type: ignore[misc]
+    assert repo == "facebook/wav2vec2-base-960h"
+    assert kwargs == {"revision": "r1", "allow_patterns": ["config.json", "vocab.json", "model.safetensors"],
+                      "cache_dir": str(hf_cache)}
