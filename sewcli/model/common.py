@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -292,3 +292,35 @@ def init_weights(module: nn.Module, std: float) -> None:
                 k = math.sqrt(m.groups / (m.in_channels * m.kernel_size[0]))
                 nn.init.uniform_(m.bias, a=-k, b=k)
 
+
+
+class SpecAugmentConfig(Protocol):
+    """The config fields SpecAugment reads (every family's config has them, named as in transformers)."""
+
+    apply_spec_augment: bool
+    mask_time_prob: float
+    mask_time_length: int
+    mask_time_min_masks: int
+    mask_feature_prob: float
+    mask_feature_length: int
+    mask_feature_min_masks: int
+
+
+def spec_augment(x: Tensor, cfg: SpecAugmentConfig, masked_spec_embed: Tensor | None) -> Tensor:
+    """Training-time masking: time spans -> `masked_spec_embed`, feature spans -> 0 (as transformers).
+
+    Args:
+        x: (batch, frames, hidden) features after the projection.
+    Returns:
+        (batch, frames, hidden), a new tensor (x is not modified in place).
+    """
+    if not cfg.apply_spec_augment:
+        return x
+    b, t, h = x.shape
+    if cfg.mask_time_prob > 0 and masked_spec_embed is not None:
+        tm = span_mask(b, t, cfg.mask_time_prob, cfg.mask_time_length, cfg.mask_time_min_masks, x.device)
+        x = torch.where(tm[:, :, None], masked_spec_embed.to(x.dtype), x)
+    if cfg.mask_feature_prob > 0:
+        fm = span_mask(b, h, cfg.mask_feature_prob, cfg.mask_feature_length, cfg.mask_feature_min_masks, x.device)
+        x = x.masked_fill(fm[:, None, :], 0.0)
+    return x

@@ -27,7 +27,7 @@ from sewcli.model.common import (
     frame_mask,
     init_weights,
     min_input_length,
-    span_mask,
+    spec_augment,
 )
 
 
@@ -221,22 +221,9 @@ class SEWModel(nn.Module):
         if attention_mask is not None:
             lengths = conv_output_length(attention_mask.sum(-1).long(), self.config.conv_kernel, self.config.conv_stride)
             mask = frame_mask(x.shape[1], lengths)
-        x = self._spec_augment(x)
+        if self.training:
+            x = spec_augment(x, self.config, getattr(self, "masked_spec_embed", None))
         return self.encoder(x, mask)
-
-    def _spec_augment(self, x: Tensor) -> Tensor:
-        """Training-only time masking with `masked_spec_embed` and feature masking with zeros (as transformers)."""
-        cfg = self.config
-        if not (self.training and cfg.apply_spec_augment):
-            return x
-        b, t, h = x.shape
-        if cfg.mask_time_prob > 0:
-            tm = span_mask(b, t, cfg.mask_time_prob, cfg.mask_time_length, cfg.mask_time_min_masks, x.device)
-            x = torch.where(tm[:, :, None], self.masked_spec_embed.to(x.dtype), x)
-        if cfg.mask_feature_prob > 0:
-            fm = span_mask(b, h, cfg.mask_feature_prob, cfg.mask_feature_length, cfg.mask_feature_min_masks, x.device)
-            x = x.masked_fill(fm[:, None, :], 0.0)
-        return x
 
 
 class SEWForCTC(nn.Module):
