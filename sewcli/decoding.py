@@ -1,0 +1,483 @@
+"""CTC decoding: log-probabilities -> text, word timings and word confidences (numpy only, no torch).
+
+Two decoders share one interface (`CTCDecoder.decode(iterator of Emissions) -> DecodeResult`):
+
+* `GreedyDecoder` streams. It takes the argmax of every frame and reproduces
+  `Wav2Vec2CTCTokenizer.decode(ids, skip_special_tokens=False)` (sew_spec.md section 7) exactly: collapse repeats,
+  drop the blank, word delimiter -> " ", strip, lower-case if the vocabulary says so; other special tokens
+  (<s>, </s>, <unk>) stay in the text. The previous frame's token is carried across chunk boundaries, so the result
+  is identical to decoding the concatenated matrix. Memory is O(emitted tokens), never O(frames).
+* `BeamDecoder` runs pyctcdecode's prefix beam search (optional KenLM, hotwords). pyctcdecode holds a whole matrix,
+  so the stream is cut into pieces that are decoded independently (see `_BeamSplitter` for the rule); memory is
+  bounded by `max_piece_seconds` of log-probs.
+
+Word timing: a word spans from the first frame of its first token's run to the end (exclusive) of its last token's
+run, as HF's `_get_word_offsets`; seconds = global frame index * frame_seconds.
+
+Word confidence (in [0, 1]): the geometric mean, over the word's emitted tokens, of each token's peak posterior.
+Greedy: a token's peak posterior is max over the frames of its run of p(token). Beam: the runs are not known, so it is
+max over the word's frames of p(token) (the word's text is split back into vocabulary tokens by longest match).
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from sewcli import errors, records
+
+DecoderKind = Literal["greedy", "beam"]
+
+# A frame counts as "confident blank" for splitting the beam stream when p(blank) >= 0.9.
+_SPLIT_BLANK_LOGP = math.log(0.9)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Settings of the CTC decoder stage (the beam fields are ignored by the greedy decoder)."""
+
+    kind: DecoderKind = "greedy"
+    # Beam width 32: measured with bench/decode_bench.py (see the report in docs); the pyctcdecode default of 100 is
+    # ~3x slower for no change on peaky CTC posteriors without an LM.
+    beam_width: int = 32
+    lm_path: str | None = None  # KenLM model (.arpa or .bin); needs `pip install 'sewcli[lm]'`
+    alpha: float = 0.5  # LM weight (pyctcdecode default)
+    beta: float = 1.5  # word insertion bonus (pyctcdecode default)
+    hotwords: tuple[str, ...] = ()
+    hotword_weight: float = 10.0
+    beam_prune_logp: float = -10.0  # drop beams this far below the best one (pyctcdecode default)
+    token_min_logp: float = -5.0  # skip tokens below this log-prob unless they are the frame's argmax
+    split_blank_seconds: float = 0.5  # cut the beam stream inside confident-blank runs at least this long
+    max_piece_seconds: float = 60.0  # force a cut once a piece is this long (bounds memory and latency)
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """What a decoder returns for one input: the text, its words, and how much audio it covered."""
+
+    text: str
+    words: tuple[records.Word, ...]
+    frames: int  # number of frames consumed
+    duration: float  # seconds covered by those frames
+
+
+class CTCDecoder(Protocol):
+    """Turns a stream of consecutive Emissions of one input into text and words."""
+
+    def decode(self, emissions: Iterable[records.Emissions]) -> DecodeResult:
+        """Decode all chunks of one input (log-probs (frames, vocab) each, consecutive, no overlap)."""
+        ...
+
+
+def build_decoder(vocab: records.Vocabulary, options: DecodeOptions = DecodeOptions()) -> CTCDecoder:
+    """Build the decoder `options.kind` for `vocab`.
+
+    Args:
+        vocab: the model's output vocabulary (column i of the log-probs is vocab.tokens[i]).
+        options: decoder settings.
+
+    Returns:
+        a CTCDecoder; raises DecoderError for bad options, a missing kenlm or an unreadable LM file.
+    """
+    _check_vocab(vocab)
+    if options.kind == "greedy":
+        return GreedyDecoder(vocab)
+    if options.kind == "beam":
+        return BeamDecoder(vocab, options)
+    raise errors.DecoderError(f"decoder kind {options.kind!r} is not one of: greedy, beam")
+
+
+def _check_vocab(vocab: records.Vocabulary) -> None:
+    """Reject vocabularies the decoders cannot interpret."""
+    if len(vocab) == 0:
+        raise errors.DecoderError("vocabulary is empty")
+    if not 0 <= vocab.blank_id < len(vocab):
+        raise errors.DecoderError(f"blank id {vocab.blank_id} is outside the vocabulary of {len(vocab)} tokens")
+
+
+def token_strings(vocab: records.Vocabulary) -> tuple[str, ...]:
+    """What each token contributes to the text: blank -> "", word delimiter -> " ", anything else verbatim."""
+    out = []
+    for i, tok in enumerate(vocab.tokens):
+        if i == vocab.blank_id or tok == vocab.tokens[vocab.blank_id]:
+            out.append("")  # HF removes every occurrence of the pad token string
+        elif vocab.word_delimiter is not None and tok == vocab.word_delimiter:
+            out.append(" ")
+        else:
+            out.append(tok)
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shared text assembly
+
+
+@dataclass
+class _Piece:
+    """One emitted token run: its text, global frame span [start, end) and the log of its peak posterior."""
+
+    text: str
+    start: int
+    end: int
+    peak_logp: float
+
+
+def _assemble(
+    pieces: Sequence[_Piece], lower: bool, frame_seconds: float
+) -> tuple[str, tuple[records.Word, ...]]:
+    """Join token pieces into text and words exactly as HF's convert_tokens_to_string + _get_word_offsets."""
+    raw = "".join(p.text for p in pieces)
+    text = raw.strip()
+    lead = len(raw) - len(raw.lstrip())
+    spans: list[tuple[list[_Piece], int, int]] = []  # (token runs, char_start, char_end) per word
+    pos = 0  # offset of the current piece in `raw`
+    cur: list[_Piece] = []
+    cur_start = 0
+
+    def flush() -> None:
+        s = min(max(cur_start - lead, 0), len(text))
+        e = min(max(pos - lead, s), len(text))
+        if lower:  # .lower() may change lengths ("İ" -> "i̇"); map offsets through the lowered prefix
+            s, e = len(text[:s].lower()), len(text[:e].lower())
+        spans.append((cur, s, e))
+
+    for p in pieces:
+        if p.text == " ":
+            if cur:
+                flush()
+                cur = []
+        else:
+            if not cur:
+                cur_start = pos
+            cur.append(p)
+        pos += len(p.text)
+    if cur:
+        flush()
+    if lower:
+        text = text.lower()
+    words = tuple(_make_word(text, runs, s, e, frame_seconds) for runs, s, e in spans)
+    return text, words
+
+
+def _make_word(
+    text: str, pieces: Sequence[_Piece], char_start: int, char_end: int, frame_seconds: float
+) -> records.Word:
+    """A Word from its token runs; confidence = exp(mean of the tokens' peak log-posteriors)."""
+    conf = math.exp(sum(p.peak_logp for p in pieces) / len(pieces))
+    conf = min(max(conf, 0.0), 1.0)
+    return records.Word(
+        text=text[char_start:char_end],
+        start=pieces[0].start * frame_seconds,
+        end=pieces[-1].end * frame_seconds,
+        confidence=conf,
+        char_start=char_start,
+        char_end=char_end,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Greedy
+
+
+class GreedyDecoder:
+    """Streaming argmax decoder with Wav2Vec2CTCTokenizer semantics."""
+
+    def __init__(self, vocab: records.Vocabulary) -> None:
+        """Precompute the per-token strings once."""
+        _check_vocab(vocab)
+        self.vocab = vocab
+        self._strings = token_strings(vocab)
+
+    def decode(self, emissions: Iterable[records.Emissions]) -> DecodeResult:
+        """Decode a stream of chunks; the result equals decoding their concatenation.
+
+        Args:
+            emissions: consecutive Emissions of one input, log_probs (frames, vocab) float32.
+
+        Returns:
+            DecodeResult with HF-identical text and word offsets converted to seconds.
+        """
+        pieces: list[_Piece] = []
+        run_id = -1  # token of the open run, carried across chunks (-1: none yet)
+        run_start = 0  # global frame where the open run began
+        run_peak = -math.inf  # max log-posterior of run_id over the open run
+        frames = 0
+        next_frame = 0  # global index one past the last frame seen
+        frame_seconds = 0.0
+        for em in emissions:
+            lp = _check_emissions(em, len(self.vocab))
+            frame_seconds = em.frame_seconds
+            n = lp.shape[0]
+            frames += n
+            if n == 0:
+                continue
+            g0, next_frame = em.first_frame, em.first_frame + n
+            ids = lp.argmax(axis=1)  # (frames,)
+            peaks = lp[np.arange(n), ids]  # (frames,) log-posterior of each frame's argmax token
+            starts = np.flatnonzero(np.diff(ids)) + 1  # chunk rows where a new run begins
+            if ids[0] != run_id:
+                starts = np.concatenate(([0], starts))
+            first = int(starts[0]) if len(starts) else n
+            if first > 0:  # the carried run goes on into this chunk
+                run_peak = max(run_peak, float(peaks[:first].max()))
+            ends = np.concatenate((starts[1:], [n]))
+            for a, b in zip(starts.tolist(), ends.tolist()):
+                if run_id >= 0:
+                    self._close(pieces, run_id, run_start, g0 + a, run_peak)
+                run_id, run_start, run_peak = int(ids[a]), g0 + a, float(peaks[a:b].max())
+        if run_id >= 0:
+            self._close(pieces, run_id, run_start, next_frame, run_peak)
+        text, words = _assemble(pieces, self.vocab.do_lower_case, frame_seconds)
+        return DecodeResult(text=text, words=words, frames=frames, duration=frames * frame_seconds)
+
+    def _close(self, pieces: list[_Piece], token: int, start: int, end: int, peak: float) -> None:
+        """Record a finished run unless it is the blank."""
+        s = self._strings[token]
+        if s:
+            pieces.append(_Piece(s, start, end, peak))
+
+
+def _check_emissions(em: records.Emissions, vocab_size: int) -> np.ndarray:
+    """Validate one chunk's shape against the vocabulary and return its log-probs as float32."""
+    lp = np.asarray(em.log_probs, dtype=np.float32)
+    if lp.ndim != 2 or lp.shape[1] != vocab_size:
+        raise errors.DecoderError(
+            f"emissions have shape {tuple(lp.shape)}, expected (frames, {vocab_size}) for this vocabulary"
+        )
+    return lp
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Beam
+
+
+class _BeamSplitter:
+    """Cuts a stream of log-prob chunks into independently decodable pieces.
+
+    Rule: a piece ends in the middle of the first run of at least `min_run` consecutive frames whose blank
+    posterior is >= 0.9 (a pause; one cut per run). If no such run appears, a piece is cut once it reaches
+    `max_frames`, at the frame with the highest blank log-prob in its last quarter. Pieces are yielded as
+    (global first frame, log-probs (frames, vocab)).
+    """
+
+    def __init__(self, blank_id: int, min_run: int, max_frames: int) -> None:
+        self.blank_id = blank_id
+        self.min_run = max(1, min_run)
+        self.max_frames = max(4, max_frames)
+
+    def split(self, emissions: Iterable[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield pieces covering every input frame exactly once, in order."""
+        buf: list[np.ndarray] = []
+        buf_start: int | None = None  # global frame of buf's first row
+        buf_len = 0
+        run = 0  # length of the confident-blank run ending at the last frame seen
+        cut_in_run = False
+        for g0, lp in emissions:
+            if buf_start is None:
+                buf_start = g0
+            confident = lp[:, self.blank_id] >= _SPLIT_BLANK_LOGP  # (frames,)
+            offset = 0  # rows of lp already moved into buf
+            for i in range(lp.shape[0]):
+                if confident[i]:
+                    run += 1
+                else:
+                    run, cut_in_run = 0, False
+                local = buf_len + (i - offset) + 1  # frames in the current piece including frame i
+                if run >= self.min_run and not cut_in_run:
+                    cut = local - self.min_run // 2  # the middle of the run so far
+                    buf.append(lp[offset : i + 1])
+                    offset = i + 1
+                    piece = np.concatenate(buf)
+                    yield buf_start, piece[:cut]
+                    buf, buf_start, buf_len = [piece[cut:]], buf_start + cut, len(piece) - cut
+                    cut_in_run = True
+                elif local >= self.max_frames:
+                    buf.append(lp[offset : i + 1])
+                    offset = i + 1
+                    piece = np.concatenate(buf)
+                    tail = piece[-(len(piece) // 4) :, self.blank_id]
+                    cut = len(piece) - len(tail) + int(len(tail) - 1 - np.argmax(tail[::-1])) + 1
+                    yield buf_start, piece[:cut]
+                    buf, buf_start, buf_len = [piece[cut:]], buf_start + cut, len(piece) - cut
+            if offset < lp.shape[0]:
+                buf.append(lp[offset:])
+                buf_len += lp.shape[0] - offset
+        if buf_start is not None and buf_len > 0:
+            yield buf_start, np.concatenate(buf)
+
+
+class BeamDecoder:
+    """pyctcdecode prefix beam search with an explicit label list, optional KenLM and hotwords."""
+
+    def __init__(self, vocab: records.Vocabulary, options: DecodeOptions) -> None:
+        """Build the pyctcdecode decoder once (imports pyctcdecode, and kenlm if an LM is given)."""
+        _check_vocab(vocab)
+        if options.beam_width < 1:
+            raise errors.DecoderError(f"beam width must be >= 1, got {options.beam_width}")
+        self.vocab = vocab
+        self.options = options
+        self.labels = beam_labels(vocab)
+        self.hotwords = _normalize_hotwords(options.hotwords, vocab, self.labels)
+        self._decoder = _build_pyctcdecode(self.labels, options)
+        # pyctcdecode keeps the LM in a class-level dict; drop our entry when this object goes away
+        weakref.finalize(self, self._decoder.cleanup)
+        # tokens (longest first) to split a decoded word back into vocabulary ids for the confidence
+        self._by_text = sorted(
+            ((s, i) for i, s in enumerate(self.labels) if s not in ("", " ")), key=lambda t: -len(t[0])
+        )
+
+    def decode(self, emissions: Iterable[records.Emissions]) -> DecodeResult:
+        """Decode a stream of chunks piece by piece (pieces cut at pauses, see _BeamSplitter).
+
+        Args:
+            emissions: consecutive Emissions of one input, log_probs (frames, vocab) float32.
+
+        Returns:
+            DecodeResult; words are the beam's words, text is the words joined by one space.
+        """
+        state: dict[str, Any] = {"frames": 0, "frame_seconds": 0.0}
+
+        def chunks() -> Iterator[tuple[int, np.ndarray]]:
+            for em in emissions:
+                lp = _check_emissions(em, len(self.vocab))
+                state["frames"] += lp.shape[0]
+                state["frame_seconds"] = em.frame_seconds
+                if lp.shape[0]:
+                    yield em.first_frame, lp
+
+        opts = self.options
+        pieces: list[_Piece] = []
+        splitter: _BeamSplitter | None = None
+        it = chunks()
+        first = next(it, None)
+        if first is not None:
+            fs = state["frame_seconds"] or 0.02
+            splitter = _BeamSplitter(
+                self.vocab.blank_id,
+                min_run=int(round(opts.split_blank_seconds / fs)),
+                max_frames=int(round(opts.max_piece_seconds / fs)),
+            )
+            stream = _prepend(first, it)
+            for g0, lp in splitter.split(stream):
+                self._decode_piece(g0, lp, pieces)
+        fs = state["frame_seconds"]
+        text, words = _assemble(pieces, self.vocab.do_lower_case, fs)
+        return DecodeResult(text=text, words=words, frames=state["frames"], duration=state["frames"] * fs)
+
+    def _decode_piece(self, g0: int, lp: np.ndarray, pieces: list[_Piece]) -> None:
+        """Beam-search one piece and append its words (as pieces with a " " between words)."""
+        opts = self.options
+        beams = self._decoder.decode_beams(
+            lp,
+            beam_width=opts.beam_width,
+            beam_prune_logp=opts.beam_prune_logp,
+            token_min_logp=opts.token_min_logp,
+            hotwords=list(self.hotwords) or None,
+            hotword_weight=opts.hotword_weight,
+        )
+        if not beams:
+            return
+        for word, (s, e) in beams[0][2]:
+            if s < 0 or e <= s:  # pyctcdecode's NULL_FRAMES; should not happen for a real word
+                s, e = 0, max(e, 1)
+            conf_logp = self._word_logp(word, lp[s:e])
+            if pieces:
+                pieces.append(_Piece(" ", g0 + s, g0 + s, 0.0))
+            pieces.append(_Piece(word, g0 + s, g0 + e, conf_logp))
+
+    def _word_logp(self, word: str, lp: np.ndarray) -> float:
+        """Mean over the word's tokens of the log of max over the word's frames of p(token)."""
+        ids = []
+        i = 0
+        while i < len(word):
+            for s, tid in self._by_text:
+                if word.startswith(s, i):
+                    ids.append(tid)
+                    i += len(s)
+                    break
+            else:
+                i += 1  # cannot happen: every character of the word came from a label
+        if not ids or lp.shape[0] == 0:
+            return float(lp.max(axis=1).mean()) if lp.shape[0] else 0.0
+        return float(np.mean([lp[:, t].max() for t in ids]))
+
+
+def _prepend(first: tuple[int, np.ndarray], rest: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield `first` then the rest of the iterator."""
+    yield first
+    yield from rest
+
+
+def beam_labels(vocab: records.Vocabulary) -> list[str]:
+    """The label list handed to pyctcdecode, built once and explicitly (no pyctcdecode label rewriting).
+
+    blank -> "" (pyctcdecode's blank), word delimiter -> " " (its word boundary), every other token verbatim, so
+    "<unk>", "<s>" and "</s>" come out as text exactly as the greedy decoder (and HF) emit them.
+    """
+    return list(token_strings(vocab))
+
+
+def _normalize_hotwords(
+    hotwords: Sequence[str], vocab: records.Vocabulary, labels: Sequence[str]
+) -> tuple[str, ...]:
+    """Put hotwords in the vocabulary's case (upper-case vocabularies with do_lower_case) or raise DecoderError."""
+    chars = {c for lab in labels if len(lab) == 1 and lab != "" for c in lab} | {" "}
+    out = []
+    for hw in hotwords:
+        hw = " ".join(hw.split())
+        if not hw:
+            raise errors.DecoderError("hotword is empty")
+        for cand in (hw, hw.upper(), hw.lower()):
+            if set(cand) <= chars:
+                out.append(cand)
+                break
+        else:
+            missing = "".join(sorted(set(hw) - chars))
+            raise errors.DecoderError(f"hotword {hw!r} has characters not in the model vocabulary: {missing!r}")
+    return tuple(out)
+
+
+def _build_pyctcdecode(labels: list[str], options: DecodeOptions) -> Any:
+    """Instantiate pyctcdecode's BeamSearchDecoderCTC directly from our labels (imports are lazy)."""
+    try:
+        from pyctcdecode.alphabet import Alphabet
+        from pyctcdecode.decoder import BeamSearchDecoderCTC
+    except ImportError as e:
+        raise errors.DecoderError("beam search needs pyctcdecode: pip install pyctcdecode") from e
+    language_model = None
+    if options.lm_path is not None:
+        language_model = _load_lm(options)
+    # Alphabet(...) rather than Alphabet.build_alphabet(...): the latter rewrites "<unk>", "[PAD]", "_" and "|".
+    return BeamSearchDecoderCTC(Alphabet(list(labels), is_bpe=False), language_model)
+
+
+def _load_lm(options: DecodeOptions) -> Any:
+    """Load a KenLM model (and the unigram list from an ARPA file) for pyctcdecode."""
+    path = Path(options.lm_path or "")
+    try:
+        import kenlm  # optional dependency
+    except ImportError as e:
+        raise errors.DecoderError(
+            f"language model {path} needs the kenlm module: pip install 'sewcli[lm]'"
+        ) from e
+    from pyctcdecode.language_model import LanguageModel, load_unigram_set_from_arpa
+
+    if not path.is_file():
+        raise errors.DecoderError(f"language model {path}: no such file")
+    try:
+        model = kenlm.Model(str(path))
+    except (OSError, RuntimeError, ValueError) as e:
+        raise errors.DecoderError(f"language model {path}: not a readable KenLM .arpa/.bin file ({e})") from e
+    unigrams = None
+    if path.suffix.lower() == ".arpa":
+        try:
+            unigrams = load_unigram_set_from_arpa(str(path))
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            raise errors.DecoderError(f"language model {path}: cannot read its unigrams ({e})") from e
+    return LanguageModel(model, unigrams, alpha=options.alpha, beta=options.beta)
