@@ -294,7 +294,8 @@ class _BeamSplitter:
                     buf.append(lp[offset : i + 1])
                     offset = i + 1
                     piece = np.concatenate(buf)
-                    yield buf_start, piece[:cut]
+                    if cut > 0:
+                        yield buf_start, piece[:cut]
                     buf, buf_start, buf_len = [piece[cut:]], buf_start + cut, len(piece) - cut
                     cut_in_run = True
                 elif local >= self.max_frames:
@@ -473,7 +474,8 @@ def _load_lm(options: DecodeOptions) -> Any:
     try:
         model = kenlm.Model(str(path))
     except (OSError, RuntimeError, ValueError) as e:
-        raise errors.DecoderError(f"language model {path}: not a readable KenLM .arpa/.bin file ({e})") from e
+        detail = " ".join(str(e).split())[-160:]  # kenlm's messages are long and multi-line
+        raise errors.DecoderError(f"language model {path}: not a readable KenLM .arpa/.bin file ({detail})") from e
     unigrams = None
     if path.suffix.lower() == ".arpa":
         try:

@@ -1,0 +1,319 @@
+"""CTC decoding: hand-built matrices, streaming == whole, parity with transformers' tokenizer, beam search."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sewcli import errors, records
+from sewcli.decoding import DecodeOptions, _BeamSplitter, beam_labels, build_decoder
+
+EN = ("<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ")  # asapp/sew-*-ft vocab order
+# An XLSR-style community vocab: lower-case letters with umlauts, "|" in the middle, [UNK]/[PAD] at the END.
+# "İ" and "Σ" change length / context under str.lower(), "ABC" is a multi-character token.
+DE = (*"abcdefghijklmnopqrstuvwxyz", "ä", "ö", "ü", "ß", "|", "'", "Ä", "İ", "Σ", "ABC", "[UNK]", "[PAD]")
+FS = 0.02
+EN_VOCAB = records.Vocabulary(EN, blank_id=0)
+DE_VOCAB = records.Vocabulary(
+    DE, blank_id=len(DE) - 1, unk_token="[UNK]", do_lower_case=True, special_tokens=frozenset({"[UNK]", "[PAD]"})
+)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def onehot(tokens: tuple[str, ...], seq: str | list[str], p: float = 1.0) -> np.ndarray:
+    """Log-probs (frames, vocab) whose argmax spells `seq` (one token per frame, "_" = the blank)."""
+    blank = tokens.index("[PAD]") if "[PAD]" in tokens else 0
+    items = list(seq)
+    lp = np.full((len(items), len(tokens)), math.log((1 - p) / (len(tokens) - 1)) if p < 1 else -1e4, np.float32)
+    for t, ch in enumerate(items):
+        lp[t, blank if ch == "_" else tokens.index(ch)] = math.log(p) if p < 1 else 0.0
+    return lp
+
+
+def random_logprobs(rng: np.random.Generator, frames: int, vocab: int, blank: int) -> np.ndarray:
+    """Random log-softmax rows with a blank bias, so runs and blanks both occur."""
+    x = rng.normal(size=(frames, vocab)) * 2.0
+    x[:, blank] += 1.5
+    x -= np.log(np.exp(x).sum(axis=1, keepdims=True))
+    return x.astype(np.float32)
+
+
+def greedy(vocab: records.Vocabulary, lp: np.ndarray, first_frame: int = 0):
+    return build_decoder(vocab).decode([records.Emissions(lp, first_frame, FS)])
+
+
+def hf_tokenizer(tmp_path: Path, tokens: tuple[str, ...], **kw):
+    transformers = pytest.importorskip("transformers")
+    path = tmp_path / "vocab.json"
+    path.write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False), encoding="utf-8")
+    return transformers.Wav2Vec2CTCTokenizer(str(path), **kw)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# greedy: hand-built matrices
+
+
+def test_greedy_collapses_repeats_blank_splits_and_delimiter_is_space():
+    res = greedy(EN_VOCAB, onehot(EN, "__HHE_LL_LO|||WOO_RLD__"))
+    assert res.text == "HELLO WORLD"
+    assert [w.text for w in res.words] == ["HELLO", "WORLD"]
+    # HELLO: H at frame 2 .. O at frame 10 (end exclusive 11); WORLD: W at 14 .. D at 20 (end 21)
+    assert [(w.start, w.end) for w in res.words] == [
+        pytest.approx((2 * FS, 11 * FS)),
+        pytest.approx((14 * FS, 21 * FS)),
+    ]
+    assert [(w.char_start, w.char_end) for w in res.words] == [(0, 5), (6, 11)]
+    assert res.frames == 23 and res.duration == pytest.approx(23 * FS)
+
+
+def test_greedy_keeps_special_tokens_and_double_spaces_like_hf():
+    res = greedy(EN_VOCAB, onehot(EN, ["A", "<unk>", "B", "|", "_", "|", "<s>", "C", "|"]))
+    assert res.text == "A<unk>B  <s>C"  # two delimiters separated by a blank give two spaces (HF does the same)
+    assert [w.text for w in res.words] == ["A<unk>B", "<s>C"]
+    assert [(w.char_start, w.char_end) for w in res.words] == [(0, 7), (9, 13)]
+
+
+def test_greedy_blank_at_end_of_vocab_and_lower_case():
+    res = greedy(DE_VOCAB, onehot(DE, ["_", "Ä", "Ä", "_", "ö", "|", "ß", "_", "ABC", "|", "ü", "_"]))
+    assert res.text == "äö ßabc ü"
+    assert [(w.text, w.start, w.end) for w in res.words] == [
+        ("äö", pytest.approx(1 * FS), pytest.approx(5 * FS)),
+        ("ßabc", pytest.approx(6 * FS), pytest.approx(9 * FS)),
+        ("ü", pytest.approx(10 * FS), pytest.approx(11 * FS)),
+    ]
+
+
+def test_greedy_lower_case_that_changes_length_keeps_offsets_consistent():
+    res = greedy(DE_VOCAB, onehot(DE, "İa|bΣ|Σc"))
+    assert res.text == "İa bΣ Σc".lower()  # "i̇a bς σc": İ becomes two code points, final sigma rule applies
+    for w in res.words:
+        assert res.text[w.char_start : w.char_end] == w.text
+    assert [w.text for w in res.words] == res.text.split(" ")
+
+
+def test_greedy_times_use_first_frame():
+    res = greedy(EN_VOCAB, onehot(EN, "_AB_"), first_frame=100)
+    assert (res.words[0].start, res.words[0].end) == pytest.approx((101 * FS, 103 * FS))
+
+
+def test_greedy_confidence_is_geometric_mean_of_token_peaks():
+    v = len(EN)
+    lp = np.full((5, v), math.log(0.01), np.float32)
+    # frames: A(0.6) A(0.8) blank(0.9) B(0.5) |(0.9)
+    for t, (tok, p) in enumerate([("A", 0.6), ("A", 0.8), ("<pad>", 0.9), ("B", 0.5), ("|", 0.9)]):
+        lp[t, EN.index(tok)] = math.log(p)
+    res = greedy(EN_VOCAB, lp)
+    assert res.text == "AB"
+    assert res.words[0].confidence == pytest.approx(math.sqrt(0.8 * 0.5), rel=1e-5)
+
+
+def test_greedy_confidence_is_one_for_one_hot_and_low_for_flat():
+    assert greedy(EN_VOCAB, onehot(EN, "AB")).words[0].confidence == pytest.approx(1.0)
+    flat = onehot(EN, "AB", p=0.2)
+    assert greedy(EN_VOCAB, flat).words[0].confidence == pytest.approx(0.2, rel=1e-5)
+
+
+def test_empty_input_and_zero_frame_chunks():
+    dec = build_decoder(EN_VOCAB)
+    assert dec.decode([]).text == "" and dec.decode([]).words == ()
+    empty = records.Emissions(np.zeros((0, len(EN)), np.float32), 0, FS)
+    res = dec.decode([empty, records.Emissions(onehot(EN, "____"), 0, FS), empty])
+    assert res.text == "" and res.words == () and res.frames == 4
+
+
+def test_wrong_vocab_size_is_a_decoder_error():
+    with pytest.raises(errors.DecoderError, match=r"shape \(3, 5\)"):
+        build_decoder(EN_VOCAB).decode([records.Emissions(np.zeros((3, 5), np.float32), 0, FS)])
+
+
+def test_bad_options_are_decoder_errors():
+    with pytest.raises(errors.DecoderError, match="kind"):
+        build_decoder(EN_VOCAB, DecodeOptions(kind="viterbi"))  # type: ignore[arg-type]
+    with pytest.raises(errors.DecoderError, match="beam width"):
+        build_decoder(EN_VOCAB, DecodeOptions(kind="beam", beam_width=0))
+    with pytest.raises(errors.DecoderError, match="blank id"):
+        build_decoder(records.Vocabulary(("a", "b"), blank_id=2))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# greedy: streaming and parity with transformers
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), frames=st.integers(0, 80), cuts=st.lists(st.integers(0, 80), max_size=6))
+def test_greedy_streaming_equals_whole_matrix(seed, frames, cuts):
+    lp = random_logprobs(np.random.default_rng(seed), frames, len(EN), 0)
+    # make long runs likely so they straddle chunk boundaries
+    lp = np.repeat(lp, 3, axis=0)
+    bounds = sorted({0, 3 * frames, *[min(c * 3 - (c % 2), 3 * frames) for c in cuts if c > 0]})
+    chunks = [records.Emissions(lp[a:b], 7 + a, FS) for a, b in zip(bounds, bounds[1:])]
+    whole = greedy(EN_VOCAB, lp, first_frame=7)
+    streamed = build_decoder(EN_VOCAB).decode(iter(chunks))
+    assert streamed == whole
+
+
+@pytest.mark.parametrize("which", ["en", "de"])
+def test_greedy_matches_transformers_tokenizer(tmp_path, which):
+    if which == "en":
+        tokens, vocab, tok = EN, EN_VOCAB, hf_tokenizer(tmp_path, EN)
+    else:
+        tokens, vocab = DE, DE_VOCAB
+        tok = hf_tokenizer(tmp_path, DE, pad_token="[PAD]", unk_token="[UNK]", do_lower_case=True)
+        assert tok.pad_token_id == len(DE) - 1 != 0
+    rng = np.random.default_rng(1234)
+    for trial in range(150):
+        lp = random_logprobs(rng, int(rng.integers(0, 70)), len(tokens), vocab.blank_id)
+        ids = lp.argmax(axis=1).tolist()
+        ref = tok.decode(ids, output_word_offsets=True)  # skip_special_tokens=False is the default
+        res = greedy(vocab, lp)
+        assert res.text == ref.text, trial
+        ref_words = [w["word"].lower() if vocab.do_lower_case else w["word"] for w in ref.word_offsets]
+        assert [w.text for w in res.words] == ref_words, trial
+        assert [(w.start, w.end) for w in res.words] == [
+            pytest.approx((w["start_offset"] * FS, w["end_offset"] * FS)) for w in ref.word_offsets
+        ], trial
+        for w in res.words:
+            assert res.text[w.char_start : w.char_end] == w.text
+            assert 0.0 <= w.confidence <= 1.0
+
+
+def test_decoding_module_does_not_import_torch_or_pyctcdecode():
+    code = (
+        "import sys, numpy as np; from sewcli import records, decoding;"
+        "v = records.Vocabulary(('<pad>', '|', 'A'), 0);"
+        "decoding.build_decoder(v).decode([records.Emissions(np.zeros((2, 3), np.float32), 0, 0.02)]);"
+        "assert 'torch' not in sys.modules and 'pyctcdecode' not in sys.modules, 'heavy import'"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# beam search
+
+
+def beam(vocab: records.Vocabulary, lp: np.ndarray, **kw):
+    return build_decoder(vocab, DecodeOptions(kind="beam", **kw)).decode([records.Emissions(lp, 0, FS)])
+
+
+def test_beam_labels_are_explicit_and_not_rewritten():
+    assert beam_labels(EN_VOCAB)[:5] == ["", "<s>", "</s>", "<unk>", " "]
+    labels = beam_labels(DE_VOCAB)
+    assert labels[-1] == "" and labels[-2] == "[UNK]" and labels[DE.index("|")] == " " and "ABC" in labels
+    assert beam_labels(DE_VOCAB)[: len(DE) - 2] == [" " if t == "|" else t for t in DE[:-2]]
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), frames=st.integers(0, 60), which=st.sampled_from(["en", "de"]))
+def test_beam_width_one_equals_greedy(seed, frames, which):
+    vocab = EN_VOCAB if which == "en" else DE_VOCAB
+    lp = random_logprobs(np.random.default_rng(seed), frames, len(vocab), vocab.blank_id)
+    g, b = greedy(vocab, lp), beam(vocab, lp, beam_width=1)
+    # pyctcdecode joins words with single spaces; HF keeps "a  b" when two delimiters are split by a blank
+    assert b.text == " ".join(g.text.split())
+    assert [(w.text, w.start, w.end) for w in b.words] == [(w.text, w.start, w.end) for w in g.words]
+    for w in b.words:
+        assert b.text[w.char_start : w.char_end] == w.text and 0.0 <= w.confidence <= 1.0
+
+
+def ambiguous_cat() -> np.ndarray:
+    """'KAT' by argmax, with 'C' a close second in the first frame."""
+    lp = np.full((4, len(EN)), math.log(0.005), np.float32)
+    for t, probs in enumerate([{"K": 0.5, "C": 0.4}, {"A": 0.9}, {"T": 0.9}, {"<pad>": 0.9}]):
+        for tok, p in probs.items():
+            lp[t, EN.index(tok)] = math.log(p)
+    return lp
+
+
+def test_hotword_moves_the_output_toward_the_hotword():
+    lp = ambiguous_cat()
+    assert beam(EN_VOCAB, lp).text == "KAT"
+    assert beam(EN_VOCAB, lp, hotwords=("cat",)).text == "CAT"  # case follows the upper-case vocabulary
+    assert beam(EN_VOCAB, lp, hotwords=("cat",), hotword_weight=0.01).text == "KAT"
+
+
+def test_hotword_outside_vocab_is_a_decoder_error():
+    with pytest.raises(errors.DecoderError, match="hotword 'caté'"):
+        build_decoder(EN_VOCAB, DecodeOptions(kind="beam", hotwords=("caté",)))
+
+
+def write_arpa(path: Path, good: str, bad: str) -> Path:
+    path.write_text(
+        "\\data\\\nngram 1=5\nngram 2=1\n\n\\1-grams:\n"
+        f"-1.0\t<unk>\t0\n-99\t<s>\t0\n-1.0\t</s>\t0\n-0.3\t{good}\t0\n-3.0\t{bad}\t0\n\n"
+        f"\\2-grams:\n-0.2\t{good} </s>\n\n\\end\\\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_kenlm_moves_the_output_toward_the_likely_word(tmp_path):
+    pytest.importorskip("kenlm")
+    lp = ambiguous_cat()
+    cat_lm = write_arpa(tmp_path / "cat.arpa", "CAT", "KAT")
+    kat_lm = write_arpa(tmp_path / "kat.arpa", "KAT", "CAT")
+    assert beam(EN_VOCAB, lp, lm_path=str(cat_lm)).text == "CAT"
+    assert beam(EN_VOCAB, lp, lm_path=str(kat_lm)).text == "KAT"
+    assert beam(EN_VOCAB, lp, lm_path=str(cat_lm), alpha=0.0, beta=0.0).text == "KAT"
+
+
+def test_missing_kenlm_names_the_pip_command(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "kenlm", None)  # makes `import kenlm` raise ImportError
+    with pytest.raises(errors.DecoderError, match=r"pip install 'sewcli\[lm\]'"):
+        build_decoder(EN_VOCAB, DecodeOptions(kind="beam", lm_path=str(tmp_path / "x.arpa")))
+
+
+def test_bad_lm_path_names_the_file(tmp_path):
+    pytest.importorskip("kenlm")
+    missing = tmp_path / "nope.arpa"
+    with pytest.raises(errors.DecoderError, match="nope.arpa: no such file"):
+        build_decoder(EN_VOCAB, DecodeOptions(kind="beam", lm_path=str(missing)))
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"\x00not a language model\n" * 10)
+    with pytest.raises(errors.DecoderError, match="garbage.bin"):
+        build_decoder(EN_VOCAB, DecodeOptions(kind="beam", lm_path=str(garbage)))
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    sizes=st.lists(st.integers(0, 40), min_size=1, max_size=8),
+    min_run=st.integers(1, 6),
+    max_frames=st.integers(4, 50),
+)
+def test_beam_splitter_covers_every_frame_once_and_bounds_pieces(seed, sizes, min_run, max_frames):
+    rng = np.random.default_rng(seed)
+    total = sum(sizes)
+    lp = np.full((total, 3), -5.0, np.float32)
+    lp[np.arange(total), rng.integers(0, 3, size=total)] = 0.0  # blank (column 0) confident ~1/3 of frames
+    chunks, start = [], 10
+    for n in sizes:
+        chunks.append((start, lp[start - 10 : start - 10 + n]))
+        start += n
+    pieces = list(_BeamSplitter(0, min_run, max_frames).split(c for c in chunks if len(c[1])))
+    assert [g for g, _ in pieces] == list(np.cumsum([10] + [len(p) for _, p in pieces])[:-1])
+    assert sum(len(p) for _, p in pieces) == total
+    if pieces:
+        np.testing.assert_array_equal(np.concatenate([p for _, p in pieces]), lp)
+    assert all(0 < len(p) <= max(4, max_frames) for _, p in pieces)
+
+
+def test_beam_splits_at_pauses_and_keeps_global_times():
+    pause = "_" * 40  # 0.8 s of confident blank: longer than split_blank_seconds
+    seq = "HEL_LO|" + pause + "WORLD|" + pause + "AGAIN"
+    lp = onehot(EN, seq, p=0.95)
+    chunks = [records.Emissions(lp[a : a + 7], a, FS) for a in range(0, len(lp), 7)]
+    dec = build_decoder(EN_VOCAB, DecodeOptions(kind="beam", beam_width=8))
+    res = dec.decode(iter(chunks))
+    assert res.text == "HELLO WORLD AGAIN"
+    g = greedy(EN_VOCAB, lp)
+    assert [(w.text, w.start, w.end) for w in res.words] == [(w.text, w.start, w.end) for w in g.words]
+    assert res.frames == len(lp)
