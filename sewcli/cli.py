@@ -1,10 +1,481 @@
-"""Command-line interface (placeholder until the transcribe issue lands)."""
+"""The `sew` command line: the only module that prints results or errors and turns them into exit codes.
+
+Exit status of `sew transcribe`: 0 every input done (or skipped); 1 at least one input failed (each failure is one
+`error: <input>: <problem>` line on stderr, every other input is still done) or the model could not be set up;
+2 usage error (bad option, unknown model, formats that cannot share stdout); 130 on Ctrl-C; 143 on SIGTERM;
+141 when stdout is closed early (`sew transcribe dir | head`: no traceback, no further work).
+
+Outputs: one input without --output-dir prints to stdout. Several inputs (or a directory) without --output-dir
+print txt only, each transcript after a header line `==> NAME <==` (like `head`); other formats need
+--output-dir. With --output-dir, a file input FILE.ext becomes OUT/FILE.<fmt>, and a directory input DIR mirrors
+its tree (DIR/sub/a.wav -> OUT/sub/a.<fmt>); when two inputs would get the same name, both keep their audio
+extension (a.wav.srt, a.mp3.srt). Outputs are written to a temporary file in the same directory and renamed into
+place, so no partial file is ever visible. An existing output is an error unless --overwrite or --skip-existing.
+
+torch is imported only once a transcription starts, so `sew --help` and `sew models list` stay fast.
+"""
 
 from __future__ import annotations
 
+import enum
+import io
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional, TextIO
+
 import typer
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+from sewcli import registry as registry_mod
+from sewcli.errors import (
+    DownloadError,
+    ModelNotFoundError,
+    OutputError,
+    RegistryError,
+    SewError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from sewcli.pipeline import PipelineOptions
+    from sewcli.records import Transcript
+
+log = logging.getLogger("sewcli")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_SIGPIPE, EXIT_SIGINT, EXIT_SIGTERM = 141, 130, 143
+# Extensions picked up when walking a directory (files named explicitly are always tried).
+AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff", "aifc", "au", "caf", "w64", "rf64")
+STDIN_STEM = "stdin"
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="sew: offline speech-to-text with SEW, SEW-D and wav2vec2 CTC models.",
+)
+models_app = typer.Typer(no_args_is_help=True, help="List, inspect and download models.")
+app.add_typer(models_app, name="models")
+
+
+class Format(str, enum.Enum):
+    txt = "txt"
+    srt = "srt"
+    vtt = "vtt"
+    json = "json"
+    tsv = "tsv"
+
+
+class Decoder(str, enum.Enum):
+    greedy = "greedy"
+    beam = "beam"
+
+
+class Device(str, enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, enum.Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+# Shared option declarations (one place; `transcribe` and `models` reuse them).
+RegistryOpt = Annotated[
+    Optional[Path],
+    typer.Option("--registry", help="Extra models.toml to read after the shipped and user ones.", dir_okay=False),
+]
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--model", "-m", help="Registry name, checkpoint directory or hub id org/name. [default: sew-synth-en]"),
+]
+RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit (hub models).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="More logging; tracebacks for errors.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, summary or warnings.")]
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and how transcripts are written."""
+
+    formats: tuple[str, ...] = ("txt",)
+    output_dir: Path | None = None
+    skip_existing: bool = False
+    overwrite: bool = False
+    extensions: tuple[str, ...] = AUDIO_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class TranscribeRequest:
+    """Everything `sew transcribe` resolved from its command line."""
+
+    inputs: tuple[str, ...]
+    model: str | None
+    revision: str | None
+    registry: Path | None
+    pipeline: PipelineOptions
+    output: OutputOptions
+    quiet: bool = False
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file to transcribe, with its display name and its output stem relative to --output-dir."""
+
+    source: str  # what we open ("-" for stdin)
+    display: str  # what we print
+    rel: Path  # output path relative to --output-dir, without the format extension
+    alt: Path  # the collision-free alternative (keeps the audio extension)
+
+
+@dataclass
+class Tally:
+    """Counters for the summary line."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    audio_seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+
+class _Terminated(BaseException):
+    """Raised from the SIGTERM handler so that cleanup code runs (not an Exception: nothing swallows it)."""
+
+
+class _StdoutClosed(Exception):
+    """stdout's reader went away (`| head`)."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# messages and logging
+
+
+def _error(display: str | None, message: str, verbose: bool = False) -> None:
+    """One `error: <input>: <problem>` line on stderr (plus the traceback with --verbose)."""
+    if display and not message.startswith(f"{display}:"):
+        message = f"{display}: {message}"
+    if verbose and sys.exc_info()[0] is not None:
+        traceback.print_exc(file=sys.stderr)
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    if verbose:
+        log.debug("verbose logging on")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# inputs and outputs
+
+
+def collect_jobs(inputs: tuple[str, ...], extensions: tuple[str, ...]) -> tuple[list[Job], list[tuple[str, str]], bool]:
+    """Expand the inputs: files as given, directories walked recursively (sorted, extension filter).
+
+    Returns:
+        (jobs, problems as (display, message), whether any input was a directory).
+    """
+    exts = {e.lower().lstrip(".") for e in extensions}
+    jobs: list[Job] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    had_dir = False
+
+    def add(source: str, display: str, rel: Path) -> None:
+        key = source if source == "-" else os.path.realpath(source)
+        if key in seen:
+            return
+        seen.add(key)
+        jobs.append(Job(source=source, display=display, rel=rel.with_suffix(""), alt=rel))
+
+    for item in inputs:
+        if item == "-":
+            add("-", "<stdin>", Path(STDIN_STEM))
+        elif os.path.isdir(item):
+            had_dir = True
+            found = 0
+            for root, dirs, files in os.walk(item):
+                dirs.sort()
+                for name in sorted(files):
+                    suffix = os.path.splitext(name)[1].lower().lstrip(".")
+                    if name.startswith(".") or suffix not in exts:
+                        continue
+                    path = os.path.join(root, name)
+                    add(path, path, Path(os.path.relpath(path, item)))
+                    found += 1
+            if not found:
+                problems.append((item, f"no audio files ({', '.join(sorted(exts))}) in this directory"))
+        elif os.path.lexists(item):
+            add(item, item, Path(os.path.basename(item)))
+        else:
+            problems.append((item, "no such file or directory"))
+    return jobs, problems, had_dir
+
+
+def output_paths(
+    jobs: list[Job], out_dir: Path, formats: tuple[str, ...]
+) -> tuple[dict[int, dict[str, Path]], list[tuple[int, str]]]:
+    """Output path per job and format under `out_dir`; inputs that would collide keep their audio extension.
+
+    Returns:
+        ({job index: {format: path}}, [(job index, problem)] for jobs that still collide or would escape out_dir).
+    """
+    by_rel: dict[Path, list[int]] = {}
+    for i, job in enumerate(jobs):
+        by_rel.setdefault(job.rel, []).append(i)
+    root = out_dir.resolve()
+    paths: dict[int, dict[str, Path]] = {}
+    problems: list[tuple[int, str]] = []
+    used: dict[Path, int] = {}
+    for i, job in enumerate(jobs):
+        rel = job.alt if len(by_rel[job.rel]) > 1 else job.rel
+        per_format = {fmt: out_dir / f"{rel}.{fmt}" for fmt in formats}
+        first = next(iter(per_format.values()))
+        resolved = first.parent.resolve() / first.name
+        if root not in resolved.parents:
+            problems.append((i, f"{first} would be outside the output directory {out_dir}"))
+        elif rel in used:
+            problems.append((i, f"{first} would overwrite the output of {jobs[used[rel]].display}"))
+        else:
+            used[rel] = i
+            paths[i] = per_format
+    return paths, problems
+
+
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_atomic(path: Path, render: Callable[[TextIO], None], mode: int) -> None:
+    """Render into a temporary file next to `path`, then rename it into place; the temp file never survives."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as fh:
+            render(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
+        raise
+
+
+def _check_output_dir(out_dir: Path) -> None:
+    """Create --output-dir and prove it is writable before any work is done."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".sew-write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"{out_dir}: output directory is not writable: {e.strerror or e}") from None
+
+
+def _write_stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise _StdoutClosed() from None
+
+
+def _render(transcript: Transcript, fmt: str) -> Callable[[TextIO], None]:
+    from sewcli.writers import WRITERS
+
+    writer = WRITERS[fmt]
+    render = getattr(writer, "write", writer)
+
+    def run(fh: TextIO) -> None:
+        render(transcript, fh)
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the run
+
+
+@contextmanager
+def _signals() -> Iterator[None]:
+    """SIGTERM raises _Terminated (so `finally` blocks clean up) for the duration of the run."""
+    def on_term(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str], Callable[[float, float | None], None]]]:
+    """A rich progress bar on stderr; yields `start(name) -> update(seconds_done, total_seconds_or_None)`."""
+    if not enabled:
+        yield lambda name: (lambda done, total: None)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f} s"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        current: list[int] = []
+
+        def start(name: str) -> Callable[[float, float | None], None]:
+            for task in current:
+                bar.remove_task(task)
+            current[:] = [bar.add_task(name, total=None)]
+            return lambda done, total: bar.update(current[0], completed=done, total=total)
+
+        yield start
+
+
+def _summary(tally: Tally, wall: float) -> str:
+    hours = tally.audio_seconds / 3600
+    rtf = wall / tally.audio_seconds if tally.audio_seconds > 0 else float("nan")
+    parts = [f"{tally.done} file{'s' if tally.done != 1 else ''} transcribed"]
+    if tally.skipped:
+        parts.append(f"{tally.skipped} skipped")
+    parts.append(f"{tally.failed} failed")
+    return f"sew: {', '.join(parts)}; {hours:.3f} h audio in {wall:.1f} s (real-time factor {rtf:.3f})"
+
+
+def _load(request: TranscribeRequest) -> tuple[object, object]:
+    """Resolve, fetch and load the model and build the decoder (torch is imported here)."""
+    from sewcli import decoding, hub, inference
+
+    reg = registry_mod.load_registry(request.registry)
+    spec = registry_mod.resolve(request.model, reg, request.revision)
+    directory = hub.model_directory(spec)
+    log.info("model %s from %s", spec.name, directory)
+    model = inference.load(directory, request.pipeline.inference, name=spec.name, language=spec.language)
+    decoder = decoding.build_decoder(model.vocab, request.pipeline.decode)
+    return model, decoder
+
+
+def run_transcribe(request: TranscribeRequest) -> int:
+    """Transcribe every input of `request`; returns the exit status (see the module docstring)."""
+    started = time.perf_counter()
+    out = request.output
+    jobs, problems, had_dir = collect_jobs(request.inputs, out.extensions)
+    to_stdout = out.output_dir is None
+    several = len(jobs) + len(problems) > 1 or had_dir
+    if to_stdout and (len(out.formats) > 1 or (several and out.formats != ("txt",))):
+        raise UsageError(
+            "several inputs or formats need --output-dir; only txt can be printed to stdout for several inputs"
+        )
+    if out.skip_existing and out.overwrite:
+        raise UsageError("--skip-existing and --overwrite cannot be combined")
+    tally = Tally()
+    for display, message in problems:
+        _error(display, message)
+        tally.failed += 1
+        tally.failures.append(display)
+    paths: dict[int, dict[str, Path]] = {}
+    clashes: dict[int, str] = {}
+    if out.output_dir is not None and jobs:
+        paths, clash_list = output_paths(jobs, out.output_dir, out.formats)
+        clashes = dict(clash_list)
+        _check_output_dir(out.output_dir)
+    todo: list[int] = []
+    for i, job in enumerate(jobs):
+        if i in clashes:
+            _error(job.display, clashes[i])
+            tally.failed += 1
+            tally.failures.append(job.display)
+            continue
+        existing = [p for p in paths.get(i, {}).values() if p.exists()]
+        if existing and out.skip_existing and len(existing) == len(paths[i]):
+            log.info("%s: skipped, outputs exist", job.display)
+            tally.skipped += 1
+        elif existing and not (out.overwrite or out.skip_existing):
+            _error(job.display, f"{existing[0]} exists (use --overwrite or --skip-existing)")
+            tally.failed += 1
+            tally.failures.append(job.display)
+        else:
+            todo.append(i)
+    if todo:
+        model, decoder = _load(request)
+    mode = _file_mode()
+    show_bar = not request.quiet and sys.stderr.isatty()
+    with _progress(show_bar) as start:
+        for i in todo:
+            job = jobs[i]
+            try:
+                update = start(job.display)
+                transcript = _transcribe_one(job, model, decoder, request.pipeline, update)
+                if to_stdout:
+                    buf = io.StringIO()
+                    if several:
+                        buf.write(f"==> {job.display} <==\n")
+                    _render(transcript, out.formats[0])(buf)
+                    _write_stdout(buf.getvalue())
+                else:
+                    for fmt, path in paths[i].items():
+                        write_atomic(path, _render(transcript, fmt), mode)
+                tally.done += 1
+                tally.audio_seconds += transcript.duration
+            except SewError as e:
+                _error(job.display, str(e), request.verbose)
+                tally.failed += 1
+                tally.failures.append(job.display)
+            except Exception as e:  # a bug or a resource problem with one input must not stop the others
+                _error(job.display, f"internal error: {type(e).__name__}: {e}", request.verbose)
+                tally.failed += 1
+                tally.failures.append(job.display)
+    if not request.quiet:
+        sys.stderr.write(_summary(tally, time.perf_counter() - started) + "\n")
+    return EXIT_FAILED if tally.failed else EXIT_OK
+
+
+def _transcribe_one(job: Job, model: object, decoder: object, options: PipelineOptions,
+                    update: Callable[[float, float | None], None]) -> Transcript:
+    from sewcli import pipeline
+
+    return pipeline.transcribe_file(job.source, model, decoder, options, progress=update)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# commands
 
 
 @app.callback()
@@ -12,5 +483,220 @@ def _root() -> None:
     """sew: offline speech-to-text with SEW, SEW-D and wav2vec2 CTC models."""
 
 
+@app.command()
+def transcribe(
+    inputs: Annotated[list[str], typer.Argument(help="Audio files, directories (recursive) or - for stdin.",
+                                                metavar="INPUT...", show_default=False)],
+    model: ModelOpt = None,
+    fmt: Annotated[Optional[list[Format]], typer.Option("--format", "-f", help="Output format; repeatable.",
+                                                        show_default="txt")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", file_okay=False,
+                                                       help="Write files here (mirrors directory inputs).")] = None,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs exist.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    ext: Annotated[Optional[list[str]], typer.Option("--ext", help="Extensions taken from directories; repeatable.",
+                                                     show_default=",".join(AUDIO_EXTENSIONS))] = None,
+    decoder: Annotated[Decoder, typer.Option("--decoder", help="CTC decoder.")] = Decoder.greedy,
+    beam_width: Annotated[Optional[int], typer.Option("--beam-width", min=1, help="Beams kept (beam decoder).",
+                                                      show_default="32")] = None,
+    lm: Annotated[Optional[Path], typer.Option("--lm", dir_okay=False, help="KenLM model (.arpa/.bin) for beam.")] = None,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="LM weight.", show_default="0.5")] = None,
+    beta: Annotated[Optional[float], typer.Option("--beta", help="Word insertion bonus.", show_default="1.5")] = None,
+    hotword: Annotated[Optional[list[str]], typer.Option("--hotword", help="Boost this word or phrase; repeatable.")] = None,
+    hotword_weight: Annotated[Optional[float], typer.Option("--hotword-weight", show_default="10")] = None,
+    chunk_length: Annotated[Optional[float], typer.Option("--chunk-length", help="Seconds per model window.",
+                                                          show_default="20")] = None,
+    chunk_overlap: Annotated[Optional[float], typer.Option("--chunk-overlap", help="Seconds shared by neighbouring "
+                                                           "windows.", show_default="2")] = None,
+    device: Annotated[Device, typer.Option("--device", help="auto = cuda when available.")] = Device.auto,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the model.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Equal-length windows per forward.")] = 1,
+    precision: Annotated[Precision, typer.Option("--precision", help="Model precision.")] = Precision.fp32,
+    revision: RevisionOpt = None,
+    registry: RegistryOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Transcribe audio files, directories or stdin to txt, srt, vtt, json or tsv."""
+    _setup_logging(verbose, quiet)
+    try:
+        request = TranscribeRequest(
+            inputs=tuple(inputs),
+            model=model,
+            revision=revision,
+            registry=registry,
+            pipeline=_pipeline_options(
+                decoder=decoder, beam_width=beam_width, lm=lm, alpha=alpha, beta=beta, hotwords=tuple(hotword or ()),
+                hotword_weight=hotword_weight, chunk_length=chunk_length, chunk_overlap=chunk_overlap,
+                device=device, threads=threads, batch_size=batch_size, precision=precision,
+            ),
+            output=OutputOptions(
+                formats=tuple(dict.fromkeys(f.value for f in (fmt or [Format.txt]))),
+                output_dir=output_dir,
+                skip_existing=skip_existing,
+                overwrite=overwrite,
+                extensions=tuple(ext) if ext else AUDIO_EXTENSIONS,
+            ),
+            quiet=quiet,
+            verbose=verbose,
+        )
+    except SewError as e:
+        _error(None, str(e))
+        raise typer.Exit(EXIT_USAGE) from None
+    raise typer.Exit(_guarded(lambda: run_transcribe(request), verbose))
+
+
+def _pipeline_options(**kw: object) -> PipelineOptions:
+    """Build the per-stage option dataclasses from the command line (None = the stage's own default)."""
+    from sewcli import chunking, decoding, inference
+    from sewcli.pipeline import PipelineOptions
+
+    def given(**values: object) -> dict[str, object]:
+        return {k: v for k, v in values.items() if v is not None}
+
+    if kw["decoder"] is Decoder.greedy and (kw["lm"] is not None or kw["hotwords"] or kw["beam_width"] is not None):
+        raise UsageError("--lm, --hotword and --beam-width need --decoder beam")
+    decode = decoding.DecodeOptions(
+        kind=kw["decoder"].value,  # type: ignore[attr-defined]
+        **given(beam_width=kw["beam_width"], lm_path=None if kw["lm"] is None else str(kw["lm"]), alpha=kw["alpha"],
+                beta=kw["beta"], hotword_weight=kw["hotword_weight"]),
+        hotwords=kw["hotwords"],  # type: ignore[arg-type]
+    )
+    chunk = chunking.ChunkOptions(**given(chunk_seconds=kw["chunk_length"], overlap_seconds=kw["chunk_overlap"]))
+    if kw["chunk_length"] is not None and kw["chunk_overlap"] is None and chunk.overlap_seconds >= chunk.chunk_seconds:
+        chunk = chunking.ChunkOptions(chunk_seconds=chunk.chunk_seconds, overlap_seconds=chunk.chunk_seconds / 10)
+    infer = inference.InferenceOptions(
+        device=kw["device"].value,  # type: ignore[attr-defined]
+        threads=kw["threads"],  # type: ignore[arg-type]
+        batch_size=kw["batch_size"],  # type: ignore[arg-type]
+        precision=kw["precision"].value,  # type: ignore[attr-defined]
+    )
+    return PipelineOptions(chunk=chunk, decode=decode, inference=infer)
+
+
+def _guarded(run: Callable[[], int], verbose: bool) -> int:
+    """Run a command body under the exit-status policy: SewError, Ctrl-C, SIGTERM and a closed stdout."""
+    try:
+        with _signals():
+            return run()
+    except (UsageError, ModelNotFoundError, RegistryError) as e:
+        _error(None, str(e), verbose)
+        return EXIT_USAGE
+    except SewError as e:
+        _error(None, str(e), verbose)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write("sew: interrupted\n")
+        return EXIT_SIGINT
+    except _Terminated:
+        sys.stderr.write("sew: terminated\n")
+        return EXIT_SIGTERM
+    except (_StdoutClosed, BrokenPipeError):
+        _silence_stdout()
+        return EXIT_SIGPIPE
+
+
+def _silence_stdout() -> None:
+    """After EPIPE: point fd 1 at /dev/null so the interpreter's final flush cannot complain (Python signal docs)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+@models_app.command("list")
+def models_list(registry: RegistryOpt = None) -> None:
+    """Table of known models: name, architecture, size, language, and whether it is available offline."""
+    def body() -> int:
+        from rich.console import Console
+        from rich.table import Table
+
+        from sewcli import hub
+
+        reg = registry_mod.load_registry(registry)
+        table = Table(box=None, pad_edge=False)
+        for column in ("name", "arch", "size", "language", "cached", "source"):
+            table.add_column(column)
+        for name in reg.names():
+            spec = reg.models[name]
+            status = hub.cache_status(spec)
+            cached = ("embedded" if spec.path and registry_mod.PACKAGE_DIR in spec.path.parents else "local") \
+                if spec.is_local else ("yes" if status.directory else "no")
+            if spec.is_local and status.directory is None:
+                cached = "missing"
+            size = f"{spec.params:g}M" if spec.params else (_mb(status.size_bytes) if status.size_bytes else "-")
+            marker = " *" if name == reg.default_model else ""
+            table.add_row(name + marker, spec.arch or "?", size, spec.language or "?", cached, spec.source)
+        Console(width=200).print(table)
+        sys.stdout.write("* default model; size = parameters (millions), or on-disk size\n")
+        return EXIT_OK
+
+    raise typer.Exit(_guarded(body, False))
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+@models_app.command("info")
+def models_info(
+    name: Annotated[str, typer.Argument(help="Registry name, checkpoint directory or hub id.")],
+    revision: RevisionOpt = None,
+    registry: RegistryOpt = None,
+) -> None:
+    """Everything the registry and the cache know about one model."""
+    def body() -> int:
+        from sewcli import hub
+
+        spec = registry_mod.resolve(name, registry_mod.load_registry(registry), revision)
+        status = hub.cache_status(spec)
+        rows = [
+            ("name", spec.name),
+            ("source", spec.source),
+            ("arch", spec.arch or "from config.json"),
+            ("language", spec.language or "unknown"),
+            ("sample rate", f"{spec.sample_rate} Hz"),
+            ("parameters", f"{spec.params:g} M" if spec.params else "unknown"),
+            ("license", spec.license or "unknown"),
+            ("description", spec.description or "-"),
+            ("available", f"{status.directory} ({_mb(status.size_bytes)})" if status.directory else
+             "no (run `sew models download " + spec.name + "`)"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        sys.stdout.write("".join(f"{k:<{width}}  {v}\n" for k, v in rows))
+        return EXIT_OK
+
+    raise typer.Exit(_guarded(body, False))
+
+
+@models_app.command("download")
+def models_download(
+    name: Annotated[str, typer.Argument(help="Registry name or hub id.")],
+    revision: RevisionOpt = None,
+    registry: RegistryOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Download (or refresh) a hub model into the Hugging Face cache; prints its directory."""
+    _setup_logging(verbose, False)
+
+    def body() -> int:
+        from sewcli import hub
+
+        spec = registry_mod.resolve(name, registry_mod.load_registry(registry), revision)
+        if spec.is_local:
+            raise DownloadError(f"{spec.name}: is a local model ({spec.path}); nothing to download")
+        sys.stdout.write(f"{hub.download(spec)}\n")
+        return EXIT_OK
+
+    raise typer.Exit(_guarded(body, verbose))
+
+
 def main() -> None:
-    app()
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(EXIT_SIGPIPE)

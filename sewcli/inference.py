@@ -1,0 +1,189 @@
+"""The inference stage: model windows in, CTC log-probabilities (records.Emissions) out, one window at a time.
+
+torch is imported here and in sewcli/model/* only. Each window is normalised on its own exactly like the HF
+feature extractor does for one utterance, windows are batched only when they have the same length (group-norm
+models must never see padding, sew_spec.md P7, so batched == unbatched), the logits become float32 log-softmax,
+and only each window's kept rows [keep_start:keep_end] leave this module, as a generator so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sewcli.errors import UsageError
+from sewcli.records import Emissions, FloatArray, Vocabulary, Window
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How the model runs: device, CPU threads, windows per batch, and weight/activation precision."""
+
+    device: str = "auto"  # auto = cuda when available, else cpu
+    threads: int | None = None  # torch intra-op threads; None = torch's default
+    batch_size: int = 1  # equal-length windows per forward pass
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (int8 is reserved for the perf issue)
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {self.threads}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(
+                f"--precision {self.precision!r} is not supported; use one of {', '.join(PRECISIONS)}"
+            )
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to run, with everything the other stages need to know about it."""
+
+    name: str  # what the user asked for (registry name, directory or hub id)
+    directory: Path
+    module: Any  # the torch nn.Module, in eval mode, on `device`
+    vocab: Vocabulary
+    sample_rate: int
+    do_normalize: bool  # per-window zero-mean unit-variance normalisation (preprocessor_config.json)
+    hop_samples: int  # samples per logit frame (320)
+    min_samples: int  # shortest input the model accepts (720 SEW/SEW-D, 400 wav2vec2)
+    device: str
+    dtype: Any  # torch dtype
+    language: str | None = None  # from the registry entry, for the transcript
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.hop_samples / self.sample_rate
+
+    def frame_count(self, n_samples: int) -> int:
+        """Logit frames the model emits for `n_samples` input samples."""
+        lengths = self.module.output_lengths(torch.tensor([n_samples], dtype=torch.long))
+        return int(lengths[0])
+
+
+def resolve_device(name: str) -> str:
+    """'auto' -> 'cuda' when a CUDA device is usable, else 'cpu'; 'cuda' without CUDA is a usage error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    return name
+
+
+def load(
+    directory: Path, options: InferenceOptions, name: str | None = None, language: str | None = None
+) -> LoadedModel:
+    """Load a checkpoint directory for inference.
+
+    Args:
+        directory: a HF-format checkpoint directory (config.json, weights, vocab, preprocessor config).
+        options: device, threads and precision.
+        name: display name for messages and the transcript's `model` field (default: the directory).
+        language: the transcripts' language code, when the registry knows it.
+    Returns:
+        the LoadedModel; raises CheckpointError / UnsupportedConfigError for bad checkpoints.
+    """
+    from sewcli import checkpoint
+    from sewcli.model.load import load_model
+
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
+    device = resolve_device(options.device)
+    dtype = PRECISIONS[options.precision]
+    if dtype is torch.float16 and device == "cpu":
+        raise UsageError("--precision fp16 needs --device cuda; use bf16 or fp32 on the CPU")
+    module = load_model(directory, device=device, dtype=dtype)
+    module = module[0] if isinstance(module, tuple) else getattr(module, "model", module)
+    meta = checkpoint.read_checkpoint(directory)
+    return LoadedModel(
+        name=name or str(directory),
+        directory=Path(directory),
+        module=module,
+        vocab=meta.vocab,
+        sample_rate=meta.features.sampling_rate,
+        do_normalize=meta.features.do_normalize,
+        hop_samples=int(module.inputs_to_logits_ratio),
+        min_samples=int(module.min_input_samples),
+        device=device,
+        dtype=dtype,
+        language=language,
+    )
+
+
+def normalize(samples: FloatArray) -> FloatArray:
+    """HF Wav2Vec2FeatureExtractor normalisation of ONE unpadded utterance: (x - mean) / sqrt(var + 1e-7), float32."""
+    x = np.asarray(samples, dtype=np.float32)
+    return ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32, copy=False)
+
+
+def _batches(windows: Iterable[Window], batch_size: int) -> Iterator[list[Window]]:
+    """Group consecutive windows of equal length, at most `batch_size` per group, keeping their order."""
+    group: list[Window] = []
+    for window in windows:
+        if group and (len(group) == batch_size or window.valid != group[0].valid):
+            yield group
+            group = []
+        group.append(window)
+    if group:
+        yield group
+
+
+def window_log_probs(model: LoadedModel, batch: list[Window]) -> list[FloatArray]:
+    """Run one batch of equal-length windows; return each window's full (frames, vocab) float32 log-probs.
+
+    Args:
+        model: the loaded model.
+        batch: windows that all have the same number of samples.
+    Returns:
+        one (frames, vocab) array per window, frames = model.frame_count(window.valid).
+    """
+    valid = batch[0].valid
+    assert all(w.valid == valid for w in batch), "only equal-length windows may share a batch"
+    rows = [normalize(w.samples) if model.do_normalize else np.asarray(w.samples, np.float32) for w in batch]
+    x = np.stack(rows)  # (B, valid)
+    frames = model.frame_count(valid)
+    if valid < model.min_samples:
+        # Shorter than the conv stack accepts (only a whole input this short reaches here): zero-pad to the
+        # minimum and keep only the frames the unpadded input would have had.
+        x = np.pad(x, ((0, 0), (0, model.min_samples - valid)))  # (B, min_samples)
+    with torch.inference_mode():
+        inputs = torch.from_numpy(x).to(device=model.device, dtype=model.dtype)
+        logits = model.module(inputs)  # (B, frames', vocab)
+        log_probs = torch.log_softmax(logits.float(), dim=-1)[:, :frames]  # (B, frames, vocab)
+        out = log_probs.cpu().numpy()
+    return [out[i] for i in range(out.shape[0])]
+
+
+def emissions(windows: Iterable[Window], model: LoadedModel, options: InferenceOptions) -> Iterator[Emissions]:
+    """Run the model over consecutive windows of one input and yield each window's kept log-probs.
+
+    Args:
+        windows: windows in order (records.Window), aligned to model.hop_samples.
+        model: the loaded model.
+        options: batch size (device and precision were fixed at load time).
+    Returns:
+        an iterator of Emissions, one per window, log_probs (kept frames, vocab) float32, consecutive.
+    """
+    for batch in _batches(windows, options.batch_size):
+        for window, log_probs in zip(batch, window_log_probs(model, batch)):
+            if window.start % model.hop_samples:
+                raise ValueError(f"window {window.index} starts at sample {window.start}, not on the frame grid")
+            kept = log_probs[window.keep_start : window.keep_end]  # (kept frames, vocab)
+            yield Emissions(
+                log_probs=np.ascontiguousarray(kept),
+                first_frame=window.start // model.hop_samples + window.keep_start,
+                frame_seconds=model.frame_seconds,
+            )

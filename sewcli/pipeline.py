@@ -1,0 +1,86 @@
+"""Composition of the stages for one input: audio -> resample -> chunking -> inference -> decoding -> segments.
+
+Nothing here decides policy (that is cli.py) or does numerical work (that is each stage): every stage is a
+generator over blocks, windows or emissions, so one input of any length is transcribed in bounded memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from sewcli import audio, chunking, decoding, inference, resample, segmenting
+from sewcli.records import Emissions, Transcript
+
+ProgressCallback = Callable[[float, "float | None"], None]  # (seconds done, total seconds if the header knows)
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """The per-stage options of one `sew transcribe` run, grouped."""
+
+    audio: audio.AudioOptions = field(default_factory=audio.AudioOptions)
+    chunk: chunking.ChunkOptions = field(default_factory=chunking.ChunkOptions)
+    inference: inference.InferenceOptions = field(default_factory=inference.InferenceOptions)
+    decode: decoding.DecodeOptions = field(default_factory=decoding.DecodeOptions)
+    segment: segmenting.SegmentOptions = field(default_factory=segmenting.SegmentOptions)
+    resample_quality: str = "HQ"
+
+
+def _report(
+    stream: Iterable[Emissions], progress: ProgressCallback | None, total: float | None
+) -> Iterator[Emissions]:
+    """Pass emissions through, telling `progress` how many seconds are done after each one."""
+    for em in stream:
+        if progress is not None:
+            progress((em.first_frame + em.log_probs.shape[0]) * em.frame_seconds, total)
+        yield em
+
+
+def transcribe_file(
+    source: str | os.PathLike[str],
+    model: inference.LoadedModel,
+    decoder: decoding.CTCDecoder,
+    options: PipelineOptions,
+    progress: ProgressCallback | None = None,
+) -> Transcript:
+    """Transcribe one input (a path, or "-" for stdin).
+
+    Args:
+        source: the input as the user gave it.
+        model: the loaded model (its sample rate, hop, frame count and vocabulary drive the other stages).
+        decoder: built once per run for model.vocab.
+        options: the per-stage options.
+        progress: optional callback receiving (seconds transcribed so far, header duration or None).
+    Returns:
+        the Transcript (text, timed words, subtitle segments); raises a SewError subclass naming the input.
+    """
+    name = audio.display_name(source)
+    with audio.open_audio(source, options.audio) as stream:
+        blocks = resample.resample_blocks(
+            stream.blocks(), stream.info.sample_rate, model.sample_rate, options.resample_quality
+        )
+        windows = chunking.windows(
+            blocks,
+            sample_rate=model.sample_rate,
+            options=options.chunk,
+            hop_samples=model.hop_samples,
+            frame_count=model.frame_count,
+            min_samples=model.min_samples,
+            source=name,
+        )
+        emitted = inference.emissions(windows, model, options.inference)
+        result = decoder.decode(_report(emitted, progress, stream.info.duration))
+        native_seconds = stream.frames_read / stream.info.sample_rate
+    words = result.words
+    return Transcript(
+        source=name,
+        text=result.text,
+        duration=native_seconds,
+        model=model.name,
+        words=words,
+        segments=segmenting.segment_words(words, options.segment),
+        language=model.language,
+        extra={"decoder": options.decode.kind},
+    )
