@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from sewcli.errors import UnsupportedConfigError
+from sewcli.model.load import load_model
 from sewcli.model.sew_d import SEWDConfig, SEWDForCTC, build_relative_position, make_log_bucket_position
 
 transformers = pytest.importorskip("transformers")
@@ -79,6 +80,31 @@ HUB_TINY_OLD = {k: v for k, v in HUB_TINY.items() if k != "feature_layer_norm_ep
     "layer_norm_eps": 1e-05,
 }
 
+# The small tokenizer/preprocessor files of the asapp repos (sew_spec.md 5.3).
+VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"]
+TOKENIZER_FILES: dict[str, Any] = {
+    "vocab.json": {t: i for i, t in enumerate(VOCAB)},
+    "special_tokens_map.json": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+    "tokenizer_config.json": {
+        "unk_token": "<unk>",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "pad_token": "<pad>",
+        "do_lower_case": False,
+        "word_delimiter_token": "|",
+        "tokenizer_class": "Wav2Vec2CTCTokenizer",
+    },
+    "preprocessor_config.json": {
+        "do_normalize": True,
+        "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+        "feature_size": 1,
+        "padding_side": "right",
+        "padding_value": 0,
+        "return_attention_mask": False,
+        "sampling_rate": 16000,
+    },
+}
+
 
 def _hf_model(cfg: dict[str, Any], seed: int, **overrides: Any) -> Any:
     """A random-weight transformers SEWDForCTC in eval mode, weights spread so every term matters."""
@@ -110,26 +136,18 @@ def _save_both(model: Any, root: Path) -> tuple[Path, Path]:
     bin_dir.mkdir()
     torch.save(legacy, bin_dir / "pytorch_model.bin")
     (bin_dir / "config.json").write_text((st_dir / "config.json").read_text())
+    for d in (st_dir, bin_dir):
+        for name, content in TOKENIZER_FILES.items():
+            (d / name).write_text(json.dumps(content))
     return st_dir, bin_dir
 
 
 def _load(directory: Path) -> SEWDForCTC:
-    """Load a checkpoint directory with our engine (TEMPORARY local fold until sewcli.model.load lands)."""
-    from safetensors.torch import load_file
-
-    cfg = SEWDConfig.from_hf(json.loads((directory / "config.json").read_text()))
-    st = directory / "model.safetensors"
-    sd = load_file(st) if st.exists() else torch.load(directory / "pytorch_model.bin", weights_only=True)
-    out = {}
-    for k, v in sd.items():
-        for g, vv in (("parametrizations.weight.original0", "parametrizations.weight.original1"), ("weight_g", "weight_v")):
-            if k.endswith(g):
-                out[k[: -len(g)] + "weight"] = torch._weight_norm(sd[k[: -len(g)] + vv], v, 2)
-        if not any(k.endswith(x) for x in ("original0", "original1", "weight_g", "weight_v")):
-            out[k] = v
-    model = SEWDForCTC(cfg)
-    model.load_state_dict(out, strict=True)
-    return model.eval()
+    """Load a checkpoint directory through the project's loader (family dispatch, weight-norm folding)."""
+    loaded = load_model(directory)
+    assert loaded.family == "sew-d" and isinstance(loaded.model, SEWDForCTC) and not loaded.model.training
+    assert len(loaded.info.vocabulary) == loaded.model.config.vocab_size
+    return loaded.model
 
 
 def _signal(n: int, seed: int, batch: int = 1) -> torch.Tensor:
@@ -259,7 +277,8 @@ def test_logits_match_transformers(tiny: dict[str, Any], samples: int, seed: int
 def test_legacy_bin_loads_same_weights(tiny: dict[str, Any]) -> None:
     st, legacy = tiny["st"].state_dict(), tiny["bin"].state_dict()
     assert st.keys() == legacy.keys()
-    assert all(torch.equal(st[k], legacy[k]) for k in st)
+    differ = [k for k in st if not torch.equal(st[k], legacy[k])]
+    assert differ in ([], ["sew_d.masked_spec_embed"])  # training-only, skipped by the loader (spec P14)
     x = _signal(16_001, 4)
     assert _max_diff(_our_logits(tiny["bin"], x), _hf_logits(tiny["hf"], x)) <= TOL
 
