@@ -251,7 +251,7 @@ def output_paths(
     used: dict[Path, int] = {}
     for i, job in enumerate(jobs):
         rel = job.alt if len(by_rel[job.rel]) > 1 else job.rel
-        per_format = {fmt: out_dir / f"{rel}.{fmt}" for fmt in formats}
+        per_format = {fmt: out_dir / f"{rel}.{ext}" for fmt, ext in zip(formats, _extensions(formats))}
         first = next(iter(per_format.values()))
         resolved = first.parent.resolve() / first.name
         if root not in resolved.parents:
@@ -314,15 +314,17 @@ def _write_stdout(text: str) -> None:
 
 
 def _render(transcript: Transcript, fmt: str) -> Callable[[TextIO], None]:
+    """A function that writes `transcript` in format `fmt` to a text stream."""
     from sewcli.writers import WRITERS
 
     writer = WRITERS[fmt]
-    render = getattr(writer, "write", writer)
+    return lambda fh: writer(transcript, fh)
 
-    def run(fh: TextIO) -> None:
-        render(transcript, fh)
 
-    return run
+def _extensions(formats: tuple[str, ...]) -> tuple[str, ...]:
+    from sewcli.writers import WRITERS
+
+    return tuple(WRITERS[fmt].extension for fmt in formats)
 
 
 # ----------------------------------------------------------------------------------------------------------------

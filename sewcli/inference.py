@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sewcli.checkpoint import normalize_waveform
 from sewcli.errors import UsageError
 from sewcli.records import Emissions, FloatArray, Vocabulary, Window
 
@@ -96,7 +97,6 @@ def load(
     Returns:
         the LoadedModel; raises CheckpointError / UnsupportedConfigError for bad checkpoints.
     """
-    from sewcli import checkpoint
     from sewcli.model.load import load_model
 
     if options.threads is not None:
@@ -105,28 +105,21 @@ def load(
     dtype = PRECISIONS[options.precision]
     if dtype is torch.float16 and device == "cpu":
         raise UsageError("--precision fp16 needs --device cuda; use bf16 or fp32 on the CPU")
-    module = load_model(directory, device=device, dtype=dtype)
-    module = module[0] if isinstance(module, tuple) else getattr(module, "model", module)
-    meta = checkpoint.read_checkpoint(directory)
+    loaded = load_model(directory, device=device, dtype=dtype)
+    module, info = loaded.model, loaded.info
     return LoadedModel(
         name=name or str(directory),
         directory=Path(directory),
         module=module,
-        vocab=meta.vocab,
-        sample_rate=meta.features.sampling_rate,
-        do_normalize=meta.features.do_normalize,
+        vocab=info.vocabulary,
+        sample_rate=info.features.sampling_rate,
+        do_normalize=info.features.do_normalize,
         hop_samples=int(module.inputs_to_logits_ratio),
         min_samples=int(module.min_input_samples),
         device=device,
         dtype=dtype,
         language=language,
     )
-
-
-def normalize(samples: FloatArray) -> FloatArray:
-    """HF Wav2Vec2FeatureExtractor normalisation of ONE unpadded utterance: (x - mean) / sqrt(var + 1e-7), float32."""
-    x = np.asarray(samples, dtype=np.float32)
-    return ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32, copy=False)
 
 
 def _batches(windows: Iterable[Window], batch_size: int) -> Iterator[list[Window]]:
@@ -152,7 +145,7 @@ def window_log_probs(model: LoadedModel, batch: list[Window]) -> list[FloatArray
     """
     valid = batch[0].valid
     assert all(w.valid == valid for w in batch), "only equal-length windows may share a batch"
-    rows = [normalize(w.samples) if model.do_normalize else np.asarray(w.samples, np.float32) for w in batch]
+    rows = [normalize_waveform(w.samples) if model.do_normalize else np.asarray(w.samples, np.float32) for w in batch]
     x = np.stack(rows)  # (B, valid)
     frames = model.frame_count(valid)
     if valid < model.min_samples:

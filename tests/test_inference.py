@@ -1,0 +1,154 @@
+"""The inference stage alone: windows in, kept log-probs out (tiny random SEW checkpoint, CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sewcli import chunking, inference
+from sewcli.errors import UsageError
+from sewcli.records import Window
+
+
+@pytest.fixture(scope="module")
+def model(tiny_sew_dir: Path) -> inference.LoadedModel:
+    return inference.load(tiny_sew_dir, inference.InferenceOptions(device="cpu"), name="tiny", language="en")
+
+
+def _signal(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 16000)
+    return (0.2 * np.sin(np.arange(n) * 0.07) + 0.05 * rng.standard_normal(n)).astype(np.float32)
+
+
+def _windows(x: np.ndarray, model: inference.LoadedModel, chunk: float, overlap: float) -> list[Window]:
+    return list(
+        chunking.windows(
+            [x[:7000], x[7000:]],  # irregular blocks, as the resampler produces
+            sample_rate=16000,
+            options=chunking.ChunkOptions(chunk, overlap),
+            hop_samples=model.hop_samples,
+            frame_count=model.frame_count,
+            min_samples=model.min_samples,
+        )
+    )
+
+
+def _reference_log_probs(model: inference.LoadedModel, x: np.ndarray) -> np.ndarray:
+    """Independent path: HF normalisation in float64, one direct forward, torch log_softmax."""
+    xn = (x.astype(np.float64) - x.mean(dtype=np.float64)) / np.sqrt(x.var(dtype=np.float64) + 1e-7)
+    with torch.no_grad():
+        logits = model.module(torch.from_numpy(xn.astype(np.float32))[None])  # (1, frames, vocab)
+    return torch.log_softmax(logits[0], dim=-1).numpy()
+
+
+def test_loaded_model_metadata(model: inference.LoadedModel) -> None:
+    assert (model.hop_samples, model.min_samples, model.sample_rate) == (320, 720, 16000)
+    assert model.frame_seconds == pytest.approx(0.02)
+    assert model.frame_count(16000) == 49 and model.frame_count(400) == 1 and model.frame_count(399) == 0
+    assert len(model.vocab) == 32 and model.vocab.blank_id == 0
+    assert model.language == "en" and model.name == "tiny" and model.device == "cpu"
+
+
+def test_single_window_equals_direct_forward(model: inference.LoadedModel) -> None:
+    x = _signal(3.3)
+    ems = list(inference.emissions(_windows(x, model, 30.0, 3.0), model, inference.InferenceOptions()))
+    assert len(ems) == 1 and ems[0].first_frame == 0
+    ref = _reference_log_probs(model, x)
+    assert ems[0].log_probs.shape == ref.shape == (model.frame_count(x.size), 32)
+    assert ems[0].log_probs.dtype == np.float32
+    np.testing.assert_allclose(ems[0].log_probs, ref, atol=2e-5)
+    np.testing.assert_allclose(np.exp(ems[0].log_probs).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_windows_are_normalised_alone_and_tile_the_frames(model: inference.LoadedModel) -> None:
+    x = _signal(7.9, seed=1)
+    x[: x.size // 2] *= 20  # a loud first half: a whole-file normalisation would change the second half's windows
+    windows = _windows(x, model, 2.0, 0.4)
+    ems = list(inference.emissions(windows, model, inference.InferenceOptions()))
+    assert len(ems) == len(windows) > 3
+    expected_first = 0
+    for w, em in zip(windows, ems):
+        assert em.first_frame == expected_first == w.start // 320 + w.keep_start
+        ref = _reference_log_probs(model, w.samples)[w.keep_start : w.keep_end]
+        np.testing.assert_allclose(em.log_probs, ref, atol=2e-5)
+        expected_first += em.log_probs.shape[0]
+    assert expected_first == model.frame_count(x.size)
+
+
+def test_batched_equals_unbatched(model: inference.LoadedModel) -> None:
+    """Only equal-length windows share a batch (no padding), so batching changes nothing beyond float rounding."""
+    windows = _windows(_signal(12.71, seed=2), model, 2.0, 0.4)
+    lengths = [w.valid for w in windows]
+    assert len(set(lengths[:-1])) == 1 and lengths[-1] != lengths[0]  # the last window is longer: its own batch
+    one = list(inference.emissions(windows, model, inference.InferenceOptions(batch_size=1)))
+    four = list(inference.emissions(windows, model, inference.InferenceOptions(batch_size=4)))
+    assert [e.first_frame for e in one] == [e.first_frame for e in four]
+    for a, b in zip(one, four):
+        # BLAS picks other kernels for other batch sizes: equal up to float32 rounding (measured <= 2.4e-7).
+        np.testing.assert_allclose(a.log_probs, b.log_probs, atol=1e-5, rtol=0)
+        assert np.array_equal(a.log_probs.argmax(1), b.log_probs.argmax(1))
+
+
+def test_batches_group_equal_lengths_only() -> None:
+    def w(i: int, n: int) -> Window:
+        return Window(index=i, start=i * 320, samples=np.zeros(n, np.float32), keep_start=0, keep_end=1, is_last=False)
+
+    groups = list(inference._batches([w(0, 800), w(1, 800), w(2, 800), w(3, 960), w(4, 800)], batch_size=2))
+    assert [[x.index for x in g] for g in groups] == [[0, 1], [2], [3], [4]]
+
+
+def test_input_shorter_than_the_conv_minimum(model: inference.LoadedModel) -> None:
+    """500 samples: SEW's pooling needs 720, so the window is zero-padded and only its own frame is kept."""
+    x = _signal(500 / 16000)
+    w = Window(index=0, start=0, samples=x, keep_start=0, keep_end=1, is_last=True)
+    (lp,) = inference.window_log_probs(model, [w])
+    assert lp.shape == (1, 32)
+    (em,) = inference.emissions([w], model, inference.InferenceOptions())
+    assert em.log_probs.shape == (1, 32) and em.first_frame == 0
+
+
+def test_off_grid_window_is_refused(model: inference.LoadedModel) -> None:
+    w = Window(index=0, start=100, samples=_signal(0.1), keep_start=0, keep_end=2, is_last=True)
+    with pytest.raises(ValueError, match="frame grid"):
+        list(inference.emissions([w], model, inference.InferenceOptions()))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"device": "tpu"}, "--device"),
+        ({"precision": "int4"}, "--precision"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"threads": 0}, "--threads"),
+    ],
+)
+def test_bad_options(kwargs: dict[str, object], needle: str) -> None:
+    with pytest.raises(UsageError, match=needle):
+        inference.InferenceOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_device_resolution_and_fp16_on_cpu(tiny_sew_dir: Path) -> None:
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert inference.resolve_device("auto") == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA device"):
+            inference.resolve_device("cuda")
+        with pytest.raises(UsageError, match="fp16 needs --device cuda"):
+            inference.load(tiny_sew_dir, inference.InferenceOptions(device="cpu", precision="fp16"))
+
+
+def test_threads_and_bf16(tiny_sew_dir: Path) -> None:
+    before = torch.get_num_threads()
+    try:
+        m = inference.load(tiny_sew_dir, inference.InferenceOptions(device="cpu", threads=1, precision="bf16"))
+        assert torch.get_num_threads() == 1
+        x = _signal(2.0)
+        (em,) = inference.emissions(_windows(x, m, 30.0, 3.0), m, inference.InferenceOptions())
+        assert em.log_probs.dtype == np.float32  # log-softmax is taken in float32 whatever the model dtype
+        assert np.isfinite(em.log_probs).all()
+    finally:
+        torch.set_num_threads(before)
