@@ -124,11 +124,13 @@ def write_metadata(
     (directory / "preprocessor_config.json").write_text(json.dumps(preprocessor))
 
 
-def save_both(model: torch.nn.Module, root: Path, **metadata: Any) -> tuple[Path, Path]:
+def save_both(model: torch.nn.Module, root: Path, legacy: bool = True, **metadata: Any) -> tuple[Path, Path]:
     """Save `model` as (safetensors via save_pretrained, pytorch_model.bin with weight_g/weight_v) directories."""
     st_dir, bin_dir = root / "st", root / "bin"
     model.save_pretrained(st_dir)
     write_metadata(st_dir, **metadata)
+    if not legacy:
+        return st_dir, bin_dir
     bin_dir.mkdir(parents=True)
     (bin_dir / "config.json").write_text((st_dir / "config.json").read_text())
     torch.save(legacy_state_dict(model.state_dict()), bin_dir / "pytorch_model.bin")

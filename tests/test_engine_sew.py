@@ -105,7 +105,7 @@ def test_greedy_text_equals_transformers_batch_decode(sew2):
 
 def test_full_depth_sew_tiny(tmp_path):
     hf = hf_model("sew", SEW_TINY, seed=2)  # 12 layers
-    st_dir, _ = save_both(hf, tmp_path)
+    st_dir, _ = save_both(hf, tmp_path, legacy=False)
     ours = load_model(st_dir).model
     x = waveform(32321, seed=5)
     with torch.no_grad():
