@@ -290,7 +290,8 @@ class _BeamSplitter:
                     run, cut_in_run = 0, False
                 local = buf_len + (i - offset) + 1  # frames in the current piece including frame i
                 if run >= self.min_run and not cut_in_run:
-                    cut = local - self.min_run // 2  # the middle of the run so far
+                    cut = max(local - self.min_run // 2, 0)  # the middle of the run so far (0: it began
+                    # before this piece, which then already starts inside the pause)
                     buf.append(lp[offset : i + 1])
                     offset = i + 1
                     piece = np.concatenate(buf)
