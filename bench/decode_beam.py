@@ -2,9 +2,10 @@
 
 Usage: python bench/decode_beam.py [--seconds 60] [--widths 1,8,16,32,64,100]
 
-The emissions imitate a character CTC model at 20 ms frames: about 60% confident blank frames, one to three frames
-per emitted letter, word delimiters between words, and one frame in eight ambiguous between the true letter and a
-confusable one (p 0.55 / 0.35). Real model posteriors may be less peaky, which makes beam search slower.
+The emissions imitate a character CTC model at 20 ms frames: about 60% confident blank frames, one to
+three frames per emitted letter, word delimiters between words, and one frame in eight ambiguous between
+the true letter and a confusable one (p 0.55 / 0.35). Real model posteriors may be less peaky, which
+makes beam search slower.
 Besides time, it reports the character error rate of each decoder against the synthetic truth.
 """
 
@@ -72,7 +73,9 @@ def main() -> None:
     lp, truth = synthetic(args.seconds)
     vocab = records.Vocabulary(TOKENS, blank_id=0)
     em = [records.Emissions(lp, 0, 0.02)]
-    configs = [DecodeOptions()] + [DecodeOptions(kind="beam", beam_width=int(w)) for w in args.widths.split(",")]
+    configs = [DecodeOptions()] + [
+        DecodeOptions(kind="beam", beam_width=int(w)) for w in args.widths.split(",")
+    ]
     for opts in configs:
         dec = build_decoder(vocab, opts)
         t0 = time.perf_counter()
@@ -80,8 +83,10 @@ def main() -> None:
         dt = time.perf_counter() - t0
         name = "greedy" if opts.kind == "greedy" else f"beam {opts.beam_width}"
         ref = truth[: len(res.text) + 20]
-        print(f"{name:10s} {dt:7.3f} s for {args.seconds:.0f} s audio  RTF {dt / args.seconds:.4f}  "
-              f"CER {cer(res.text[:400], ref[:400]):.3f} (first 400 chars)")
+        print(
+            f"{name:10s} {dt:7.3f} s for {args.seconds:.0f} s audio  RTF {dt / args.seconds:.4f}  "
+            f"CER {cer(res.text[:400], ref[:400]):.3f} (first 400 chars)"
+        )
 
 
 if __name__ == "__main__":

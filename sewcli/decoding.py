@@ -3,20 +3,23 @@
 Two decoders share one interface (`CTCDecoder.decode(iterator of Emissions) -> DecodeResult`):
 
 * `GreedyDecoder` streams. It takes the argmax of every frame and reproduces
-  `Wav2Vec2CTCTokenizer.decode(ids, skip_special_tokens=False)` (sew_spec.md section 7) exactly: collapse repeats,
-  drop the blank, word delimiter -> " ", strip, lower-case if the vocabulary says so; other special tokens
-  (<s>, </s>, <unk>) stay in the text. The previous frame's token is carried across chunk boundaries, so the result
-  is identical to decoding the concatenated matrix. Memory is O(emitted tokens), never O(frames).
-* `BeamDecoder` runs pyctcdecode's prefix beam search (optional KenLM, hotwords). pyctcdecode holds a whole matrix,
-  so the stream is cut into pieces that are decoded independently (see `_BeamSplitter` for the rule); memory is
-  bounded by `max_piece_seconds` of log-probs.
+  `Wav2Vec2CTCTokenizer.decode(ids, skip_special_tokens=False)` (sew_spec.md section 7) exactly:
+  collapse repeats, drop the blank, word delimiter -> " ", strip, lower-case if the vocabulary says so;
+  other special tokens (<s>, </s>, <unk>) stay in the text. The previous frame's token is carried across
+  chunk boundaries, so the result is identical to decoding the concatenated matrix. Memory is
+  O(emitted tokens), never O(frames).
+* `BeamDecoder` runs pyctcdecode's prefix beam search (optional KenLM, hotwords). pyctcdecode holds a
+  whole matrix, so the stream is cut into pieces that are decoded independently (see `_BeamSplitter` for
+  the rule; the LM context restarts at each piece); memory is bounded by `max_piece_seconds` of log-probs.
+  With an LM, its words must be in the vocabulary's case (upper case for the English checkpoints).
 
-Word timing: a word spans from the first frame of its first token's run to the end (exclusive) of its last token's
-run, as HF's `_get_word_offsets`; seconds = global frame index * frame_seconds.
+Word timing: a word spans from the first frame of its first token's run to the end (exclusive) of its last
+token's run, as HF's `_get_word_offsets`; seconds = global frame index * frame_seconds.
 
-Word confidence (in [0, 1]): the geometric mean, over the word's emitted tokens, of each token's peak posterior.
-Greedy: a token's peak posterior is max over the frames of its run of p(token). Beam: the runs are not known, so it is
-max over the word's frames of p(token) (the word's text is split back into vocabulary tokens by longest match).
+Word confidence (in [0, 1]): the geometric mean, over the word's emitted tokens, of each token's peak
+posterior. Greedy: a token's peak posterior is max over the frames of its run of p(token). Beam: the runs
+are not known, so it is max over the word's frames of p(token) (the word's text is split back into
+vocabulary tokens by longest match).
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ class DecodeOptions:
     """Settings of the CTC decoder stage (the beam fields are ignored by the greedy decoder)."""
 
     kind: DecoderKind = "greedy"
-    # Beam width 32: measured with bench/decode_bench.py (see the report in docs); the pyctcdecode default of 100 is
-    # ~3x slower for no change on peaky CTC posteriors without an LM.
+    # Beam width 32: bench/decode_beam.py measured RTF 0.015 (32) vs 0.05 (100, pyctcdecode's default) on
+    # synthetic peaky posteriors, 2 shared CPU cores; no accuracy difference without an LM on that data.
     beam_width: int = 32
     lm_path: str | None = None  # KenLM model (.arpa or .bin); needs `pip install 'sewcli[lm]'`
     alpha: float = 0.5  # LM weight (pyctcdecode default)
@@ -98,7 +101,9 @@ def _check_vocab(vocab: records.Vocabulary) -> None:
     if len(vocab) == 0:
         raise errors.DecoderError("vocabulary is empty")
     if not 0 <= vocab.blank_id < len(vocab):
-        raise errors.DecoderError(f"blank id {vocab.blank_id} is outside the vocabulary of {len(vocab)} tokens")
+        raise errors.DecoderError(
+            f"blank id {vocab.blank_id} is outside the vocabulary of {len(vocab)} tokens"
+        )
 
 
 def token_strings(vocab: records.Vocabulary) -> tuple[str, ...]:
@@ -114,7 +119,7 @@ def token_strings(vocab: records.Vocabulary) -> tuple[str, ...]:
     return tuple(out)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Shared text assembly
 
 
@@ -181,7 +186,7 @@ def _make_word(
     )
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Greedy
 
 
@@ -227,7 +232,7 @@ class GreedyDecoder:
             if first > 0:  # the carried run goes on into this chunk
                 run_peak = max(run_peak, float(peaks[:first].max()))
             ends = np.concatenate((starts[1:], [n]))
-            for a, b in zip(starts.tolist(), ends.tolist()):
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
                 if run_id >= 0:
                     self._close(pieces, run_id, run_start, g0 + a, run_peak)
                 run_id, run_start, run_peak = int(ids[a]), g0 + a, float(peaks[a:b].max())
@@ -253,7 +258,7 @@ def _check_emissions(em: records.Emissions, vocab_size: int) -> np.ndarray:
     return lp
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Beam
 
 
@@ -410,7 +415,9 @@ class BeamDecoder:
         return float(np.mean([lp[:, t].max() for t in ids]))
 
 
-def _prepend(first: tuple[int, np.ndarray], rest: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+def _prepend(
+    first: tuple[int, np.ndarray], rest: Iterator[tuple[int, np.ndarray]]
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield `first` then the rest of the iterator."""
     yield first
     yield from rest
@@ -419,8 +426,8 @@ def _prepend(first: tuple[int, np.ndarray], rest: Iterator[tuple[int, np.ndarray
 def beam_labels(vocab: records.Vocabulary) -> list[str]:
     """The label list handed to pyctcdecode, built once and explicitly (no pyctcdecode label rewriting).
 
-    blank -> "" (pyctcdecode's blank), word delimiter -> " " (its word boundary), every other token verbatim, so
-    "<unk>", "<s>" and "</s>" come out as text exactly as the greedy decoder (and HF) emit them.
+    blank -> "" (pyctcdecode's blank), word delimiter -> " " (its word boundary), every other token
+    verbatim, so "<unk>", "<s>" and "</s>" come out as text exactly as the greedy decoder (and HF) emit them.
     """
     return list(token_strings(vocab))
 
@@ -428,7 +435,7 @@ def beam_labels(vocab: records.Vocabulary) -> list[str]:
 def _normalize_hotwords(
     hotwords: Sequence[str], vocab: records.Vocabulary, labels: Sequence[str]
 ) -> tuple[str, ...]:
-    """Put hotwords in the vocabulary's case (upper-case vocabularies with do_lower_case) or raise DecoderError."""
+    """Put hotwords in the vocabulary's case (e.g. upper case with do_lower_case) or raise DecoderError."""
     chars = {c for lab in labels if len(lab) == 1 and lab != "" for c in lab} | {" "}
     out = []
     for hw in hotwords:
@@ -441,7 +448,9 @@ def _normalize_hotwords(
                 break
         else:
             missing = "".join(sorted(set(hw) - chars))
-            raise errors.DecoderError(f"hotword {hw!r} has characters not in the model vocabulary: {missing!r}")
+            raise errors.DecoderError(
+                f"hotword {hw!r} has characters not in the model vocabulary: {missing!r}"
+            )
     return tuple(out)
 
 
@@ -455,7 +464,7 @@ def _build_pyctcdecode(labels: list[str], options: DecodeOptions) -> Any:
     language_model = None
     if options.lm_path is not None:
         language_model = _load_lm(options)
-    # Alphabet(...) rather than Alphabet.build_alphabet(...): the latter rewrites "<unk>", "[PAD]", "_" and "|".
+    # Alphabet(...), not Alphabet.build_alphabet(...): the latter rewrites "<unk>", "[PAD]", "_" and "|".
     return BeamSearchDecoderCTC(Alphabet(list(labels), is_bpe=False), language_model)
 
 
@@ -476,7 +485,9 @@ def _load_lm(options: DecodeOptions) -> Any:
         model = kenlm.Model(str(path))
     except (OSError, RuntimeError, ValueError) as e:
         detail = " ".join(str(e).split())[-160:]  # kenlm's messages are long and multi-line
-        raise errors.DecoderError(f"language model {path}: not a readable KenLM .arpa/.bin file ({detail})") from e
+        raise errors.DecoderError(
+            f"language model {path}: not a readable KenLM .arpa/.bin file ({detail})"
+        ) from e
     unigrams = None
     if path.suffix.lower() == ".arpa":
         try:

@@ -1,15 +1,16 @@
 """Render a `records.Transcript` to a text stream: txt, srt, vtt, json, tsv (whisper's WriteSRT pattern).
 
-Each writer is `Writer(name, extension, render)`; call it as `WRITERS["srt"](transcript, fp)`. Writers never open
-files or pick names; the CLI does that (and should open with encoding="utf-8", newline="").
+Each writer is `Writer(name, extension, render)`; call it as `WRITERS["srt"](transcript, fp)`. Writers
+never open files or pick names; the CLI does that (and should open with encoding="utf-8", newline="").
 
-Subtitle-like formats (srt, vtt, tsv, and json's "segments") use `transcript.segments`; if those are empty they
-fall back to `segment_words(transcript.words)`, and if there are no words either, to one segment spanning the
-whole `duration` when there is text. Silence gives valid empty outputs (zero cues, empty lists).
+Subtitle-like formats (srt, vtt, tsv, and json's "segments") use `transcript.segments`; if those are empty
+they fall back to `segment_words(transcript.words)`, and if there are no words either, to one segment
+spanning the whole `duration` when there is text. Silence gives valid empty outputs (zero cues, empty lists).
 
-Cues are made safe for every parser: line breaks in text become spaces, "-->" becomes "->" (srt/tsv) or is
-HTML-escaped with the rest of the cue text (vtt: & < > become &amp; &lt; &gt;). Cue times are whole milliseconds,
-never negative, start at or after the previous cue's end, and last at least 1 ms; empty cues are dropped.
+Cues are made safe for every parser: line breaks in text become spaces, "-->" becomes "->" (srt) or is
+HTML-escaped with the rest of the cue text (vtt: & < > become &amp; &lt; &gt;). Cue times are whole
+milliseconds, never negative, start at or after the previous cue's end, and last at least 1 ms; empty cues
+are dropped.
 TSV escapes "\\" "\t" "\n" "\r" as two-character sequences "\\\\" "\\t" "\\n" "\\r".
 Lone surrogates (undecodable bytes in file names) are written as backslash escapes, never as invalid UTF-8.
 """
@@ -44,7 +45,11 @@ _WORD_SCHEMA: dict[str, Any] = {
             "maximum": 1,
             "description": "Geometric mean of the word's tokens' peak CTC posteriors.",
         },
-        "char_start": {"type": "integer", "minimum": 0, "description": "Offset of the first character in text."},
+        "char_start": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Offset of the first character in text.",
+        },
         "char_end": {"type": "integer", "minimum": 0, "description": "Offset one past the last character."},
     },
 }
@@ -97,7 +102,7 @@ class Writer:
         self.render(transcript, fp)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # helpers
 
 
@@ -162,7 +167,7 @@ def cues(transcript: records.Transcript) -> list[tuple[int, int, str]]:
     return out
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # writers
 
 
@@ -210,7 +215,7 @@ def _word_json(w: records.Word) -> dict[str, Any]:
 
 
 def _jsonable(obj: object) -> Any:
-    """`obj` as plain JSON values: str keys, lists for sequences, None for non-finite floats, str otherwise."""
+    """`obj` as plain JSON values: str keys, lists for sequences, None for NaN/inf, str otherwise."""
     if isinstance(obj, dict):
         return {_safe(str(k)): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -23,7 +23,11 @@ DE = (*"abcdefghijklmnopqrstuvwxyz", "ä", "ö", "ü", "ß", "|", "'", "Ä", "İ
 FS = 0.02
 EN_VOCAB = records.Vocabulary(EN, blank_id=0)
 DE_VOCAB = records.Vocabulary(
-    DE, blank_id=len(DE) - 1, unk_token="[UNK]", do_lower_case=True, special_tokens=frozenset({"[UNK]", "[PAD]"})
+    DE,
+    blank_id=len(DE) - 1,
+    unk_token="[UNK]",
+    do_lower_case=True,
+    special_tokens=frozenset({"[UNK]", "[PAD]"}),
 )
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -32,7 +36,9 @@ def onehot(tokens: tuple[str, ...], seq: str | list[str], p: float = 1.0) -> np.
     """Log-probs (frames, vocab) whose argmax spells `seq` (one token per frame, "_" = the blank)."""
     blank = tokens.index("[PAD]") if "[PAD]" in tokens else 0
     items = list(seq)
-    lp = np.full((len(items), len(tokens)), math.log((1 - p) / (len(tokens) - 1)) if p < 1 else -1e4, np.float32)
+    lp = np.full(
+        (len(items), len(tokens)), math.log((1 - p) / (len(tokens) - 1)) if p < 1 else -1e4, np.float32
+    )
     for t, ch in enumerate(items):
         lp[t, blank if ch == "_" else tokens.index(ch)] = math.log(p) if p < 1 else 0.0
     return lp
@@ -57,7 +63,7 @@ def hf_tokenizer(tmp_path: Path, tokens: tuple[str, ...], **kw):
     return transformers.Wav2Vec2CTCTokenizer(str(path), **kw)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # greedy: hand-built matrices
 
 
@@ -76,7 +82,9 @@ def test_greedy_collapses_repeats_blank_splits_and_delimiter_is_space():
 
 def test_greedy_keeps_special_tokens_and_double_spaces_like_hf():
     res = greedy(EN_VOCAB, onehot(EN, ["A", "<unk>", "B", "|", "_", "|", "<s>", "C", "|"]))
-    assert res.text == "A<unk>B  <s>C"  # two delimiters separated by a blank give two spaces (HF does the same)
+    assert (
+        res.text == "A<unk>B  <s>C"
+    )  # two delimiters separated by a blank give two spaces (HF does the same)
     assert [w.text for w in res.words] == ["A<unk>B", "<s>C"]
     assert [(w.char_start, w.char_end) for w in res.words] == [(0, 7), (9, 13)]
 
@@ -143,18 +151,20 @@ def test_bad_options_are_decoder_errors():
         build_decoder(records.Vocabulary(("a", "b"), blank_id=2))
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # greedy: streaming and parity with transformers
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), frames=st.integers(0, 80), cuts=st.lists(st.integers(0, 80), max_size=6))
+@given(
+    seed=st.integers(0, 2**32 - 1), frames=st.integers(0, 80), cuts=st.lists(st.integers(0, 80), max_size=6)
+)
 def test_greedy_streaming_equals_whole_matrix(seed, frames, cuts):
     lp = random_logprobs(np.random.default_rng(seed), frames, len(EN), 0)
     # make long runs likely so they straddle chunk boundaries
     lp = np.repeat(lp, 3, axis=0)
     bounds = sorted({0, 3 * frames, *[min(c * 3 - (c % 2), 3 * frames) for c in cuts if c > 0]})
-    chunks = [records.Emissions(lp[a:b], 7 + a, FS) for a, b in zip(bounds, bounds[1:])]
+    chunks = [records.Emissions(lp[a:b], 7 + a, FS) for a, b in zip(bounds, bounds[1:], strict=False)]
     whole = greedy(EN_VOCAB, lp, first_frame=7)
     streamed = build_decoder(EN_VOCAB).decode(iter(chunks))
     assert streamed == whole
@@ -196,7 +206,7 @@ def test_decoding_module_does_not_import_torch_or_pyctcdecode():
     assert out.returncode == 0, out.stderr
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # beam search
 
 

@@ -33,7 +33,9 @@ def word(text: str, start: float, end: float, conf: float = 0.9, at: int = 0) ->
     return records.Word(text, start, end, conf, at, at + len(text))
 
 
-def transcript(segments: tuple[records.Segment, ...] = (), text: str | None = None, **kw) -> records.Transcript:
+def transcript(
+    segments: tuple[records.Segment, ...] = (), text: str | None = None, **kw
+) -> records.Transcript:
     words = tuple(w for s in segments for w in s.words)
     return records.Transcript(
         source=kw.pop("source", "a.wav"),
@@ -63,7 +65,7 @@ TWO = (
 )
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # golden outputs (written by hand from the formats' specs)
 
 
@@ -91,7 +93,12 @@ def test_json_has_documented_fields_and_validates():
     doc = validate_json(render("json", t))
     assert doc["text"] == "HELLO WORLD AGAIN" and doc["model"] == "sew-tiny" and doc["language"] == "en"
     assert doc["words"][1] == {
-        "text": "WORLD", "start": 0.9, "end": 1.25, "confidence": 0.9, "char_start": 6, "char_end": 11,
+        "text": "WORLD",
+        "start": 0.9,
+        "end": 1.25,
+        "confidence": 0.9,
+        "char_start": 6,
+        "char_end": 11,
     }
     assert [s["text"] for s in doc["segments"]] == ["HELLO WORLD", "AGAIN"]
     assert doc["segments"][0]["words"][0]["text"] == "HELLO"
@@ -107,7 +114,7 @@ def test_writers_registry_names_and_extensions():
     assert all(w.name == name and w.extension == name for name, w in WRITERS.items())
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # silence and hostile text
 
 
@@ -140,7 +147,7 @@ def test_zero_length_overlapping_and_negative_cues_are_fixed():
     )
     out = list(srt.parse(render("srt", transcript(segs))))
     assert [s.content for s in out] == ["a", "b", "c"]
-    for prev, cur in zip(out, out[1:]):
+    for prev, cur in zip(out, out[1:], strict=False):
         assert cur.start >= prev.end
     assert all(s.end > s.start for s in out)
 
@@ -172,7 +179,7 @@ def test_round_trip_any_text_any_times(items, source):
 
     subs = list(srt.parse(render("srt", t)))
     assert [s.content for s in subs] == [x.replace("-->", "->") for x in expected]
-    for prev, cur in zip(subs, subs[1:]):
+    for prev, cur in zip(subs, subs[1:], strict=False):
         assert cur.start >= prev.end
     assert all(s.end > s.start for s in subs)
 
@@ -182,7 +189,7 @@ def test_round_trip_any_text_any_times(items, source):
 
     rows = render("tsv", t).split("\n")
     assert rows[0] == "start\tend\ttext" and rows[-1] == "" and len(rows) == len(expected) + 2
-    for row, exp in zip(rows[1:], expected):
+    for row, exp in zip(rows[1:-1], expected, strict=True):
         start, end, text = row.split("\t")
         assert int(end) > int(start) >= 0
         assert re.sub(r"\\(.)", lambda m: {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}[m[1]], text) == exp
@@ -192,7 +199,7 @@ def test_round_trip_any_text_any_times(items, source):
     json.dumps(doc, ensure_ascii=False).encode("utf-8")  # no lone surrogates survive
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # segmenting
 
 
@@ -201,13 +208,19 @@ def test_segments_break_on_pause_length_and_duration():
     segs = segment_words(ws, SegmentOptions(max_chars=42, max_gap_seconds=1.0, max_duration_seconds=7.0))
     assert [s.text for s in segs] == ["A B", "C", "D"]  # pause before C; C..D would last 7.9 s
     assert (segs[0].start, segs[0].end) == (0.0, 0.5)
-    segs = segment_words([word(x, i, i + 0.5) for i, x in enumerate(["AAAA", "BBBB", "CCCC"])], SegmentOptions(9))
+    segs = segment_words(
+        [word(x, i, i + 0.5) for i, x in enumerate(["AAAA", "BBBB", "CCCC"])], SegmentOptions(9)
+    )
     assert [s.text for s in segs] == ["AAAA BBBB", "CCCC"]
 
 
 def test_word_longer_than_max_chars_gets_its_own_segment():
     ws = [word("HI", 0, 0.1), word("SUPERCALIFRAGILISTIC", 0.2, 0.9), word("YO", 1.0, 1.1)]
-    assert [s.text for s in segment_words(ws, SegmentOptions(max_chars=5))] == ["HI", "SUPERCALIFRAGILISTIC", "YO"]
+    assert [s.text for s in segment_words(ws, SegmentOptions(max_chars=5))] == [
+        "HI",
+        "SUPERCALIFRAGILISTIC",
+        "YO",
+    ]
 
 
 def test_bad_segment_options_raise():
@@ -233,4 +246,4 @@ def test_segments_partition_words_and_respect_limits(spec, max_chars, gap):
         assert s.text == " ".join(w.text for w in s.words)
         if len(s.words) > 1:
             assert len(s.text) <= max_chars and s.end - s.start <= 5.0
-            assert all(b.start - a.end <= gap for a, b in zip(s.words, s.words[1:]))
+            assert all(b.start - a.end <= gap for a, b in zip(s.words, s.words[1:], strict=False))
