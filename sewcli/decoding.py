@@ -231,7 +231,7 @@ class GreedyDecoder:
             first = int(starts[0]) if len(starts) else n
             if first > 0:  # the carried run goes on into this chunk
                 run_peak = max(run_peak, float(peaks[:first].max()))
-            ends = np.concatenate((starts[1:], [n]))
+            ends = np.concatenate((starts[1:], [n])) if len(starts) else starts  # each new run's end row
             for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
                 if run_id >= 0:
                     self._close(pieces, run_id, run_start, g0 + a, run_peak)
