@@ -248,7 +248,7 @@ class GreedyDecoder:
             pieces.append(_Piece(s, start, end, peak))
 
 
-def _check_emissions(em: records.Emissions, vocab_size: int) -> np.ndarray:
+def _check_emissions(em: records.Emissions, vocab_size: int) -> records.FloatArray:
     """Validate one chunk's shape against the vocabulary and return its log-probs as float32."""
     lp = np.asarray(em.log_probs, dtype=np.float32)
     if lp.ndim != 2 or lp.shape[1] != vocab_size:
@@ -276,9 +276,11 @@ class _BeamSplitter:
         self.min_run = max(1, min_run)
         self.max_frames = max(4, max_frames)
 
-    def split(self, emissions: Iterable[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+    def split(
+        self, emissions: Iterable[tuple[int, records.FloatArray]]
+    ) -> Iterator[tuple[int, records.FloatArray]]:
         """Yield pieces covering every input frame exactly once, in order."""
-        buf: list[np.ndarray] = []
+        buf: list[records.FloatArray] = []
         buf_start: int | None = None  # global frame of buf's first row
         buf_len = 0
         run = 0  # length of the confident-blank run ending at the last frame seen
@@ -350,7 +352,7 @@ class BeamDecoder:
         """
         state: dict[str, Any] = {"frames": 0, "frame_seconds": 0.0}
 
-        def chunks() -> Iterator[tuple[int, np.ndarray]]:
+        def chunks() -> Iterator[tuple[int, records.FloatArray]]:
             for em in emissions:
                 lp = _check_emissions(em, len(self.vocab))
                 state["frames"] += lp.shape[0]
@@ -377,7 +379,7 @@ class BeamDecoder:
         text, words = _assemble(pieces, self.vocab.do_lower_case, fs)
         return DecodeResult(text=text, words=words, frames=state["frames"], duration=state["frames"] * fs)
 
-    def _decode_piece(self, g0: int, lp: np.ndarray, pieces: list[_Piece]) -> None:
+    def _decode_piece(self, g0: int, lp: records.FloatArray, pieces: list[_Piece]) -> None:
         """Beam-search one piece and append its words (as pieces with a " " between words)."""
         opts = self.options
         beams = self._decoder.decode_beams(
@@ -398,7 +400,7 @@ class BeamDecoder:
                 pieces.append(_Piece(" ", g0 + s, g0 + s, 0.0))
             pieces.append(_Piece(word, g0 + s, g0 + e, conf_logp))
 
-    def _word_logp(self, word: str, lp: np.ndarray) -> float:
+    def _word_logp(self, word: str, lp: records.FloatArray) -> float:
         """Mean over the word's tokens of the log of max over the word's frames of p(token)."""
         ids = []
         i = 0
@@ -416,8 +418,8 @@ class BeamDecoder:
 
 
 def _prepend(
-    first: tuple[int, np.ndarray], rest: Iterator[tuple[int, np.ndarray]]
-) -> Iterator[tuple[int, np.ndarray]]:
+    first: tuple[int, records.FloatArray], rest: Iterator[tuple[int, records.FloatArray]]
+) -> Iterator[tuple[int, records.FloatArray]]:
     """Yield `first` then the rest of the iterator."""
     yield first
     yield from rest
