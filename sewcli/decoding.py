@@ -231,11 +231,13 @@ class GreedyDecoder:
             first = int(starts[0]) if len(starts) else n
             if first > 0:  # the carried run goes on into this chunk
                 run_peak = max(run_peak, float(peaks[:first].max()))
-            ends = np.concatenate((starts[1:], [n])) if len(starts) else starts  # each new run's end row
-            for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            if len(starts) == 0:
+                continue
+            run_max = np.maximum.reduceat(peaks, starts)  # (runs,) peak log-posterior of each new run
+            for a, tok, peak in zip(starts.tolist(), ids[starts].tolist(), run_max.tolist(), strict=True):
                 if run_id >= 0:
                     self._close(pieces, run_id, run_start, g0 + a, run_peak)
-                run_id, run_start, run_peak = int(ids[a]), g0 + a, float(peaks[a:b].max())
+                run_id, run_start, run_peak = tok, g0 + a, peak
         if run_id >= 0:
             self._close(pieces, run_id, run_start, next_frame, run_peak)
         text, words = _assemble(pieces, self.vocab.do_lower_case, frame_seconds)
