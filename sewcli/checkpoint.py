@@ -1,10 +1,10 @@
 """Read a transformers-format checkpoint directory's metadata, without torch.
 
-The CLI and the decoder need the family, the vocabulary and the preprocessing settings before (or without) building
-a model, so this module only reads JSON and lists files. The rules follow transformers 5.23
-(sew_spec.md sections 1.1, 5 and 7): the CTC blank is the tokenizer's pad token; special tokens missing from
-vocab.json are appended after it as Wav2Vec2CTCTokenizer does (bos, eos, unk, pad order); waveform normalisation
-is `(x - mean) / sqrt(var + 1e-7)` in float32.
+The CLI and the decoder need the family, the vocabulary and the preprocessing settings before (or
+without) building a model, so this module only reads JSON and lists files. The rules follow transformers 5.23
+(sew_spec.md sections 1.1, 5 and 7): the CTC blank is the tokenizer's pad token; special tokens missing
+from vocab.json are appended as Wav2Vec2CTCTokenizer does (bos, eos, unk, pad order); waveform
+normalisation is `(x - mean) / sqrt(var + 1e-7)` in float32.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def read_config(directory: Path) -> dict[str, Any]:
 
 
 def family_of(config: dict[str, Any], path: str = "config.json") -> tuple[str, str]:
-    """(family, architecture) for a config dict; unsupported -> UnsupportedConfigError naming key and value."""
+    """(family, architecture) of a config dict; unsupported -> UnsupportedConfigError naming key+value."""
     archs = config.get("architectures")
     if archs:
         arch = archs[0] if isinstance(archs, list) else archs
@@ -180,12 +180,14 @@ def read_feature_config(directory: Path) -> FeatureConfig:
         padding_value=float(raw.get("padding_value", 0.0)),
     )
     if int(raw.get("feature_size", 1)) != 1:
-        raise UnsupportedConfigError(f"{path}: feature_size={raw['feature_size']!r} is not supported; expected 1")
+        raise UnsupportedConfigError(
+            f"{path}: feature_size={raw['feature_size']!r} is not supported; expected 1"
+        )
     return fc
 
 
 def _index_files(index_path: Path) -> tuple[Path, ...]:
-    """Shard files named by a *.index.json weight_map, in first-seen order; missing shards -> CheckpointError."""
+    """Shard files of a *.index.json weight_map, in first-seen order; missing shards -> CheckpointError."""
     index = _read_json(index_path)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
@@ -210,7 +212,8 @@ def find_weight_files(directory: Path) -> tuple[str, tuple[Path, ...]]:
     if (d / PYTORCH_INDEX).exists():
         return "pytorch", _index_files(d / PYTORCH_INDEX)
     raise CheckpointError(
-        f"{d}: no weights found (looked for {SAFETENSORS_FILE}, {SAFETENSORS_INDEX}, {PYTORCH_FILE}, {PYTORCH_INDEX})"
+        f"{d}: no weights found (looked for {SAFETENSORS_FILE}, {SAFETENSORS_INDEX}, {PYTORCH_FILE}, "
+        f"{PYTORCH_INDEX})"
     )
 
 
@@ -243,7 +246,7 @@ def read_checkpoint(directory: Path | str) -> CheckpointInfo:
 
 
 def normalize_waveform(x: FloatArray) -> FloatArray:
-    """Zero-mean unit-variance normalisation of ONE utterance, identical to Wav2Vec2FeatureExtractor (float32).
+    """Zero-mean unit-variance normalisation of ONE utterance, as Wav2Vec2FeatureExtractor does (float32).
 
     Args:
         x: (samples,) waveform.

@@ -28,7 +28,7 @@ from sewcli.model.load import load_model
 
 transformers = pytest.importorskip("transformers")
 
-TINY = dict(hidden_size=64, num_attention_heads=2, intermediate_size=64, num_hidden_layers=1)
+TINY = {"hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 1}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,12 @@ def tiny(tmp_path_factory):
 def _copy_meta(src, dst, config=None):
     """A checkpoint directory with src's metadata and config (optionally replaced), but no weights."""
     dst.mkdir(parents=True, exist_ok=True)
-    for name in ("vocab.json", "tokenizer_config.json", "special_tokens_map.json", "preprocessor_config.json"):
+    for name in (
+        "vocab.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "preprocessor_config.json",
+    ):
         (dst / name).write_text((src / name).read_text())
     (dst / "config.json").write_text(json.dumps(config) if config else (src / "config.json").read_text())
     return dst
@@ -52,7 +57,7 @@ def _hf_state(hf):
     return {k: v.clone().contiguous() for k, v in hf.state_dict().items()}
 
 
-# ---------------------------------------------------------------------------------------------------- metadata
+# ------------------------------------------------------------------------------------------------ metadata
 
 
 def test_checkpoint_module_does_not_import_torch():
@@ -118,7 +123,9 @@ def test_unsupported_architecture_names_key_and_value():
 
 def test_feature_config(tmp_path):
     assert checkpoint.read_feature_config(tmp_path) == checkpoint.FeatureConfig()
-    write_metadata(tmp_path, preprocessor={**PREPROCESSOR, "return_attention_mask": True, "sampling_rate": 8000})
+    write_metadata(
+        tmp_path, preprocessor={**PREPROCESSOR, "return_attention_mask": True, "sampling_rate": 8000}
+    )
     fc = checkpoint.read_feature_config(tmp_path)
     assert fc == checkpoint.FeatureConfig(sampling_rate=8000, do_normalize=True, return_attention_mask=True)
 
@@ -170,7 +177,7 @@ def test_sharded_safetensors_and_sharded_bin_load(tiny, tmp_path):
     for i, part in enumerate((keys[::2], keys[1::2])):
         name = f"pytorch_model-0000{i + 1}-of-00002.bin"
         torch.save({k: state[k] for k in part}, bins / name)
-        weight_map.update({k: name for k in part})
+        weight_map.update(dict.fromkeys(part, name))
     (bins / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
     assert torch.allclose(_logits(load_model(bins).model, x), ref, atol=1e-5)
 
@@ -224,7 +231,9 @@ def test_mis_shaped_key_is_listed(tiny, tmp_path):
     hf, st_dir, _ = tiny
     state = _hf_state(hf)
     state["sew.encoder.layer_norm.weight"] = torch.ones(65)
-    with pytest.raises(CheckpointError, match=r"mis-shaped keys: sew.encoder.layer_norm.weight \(65,\) != \(64,\)"):
+    with pytest.raises(
+        CheckpointError, match=r"mis-shaped keys: sew.encoder.layer_norm.weight \(65,\) != \(64,\)"
+    ):
         load_model(_save_state(st_dir, tmp_path / "s", state))
 
 

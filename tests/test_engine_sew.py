@@ -1,4 +1,4 @@
-"""SEW engine parity with transformers 5.23 (random weights, real sew-tiny config), loading, batching, training."""
+"""SEW engine: parity with transformers 5.23 (random weights, real sew-tiny config), batching, training."""
 
 from __future__ import annotations
 
@@ -117,7 +117,13 @@ def test_full_depth_sew_tiny(tmp_path):
 def test_feature_projection_config(tmp_path):
     # hidden != conv_dim[-1]: a bare `sew.feature_projection` Linear exists (spec 3.3)
     hf = hf_model(
-        "sew", SEW_TINY, seed=3, hidden_size=256, num_attention_heads=4, intermediate_size=512, num_hidden_layers=2
+        "sew",
+        SEW_TINY,
+        seed=3,
+        hidden_size=256,
+        num_attention_heads=4,
+        intermediate_size=512,
+        num_hidden_layers=2,
     )
     assert hasattr(hf.sew, "feature_projection")
     st_dir, bin_dir = save_both(hf, tmp_path)
@@ -141,7 +147,12 @@ def test_config_round_trip_through_transformers():
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("hidden_act", "swiglu"), ("feat_extract_norm", "batch"), ("model_type", "hubert"), ("num_attention_heads", 7)],
+    [
+        ("hidden_act", "swiglu"),
+        ("feat_extract_norm", "batch"),
+        ("model_type", "hubert"),
+        ("num_attention_heads", 7),
+    ],
 )
 def test_unsupported_config_names_key(key, value):
     with pytest.raises(UnsupportedConfigError, match=key):
@@ -149,12 +160,23 @@ def test_unsupported_config_names_key(key, value):
 
 
 def _tiny_train_config(**kw) -> SEWConfig:
-    base = dict(
-        vocab_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        conv_dim=(16, 16, 32), conv_kernel=(10, 8, 4), conv_stride=(5, 4, 2), num_conv_pos_embeddings=15,
-        num_conv_pos_embedding_groups=4, layerdrop=0.0, mask_time_prob=0.3, mask_time_length=2,
-        mask_feature_prob=0.1, mask_feature_length=4,
-    )
+    base = {
+        "vocab_size": 8,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "conv_dim": (16, 16, 32),
+        "conv_kernel": (10, 8, 4),
+        "conv_stride": (5, 4, 2),
+        "num_conv_pos_embeddings": 15,
+        "num_conv_pos_embedding_groups": 4,
+        "layerdrop": 0.0,
+        "mask_time_prob": 0.3,
+        "mask_time_length": 2,
+        "mask_feature_prob": 0.1,
+        "mask_feature_length": 4,
+    }
     base.update(kw)
     return SEWConfig(**base)
 

@@ -1,4 +1,4 @@
-"""wav2vec2 engine parity with transformers 5.23: base (group norm, post-LN) and XLSR-large (stable, conv bias)."""
+"""wav2vec2 parity with transformers 5.23: base (group norm, post-LN), XLSR-large (stable, conv bias)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,9 @@ def xlsr2(tmp_path_factory):
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa if "masked_spec_embed" not in k)
+    return sa.keys() == sb.keys() and all(
+        torch.equal(sa[k], sb[k]) for k in sa if "masked_spec_embed" not in k
+    )
 
 
 @pytest.mark.parametrize("flavour", ["base2", "xlsr2"])
@@ -96,7 +98,8 @@ def test_equal_length_batch_equals_one_at_a_time(flavour, request):
         batched = ours.model(x)
         single = torch.cat([ours.model(x[i : i + 1]) for i in range(3)])
     diff = float((batched - single).abs().max())
-    print(f"wav2vec2 {flavour} batch vs single: torch.equal={torch.equal(batched, single)} max abs diff {diff:.3g}")
+    same = torch.equal(batched, single)
+    print(f"wav2vec2 {flavour} batch vs single: equal={same} max abs diff {diff:.3g}")
     assert diff <= 1e-5
 
 

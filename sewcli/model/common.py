@@ -8,8 +8,8 @@ Submodule attribute names equal the transformers checkpoint keys (`conv_layers.{
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Callable, Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from sewcli.errors import UnsupportedConfigError
 
-# GroupNorm/LayerNorm inside the CNN use torch's default eps; transformers never passes layer_norm_eps there (P1).
+# GroupNorm/LayerNorm inside the CNN use torch's default eps; transformers never passes layer_norm_eps (P1).
 CNN_NORM_EPS = 1e-5
 
 
@@ -50,7 +50,7 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 
 def activation(name: str, key: str = "hidden_act") -> nn.Module:
-    """Return a fresh activation module for an HF activation name; unknown -> UnsupportedConfigError naming `key`."""
+    """A fresh activation module for an HF activation name; unknown -> UnsupportedConfigError naming `key`."""
     try:
         return _ACTIVATIONS[name]()
     except KeyError:
@@ -60,15 +60,15 @@ def activation(name: str, key: str = "hidden_act") -> nn.Module:
 
 
 def conv_output_length(length: Tensor, kernels: Sequence[int], strides: Sequence[int]) -> Tensor:
-    """Frames after a stack of unpadded convs: L -> (L - k)//s + 1 per layer, clamped at 0 (long tensor in, out)."""
-    for k, s in zip(kernels, strides):
+    """Frames after a stack of unpadded convs: L -> (L - k)//s + 1 per layer, clamped at 0 (long tensors)."""
+    for k, s in zip(kernels, strides, strict=True):
         length = torch.div(length - k, s, rounding_mode="floor") + 1
     return torch.clamp(length, min=0)
 
 
 def conv_output_length_int(length: int, kernels: Sequence[int], strides: Sequence[int]) -> int:
     """Same arithmetic as `conv_output_length` on a Python int (for sizing; no torch dispatch)."""
-    for k, s in zip(kernels, strides):
+    for k, s in zip(kernels, strides, strict=True):
         length = (length - k) // s + 1
     return max(length, 0)
 
@@ -76,7 +76,7 @@ def conv_output_length_int(length: int, kernels: Sequence[int], strides: Sequenc
 def min_input_length(frames: int, kernels: Sequence[int], strides: Sequence[int]) -> int:
     """Smallest number of samples for which the conv stack yields at least `frames` frames."""
     need = frames
-    for k, s in zip(reversed(kernels), reversed(strides)):
+    for k, s in zip(reversed(kernels), reversed(strides), strict=True):
         need = (need - 1) * s + k
     return need
 
@@ -84,7 +84,9 @@ def min_input_length(frames: int, kernels: Sequence[int], strides: Sequence[int]
 class ConvLayer(nn.Module):
     """One feature-encoder layer: Conv1d -> [GroupNorm | LayerNorm over channels | nothing] -> activation."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, bias: bool, norm: str | None, act: str):
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int, bias: bool, norm: str | None, act: str
+    ):
         super().__init__()
         self.conv = nn.Conv1d(c_in, c_out, kernel_size=kernel, stride=stride, bias=bias)
         self.norm_kind = norm
@@ -122,9 +124,11 @@ class FeatureEncoder(nn.Module):
     ):
         super().__init__()
         if norm not in ("group", "layer"):
-            raise UnsupportedConfigError(f"config.json feat_extract_norm={norm!r} is not supported; use group|layer")
+            raise UnsupportedConfigError(
+                f"config.json feat_extract_norm={norm!r} is not supported; use group|layer"
+            )
         layers = []
-        for i, (c, k, s) in enumerate(zip(conv_dim, conv_kernel, conv_stride)):
+        for i, (c, k, s) in enumerate(zip(conv_dim, conv_kernel, conv_stride, strict=True)):
             c_in = 1 if i == 0 else conv_dim[i - 1]
             layer_norm = norm if (norm == "layer" or i == 0) else None  # group norm only on layer 0
             layers.append(ConvLayer(c_in, c, k, s, conv_bias, layer_norm, act))
@@ -139,15 +143,18 @@ class FeatureEncoder(nn.Module):
 
 
 class PositionalConvEmbedding(nn.Module):
-    """Grouped conv positional embedding (`pos_conv_embed.conv`), weight-norm already folded into `conv.weight`.
+    """Grouped conv positional embedding (`pos_conv_embed.conv`), weight norm folded into `conv.weight`.
 
-    Loaders fold `weight_g`/`weight_v` (or parametrizations original0/1) once with `torch._weight_norm(v, g, 2)`.
-    With `stride` > 1 (SEW squeeze) the output has ceil(T/stride) frames. SamePad drops the last frame for even k.
+    Loaders fold `weight_g`/`weight_v` (or parametrizations original0/1) once: `torch._weight_norm(v, g, 2)`.
+    With `stride` > 1 (SEW squeeze) the output has ceil(T/stride) frames. SamePad drops the last frame for
+    even k.
     """
 
     def __init__(self, hidden: int, kernel: int, groups: int, act: str, stride: int = 1):
         super().__init__()
-        self.conv = nn.Conv1d(hidden, hidden, kernel_size=kernel, padding=kernel // 2, groups=groups, stride=stride)
+        self.conv = nn.Conv1d(
+            hidden, hidden, kernel_size=kernel, padding=kernel // 2, groups=groups, stride=stride
+        )
         self.num_pad_remove = 1 if kernel % 2 == 0 else 0
         self.activation = activation(act, "feat_extract_activation")
 
@@ -185,7 +192,12 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T) broadcast over queries
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, scale=self.head_dim**-0.5
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            scale=self.head_dim**-0.5,
         )
         y = y.transpose(1, 2).reshape(b, t, h)  # (B, T, nh*d)
         return self.out_proj(y)
@@ -194,7 +206,9 @@ class Attention(nn.Module):
 class FeedForward(nn.Module):
     """Position-wise FFN: intermediate_dense -> act -> dropout -> output_dense -> dropout."""
 
-    def __init__(self, hidden: int, intermediate: int, act: str, activation_dropout: float, hidden_dropout: float):
+    def __init__(
+        self, hidden: int, intermediate: int, act: str, activation_dropout: float, hidden_dropout: float
+    ):
         super().__init__()
         self.intermediate_dense = nn.Linear(hidden, intermediate)
         self.intermediate_act_fn = activation(act, "hidden_act")
@@ -252,7 +266,7 @@ def all_valid(mask: Tensor | None) -> bool:
 def span_mask(
     batch: int, frames: int, prob: float, span: int, min_masks: int, device: torch.device | None = None
 ) -> Tensor:
-    """SpecAugment-style spans (bool (batch, frames)), same counting rule as transformers' _compute_mask_indices.
+    """SpecAugment spans (bool (batch, frames)), same counting rule as transformers' _compute_mask_indices.
 
     Uses torch's RNG so `torch.manual_seed` makes training runs reproducible.
     """
@@ -272,12 +286,14 @@ def span_mask(
 
 
 def init_weights(module: nn.Module, std: float) -> None:
-    """transformers-like initialisation for training from scratch (Linear normal(std), norms 1/0, convs kaiming)."""
+    """transformers-like init for training from scratch (Linear normal(std), norms 1/0, convs kaiming)."""
     pos_convs = {id(m.conv) for m in module.modules() if isinstance(m, PositionalConvEmbedding)}
     for m in module.modules():
         if isinstance(m, PositionalConvEmbedding):
             conv = m.conv
-            nn.init.normal_(conv.weight, mean=0.0, std=2 * math.sqrt(1 / (conv.kernel_size[0] * conv.in_channels)))
+            nn.init.normal_(
+                conv.weight, mean=0.0, std=2 * math.sqrt(1 / (conv.kernel_size[0] * conv.in_channels))
+            )
             nn.init.zeros_(conv.bias)
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, mean=0.0, std=std)
@@ -291,7 +307,6 @@ def init_weights(module: nn.Module, std: float) -> None:
             if m.bias is not None:
                 k = math.sqrt(m.groups / (m.in_channels * m.kernel_size[0]))
                 nn.init.uniform_(m.bias, a=-k, b=k)
-
 
 
 class SpecAugmentConfig(Protocol):
@@ -321,6 +336,8 @@ def spec_augment(x: Tensor, cfg: SpecAugmentConfig, masked_spec_embed: Tensor | 
         tm = span_mask(b, t, cfg.mask_time_prob, cfg.mask_time_length, cfg.mask_time_min_masks, x.device)
         x = torch.where(tm[:, :, None], masked_spec_embed.to(x.dtype), x)
     if cfg.mask_feature_prob > 0:
-        fm = span_mask(b, h, cfg.mask_feature_prob, cfg.mask_feature_length, cfg.mask_feature_min_masks, x.device)
+        fm = span_mask(
+            b, h, cfg.mask_feature_prob, cfg.mask_feature_length, cfg.mask_feature_min_masks, x.device
+        )
         x = x.masked_fill(fm[:, None, :], 0.0)
     return x

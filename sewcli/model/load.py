@@ -1,9 +1,9 @@
 """Build an engine model from a transformers-format checkpoint directory, safely.
 
-Tensors come from safetensors (`safe_open`) or from `torch.load(weights_only=True)`, which refuses pickles that
-would run code. Key handling (sew_spec.md 5.2, P9, P14): weight-norm pairs (`weight_g`/`weight_v` or
-`parametrizations.weight.original0/1`) are folded once into a plain `weight`; training-only keys on a whitelist
-are dropped; anything else missing, unexpected or mis-shaped is a CheckpointError listing the keys.
+Tensors come from safetensors (`safe_open`) or from `torch.load(weights_only=True)`, which refuses pickles
+that would run code. Key handling (sew_spec.md 5.2, P9, P14): weight-norm pairs (`weight_g`/`weight_v` or
+`parametrizations.weight.original0/1`) are folded once into a plain `weight`; training-only keys on a
+whitelist are dropped; anything else missing, unexpected or mis-shaped is a CheckpointError listing the keys.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class LoadedModel:
 
     @property
     def family(self) -> str:
-        """"sew" | "sew-d" | "wav2vec2"."""
+        """ "sew" | "sew-d" | "wav2vec2"."""
         return self.info.family
 
 
@@ -91,7 +91,9 @@ def read_tensors(path: Path) -> dict[str, Tensor]:
             f"convert it to safetensors from a trusted source ({str(e).splitlines()[0]})"
         ) from e
     except (RuntimeError, OSError, EOFError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: cannot read PyTorch weights, the file is corrupt or truncated ({e})") from e
+        raise CheckpointError(
+            f"{path}: cannot read PyTorch weights, the file is corrupt or truncated ({e})"
+        ) from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
@@ -139,7 +141,9 @@ def load_state(model: nn.Module, state: dict[str, Tensor], where: str) -> None:
     if isinstance(head, nn.Linear) and "lm_head.weight" in state:
         rows = state["lm_head.weight"].shape[0]
         if rows != head.out_features:
-            raise CheckpointError(f"{where}: lm_head has {rows} rows but config.json vocab_size={head.out_features}")
+            raise CheckpointError(
+                f"{where}: lm_head has {rows} rows but config.json vocab_size={head.out_features}"
+            )
     shapes = sorted(
         f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
         for k in set(state) & set(expected)
@@ -165,7 +169,9 @@ def _few(items: list[str], n: int = 8) -> str:
     return ", ".join(items[:n]) + more
 
 
-def load_model(directory: Path | str, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
+def load_model(
+    directory: Path | str, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> LoadedModel:
     """Load a SEW / SEW-D / wav2vec2 CTC checkpoint directory into an eval-mode model.
 
     Args:

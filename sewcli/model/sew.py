@@ -1,8 +1,9 @@
-"""SEW (Squeezed and Efficient Wav2vec) for CTC, in plain PyTorch, numerically equal to transformers' SEWForCTC.
+"""SEW (Squeezed and Efficient Wav2vec) for CTC in plain PyTorch, equal to transformers' SEWForCTC.
 
-Order of operations (sew_spec.md section 3): conv feature encoder -> LayerNorm -> [projection if conv_dim[-1] !=
-hidden] -> squeeze (strided pos conv + AvgPool1d, trimmed to the shorter) -> encoder LayerNorm -> post-LN layers ->
-upsample (Linear to hidden*s, reshape back to the CNN rate, zero-pad odd lengths) -> lm_head.
+Order of operations (sew_spec.md section 3): conv feature encoder -> LayerNorm -> [projection if
+conv_dim[-1] != hidden] -> squeeze (strided pos conv + AvgPool1d, trimmed to the shorter) -> encoder
+LayerNorm -> post-LN layers -> upsample (Linear to hidden*s, reshape back to the CNN rate, zero-pad odd
+lengths) -> lm_head.
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ class SEWConfig:
         hfconfig.check_conv(self.conv_dim, self.conv_kernel, self.conv_stride, self.feat_extract_norm)
         hfconfig.check_activation("hidden_act", self.hidden_act)
         hfconfig.check_activation("feat_extract_activation", self.feat_extract_activation)
-        hfconfig.check_divisible(self.hidden_size, self.num_attention_heads, self.num_conv_pos_embedding_groups)
+        hfconfig.check_divisible(
+            self.hidden_size, self.num_attention_heads, self.num_conv_pos_embedding_groups
+        )
         if self.squeeze_factor < 1:
             raise UnsupportedConfigError(f"config.json squeeze_factor={self.squeeze_factor} must be >= 1")
         if self.vocab_size < 1:
@@ -85,7 +88,9 @@ class SEWConfig:
     def from_hf(cls, hf: dict[str, Any]) -> SEWConfig:
         """Translate a transformers config.json dict (model_type "sew")."""
         if hf.get("add_adapter"):
-            raise UnsupportedConfigError(f"config.json add_adapter={hf['add_adapter']!r} is not supported for SEW")
+            raise UnsupportedConfigError(
+                f"config.json add_adapter={hf['add_adapter']!r} is not supported for SEW"
+            )
         return hfconfig.from_hf(cls, _HF_TABLE, hf, "sew")
 
     def to_hf(self) -> dict[str, Any]:
@@ -104,7 +109,7 @@ class SEWConfig:
         return math.prod(self.conv_stride)
 
 
-# field -> config.json key. Every SEW field has the transformers name; kept explicit for the one place to look.
+# field -> config.json key, for renamed fields only: every SEW field currently keeps its transformers name.
 _HF_TABLE: dict[str, str] = {}
 
 
@@ -128,7 +133,7 @@ class SEWUpsampling(nn.Module):
 
 
 class SEWEncoder(nn.Module):
-    """`sew.encoder`: squeeze -> LayerNorm -> post-LN layers -> upsample -> zero-pad to the CNN frame count."""
+    """`sew.encoder`: squeeze -> LayerNorm -> post-LN layers -> upsample -> zero-pad to the CNN rate."""
 
     def __init__(self, cfg: SEWConfig):
         super().__init__()
@@ -159,7 +164,7 @@ class SEWEncoder(nn.Module):
         self.upsample = SEWUpsampling(cfg.hidden_size, cfg.squeeze_factor, cfg.feat_extract_activation)
 
     def squeeze(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """(batch, T, H) + frame mask (batch, T) -> (batch, T', H) + pooled mask (batch, T'); T' = min(ceil, floor)."""
+        """(batch, T, H) + mask (batch, T) -> (batch, T', H) + pooled mask (batch, T'); T' = floor(T/s)."""
         s = self.squeeze_factor
         if mask is not None:
             x = x.masked_fill(~mask[:, :, None], 0.0)
@@ -198,7 +203,11 @@ class SEWModel(nn.Module):
         super().__init__()
         self.config = cfg
         self.feature_extractor = FeatureEncoder(
-            cfg.conv_dim, cfg.conv_kernel, cfg.conv_stride, cfg.conv_bias, cfg.feat_extract_norm,
+            cfg.conv_dim,
+            cfg.conv_kernel,
+            cfg.conv_stride,
+            cfg.conv_bias,
+            cfg.feat_extract_norm,
             cfg.feat_extract_activation,
         )
         self.layer_norm = nn.LayerNorm(cfg.conv_dim[-1], eps=cfg.layer_norm_eps)
@@ -211,7 +220,7 @@ class SEWModel(nn.Module):
         self.encoder = SEWEncoder(cfg)
 
     def forward(self, input_values: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """Waveform (batch, samples) [+ sample mask (batch, samples)] -> hidden states (batch, frames, hidden)."""
+        """Waveform (batch, samples) [+ sample mask (batch, samples)] -> hidden (batch, frames, hidden)."""
         x = self.feature_extractor(input_values).transpose(1, 2)  # (B, frames, C)
         x = self.layer_norm(x)
         if self.project_features:
@@ -219,7 +228,9 @@ class SEWModel(nn.Module):
         x = self.feature_dropout(x)
         mask = None
         if attention_mask is not None:
-            lengths = conv_output_length(attention_mask.sum(-1).long(), self.config.conv_kernel, self.config.conv_stride)
+            lengths = conv_output_length(
+                attention_mask.sum(-1).long(), self.config.conv_kernel, self.config.conv_stride
+            )
             mask = frame_mask(x.shape[1], lengths)
         if self.training:
             x = spec_augment(x, self.config, getattr(self, "masked_spec_embed", None))
@@ -236,8 +247,10 @@ class SEWForCTC(nn.Module):
         self.dropout = nn.Dropout(config.final_dropout)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
         self.inputs_to_logits_ratio = config.inputs_to_logits_ratio
-        # AvgPool1d needs at least `squeeze_factor` CNN frames (720 samples for the released models, spec P10).
-        self.min_input_samples = min_input_length(config.squeeze_factor, config.conv_kernel, config.conv_stride)
+        # AvgPool1d needs >= `squeeze_factor` CNN frames (720 samples for the released models, spec P10).
+        self.min_input_samples = min_input_length(
+            config.squeeze_factor, config.conv_kernel, config.conv_stride
+        )
         init_weights(self, config.initializer_range)
 
     def forward(self, input_values: Tensor, attention_mask: Tensor | None = None) -> Tensor:
@@ -247,8 +260,8 @@ class SEWForCTC(nn.Module):
             input_values: (batch, samples) float waveform, normalised as the checkpoint's preprocessor says.
             attention_mask: (batch, samples) 1 for real samples, 0 for right padding; None = all real.
         Returns:
-            (batch, frames, vocab) logits; frames = output_lengths(samples). Frames past a row's valid length are
-            garbage.
+            (batch, frames, vocab) logits; frames = output_lengths(samples). Frames past a row's valid
+            length are garbage.
         """
         if input_values.shape[-1] < self.min_input_samples:
             raise ValueError(

@@ -2,7 +2,7 @@
 
 Two encoder flavours (sew_spec.md section 2, pitfall P5):
 - base (`do_stable_layer_norm=false`, group-norm CNN): pos conv -> LayerNorm -> post-LN layers;
-- stable (`do_stable_layer_norm=true`, layer-norm CNN, large/XLSR): pos conv -> pre-LN layers -> final LayerNorm.
+- stable (`do_stable_layer_norm=true`, layer-norm CNN, large/XLSR): pos conv -> pre-LN layers -> final LN.
 Early-exit heads (`decoders.N.*`) are not modelled yet; the loader ignores those keys.
 """
 
@@ -32,7 +32,7 @@ from sewcli.model.common import (
 
 @dataclass(frozen=True)
 class Wav2Vec2Config:
-    """wav2vec2 hyper-parameters used by the CTC model; names and defaults are transformers' Wav2Vec2Config ones."""
+    """wav2vec2 CTC hyper-parameters; names and defaults are transformers' Wav2Vec2Config ones."""
 
     vocab_size: int = 32
     hidden_size: int = 768
@@ -74,7 +74,9 @@ class Wav2Vec2Config:
         hfconfig.check_conv(self.conv_dim, self.conv_kernel, self.conv_stride, self.feat_extract_norm)
         hfconfig.check_activation("hidden_act", self.hidden_act)
         hfconfig.check_activation("feat_extract_activation", self.feat_extract_activation)
-        hfconfig.check_divisible(self.hidden_size, self.num_attention_heads, self.num_conv_pos_embedding_groups)
+        hfconfig.check_divisible(
+            self.hidden_size, self.num_attention_heads, self.num_conv_pos_embedding_groups
+        )
         if self.vocab_size < 1:
             raise UnsupportedConfigError(f"config.json vocab_size={self.vocab_size} must be >= 1")
 
@@ -89,7 +91,11 @@ class Wav2Vec2Config:
     def to_hf(self) -> dict[str, Any]:
         """A config.json dict that transformers loads as Wav2Vec2ForCTC."""
         out = hfconfig.to_hf(self, _HF_TABLE)
-        out.update(model_type="wav2vec2", architectures=["Wav2Vec2ForCTC"], num_feat_extract_layers=len(self.conv_dim))
+        out.update(
+            model_type="wav2vec2",
+            architectures=["Wav2Vec2ForCTC"],
+            num_feat_extract_layers=len(self.conv_dim),
+        )
         return out
 
     @property
@@ -103,7 +109,7 @@ _HF_TABLE: dict[str, str] = {}
 
 
 class Wav2Vec2FeatureProjection(nn.Module):
-    """`wav2vec2.feature_projection`: LayerNorm(conv_dim[-1]) -> Linear(-> hidden) -> dropout (always present)."""
+    """`wav2vec2.feature_projection`: LayerNorm(conv_dim[-1]) -> Linear(-> hidden) -> dropout (always)."""
 
     def __init__(self, cfg: Wav2Vec2Config):
         super().__init__()
@@ -124,7 +130,9 @@ class Wav2Vec2Encoder(nn.Module):
         self.stable = cfg.do_stable_layer_norm
         self.layerdrop = cfg.layerdrop
         self.pos_conv_embed = PositionalConvEmbedding(
-            cfg.hidden_size, cfg.num_conv_pos_embeddings, cfg.num_conv_pos_embedding_groups,
+            cfg.hidden_size,
+            cfg.num_conv_pos_embeddings,
+            cfg.num_conv_pos_embedding_groups,
             cfg.feat_extract_activation,
         )
         self.layer_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
@@ -132,8 +140,13 @@ class Wav2Vec2Encoder(nn.Module):
         dropouts = (cfg.attention_dropout, cfg.activation_dropout, cfg.hidden_dropout)
         self.layers = nn.ModuleList(
             EncoderLayer(
-                cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.hidden_act, cfg.layer_norm_eps,
-                dropouts, pre_ln=cfg.do_stable_layer_norm,
+                cfg.hidden_size,
+                cfg.num_attention_heads,
+                cfg.intermediate_size,
+                cfg.hidden_act,
+                cfg.layer_norm_eps,
+                dropouts,
+                pre_ln=cfg.do_stable_layer_norm,
             )
             for _ in range(cfg.num_hidden_layers)
         )
@@ -163,7 +176,11 @@ class Wav2Vec2Model(nn.Module):
         super().__init__()
         self.config = cfg
         self.feature_extractor = FeatureEncoder(
-            cfg.conv_dim, cfg.conv_kernel, cfg.conv_stride, cfg.conv_bias, cfg.feat_extract_norm,
+            cfg.conv_dim,
+            cfg.conv_kernel,
+            cfg.conv_stride,
+            cfg.conv_bias,
+            cfg.feat_extract_norm,
             cfg.feat_extract_activation,
         )
         self.feature_projection = Wav2Vec2FeatureProjection(cfg)
@@ -172,11 +189,13 @@ class Wav2Vec2Model(nn.Module):
         self.encoder = Wav2Vec2Encoder(cfg)
 
     def forward(self, input_values: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """Waveform (batch, samples) [+ sample mask (batch, samples)] -> hidden states (batch, frames, hidden)."""
+        """Waveform (batch, samples) [+ sample mask (batch, samples)] -> hidden (batch, frames, hidden)."""
         x = self.feature_extractor(input_values).transpose(1, 2)  # (B, frames, C)
         mask = None
         if attention_mask is not None:
-            lengths = conv_output_length(attention_mask.sum(-1).long(), self.config.conv_kernel, self.config.conv_stride)
+            lengths = conv_output_length(
+                attention_mask.sum(-1).long(), self.config.conv_kernel, self.config.conv_stride
+            )
             mask = frame_mask(x.shape[1], lengths)
         x = self.feature_projection(x)
         if self.training:
@@ -204,12 +223,13 @@ class Wav2Vec2ForCTC(nn.Module):
             input_values: (batch, samples) float waveform, normalised as the checkpoint's preprocessor says.
             attention_mask: (batch, samples) 1 for real samples, 0 for right padding; None = all real.
         Returns:
-            (batch, frames, vocab) logits; frames = output_lengths(samples). Frames past a row's valid length are
-            garbage.
+            (batch, frames, vocab) logits; frames = output_lengths(samples). Frames past a row's valid
+            length are garbage.
         """
         if input_values.shape[-1] < self.min_input_samples:
             raise ValueError(
-                f"wav2vec2 needs at least {self.min_input_samples} samples per input, got {input_values.shape[-1]}"
+                f"wav2vec2 needs at least {self.min_input_samples} samples per input, "
+                f"got {input_values.shape[-1]}"
             )
         return self.lm_head(self.dropout(self.wav2vec2(input_values, attention_mask)))
 
