@@ -1,10 +1,11 @@
 """SEW-D engine: config translation, relative positions, and logits identical to transformers' SEWDForCTC.
 
 The reference is transformers 5.23 (test-only dependency): it builds random-weight models from the real
-asapp/sew-d-tiny-100k-ft-ls100h config (sew_spec.md section 6) and an old-style config (gelu, eps 1e-5), saves them
-with `save_pretrained` (safetensors) and as a `pytorch_model.bin` with legacy `weight_g`/`weight_v` names, and we
-load both. Weights are re-randomised with a larger spread than transformers' init so that attention is peaked and
-the relative-position terms, LayerNorm eps and masks visibly matter (a test that cannot fail is a defect).
+asapp/sew-d-tiny-100k-ft-ls100h config (sew_spec.md section 6) and an old-style config (gelu, eps 1e-5), saves
+them with `save_pretrained` (safetensors) and as a `pytorch_model.bin` with legacy `weight_g`/`weight_v`
+names, and we load both. Weights are re-randomised with a larger spread than transformers' init so that
+attention is peaked and the relative-position terms, LayerNorm eps and masks visibly matter (a test that
+cannot fail is a defect).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ HUB_TINY: dict[str, Any] = {
     "vocab_size": 32,
     "feature_layer_norm_eps": 1e-05,
 }
-# The same repo as first uploaded (and community copies made before the fix): gelu, 1e-5, no feature_layer_norm_eps.
+# The same repo as first uploaded (and community copies made before the fix): gelu, 1e-5, no
+# feature_layer_norm_eps.
 HUB_TINY_OLD = {k: v for k, v in HUB_TINY.items() if k != "feature_layer_norm_eps"} | {
     "hidden_act": "gelu",
     "layer_norm_eps": 1e-05,
@@ -84,7 +86,12 @@ HUB_TINY_OLD = {k: v for k, v in HUB_TINY.items() if k != "feature_layer_norm_ep
 VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"]
 TOKENIZER_FILES: dict[str, Any] = {
     "vocab.json": {t: i for i, t in enumerate(VOCAB)},
-    "special_tokens_map.json": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+    "special_tokens_map.json": {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+    },
     "tokenizer_config.json": {
         "unk_token": "<unk>",
         "bos_token": "<s>",
@@ -115,7 +122,7 @@ def _hf_model(cfg: dict[str, Any], seed: int, **overrides: Any) -> Any:
             if "LayerNorm" in name or "layer_norm" in name:
                 p.add_(torch.randn_like(p) * 0.2)  # weights 1 +- 0.2, biases +- 0.2
             elif name.endswith("rel_embeddings.weight"):
-                p.normal_(0.0, 1.0)
+                p.normal_(0.0, 3e-3)  # variance ~1e-5: the rel-embedding LayerNorm's eps (1e-7 vs 1e-5) shows
             elif name.endswith("bias"):
                 p.normal_(0.0, 0.1)
             elif p.dim() == 2:  # Linear (out, in): std 1/sqrt(in) keeps activations O(1), attention peaked
@@ -123,22 +130,30 @@ def _hf_model(cfg: dict[str, Any], seed: int, **overrides: Any) -> Any:
     return model
 
 
-def _save_both(model: Any, root: Path) -> tuple[Path, Path]:
-    """save_pretrained (safetensors, parametrizations naming) and a legacy .bin with weight_g/weight_v."""
-    st_dir, bin_dir = root / "st", root / "bin"
+def _save_st(model: Any, root: Path) -> Path:
+    """save_pretrained (safetensors, `parametrizations.weight.original0/1` names) + tokenizer files."""
+    st_dir = root / "st"
     model.save_pretrained(st_dir, safe_serialization=True)
     assert (st_dir / "model.safetensors").exists()
+    for name, content in TOKENIZER_FILES.items():
+        (st_dir / name).write_text(json.dumps(content))
+    return st_dir
+
+
+def _save_both(model: Any, root: Path) -> tuple[Path, Path]:
+    """save_pretrained (safetensors) and a legacy pytorch_model.bin with weight_g/weight_v names."""
+    st_dir, bin_dir = _save_st(model, root), root / "bin"
     legacy = {}
     for k, v in model.state_dict().items():
-        k = k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v")
+        k = k.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v"
+        )
         legacy[k] = v.clone()
     assert any(k.endswith("weight_g") for k in legacy)
     bin_dir.mkdir()
     torch.save(legacy, bin_dir / "pytorch_model.bin")
-    (bin_dir / "config.json").write_text((st_dir / "config.json").read_text())
-    for d in (st_dir, bin_dir):
-        for name, content in TOKENIZER_FILES.items():
-            (d / name).write_text(json.dumps(content))
+    for name in ("config.json", *TOKENIZER_FILES):
+        (bin_dir / name).write_text((st_dir / name).read_text())
     return st_dir, bin_dir
 
 
@@ -163,7 +178,7 @@ def _max_diff(ours: torch.Tensor, ref: torch.Tensor) -> float:
     return float((ours - ref).abs().max())
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Config translation
 
 
@@ -174,7 +189,8 @@ def test_defaults_equal_transformers_defaults() -> None:
     for key, value in ours.to_hf().items():
         if key in ("architectures", "norm_rel_ebd"):
             continue
-        # modeling_sew_d reads max_relative_positions with getattr(config, ..., -1); the others are config fields
+        # modeling_sew_d reads max_relative_positions with getattr(config, ..., -1); the others are config
+        # fields
         expected = getattr(ref, key) if key != "max_relative_positions" else getattr(ref, key, -1)
         assert value == (list(expected) if isinstance(expected, tuple) else expected), key
     assert ours.norm_rel_ebd == ("layer_norm",) and ref.norm_rel_ebd == "layer_norm"
@@ -183,9 +199,19 @@ def test_defaults_equal_transformers_defaults() -> None:
 
 def test_hub_config_translation_and_round_trip() -> None:
     cfg = SEWDConfig.from_hf(HUB_TINY)
-    assert (cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.head_size) == (384, 6, 1536, 64)
+    assert (cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.head_size) == (
+        384,
+        6,
+        1536,
+        64,
+    )
     assert (cfg.layer_norm_eps, cfg.feature_layer_norm_eps, cfg.hidden_act) == (1e-7, 1e-5, "gelu_python")
-    assert (cfg.position_buckets, cfg.max_position, cfg.att_span, cfg.num_conv_pos_embeddings) == (256, 512, 256, 31)
+    assert (cfg.position_buckets, cfg.max_position, cfg.att_span, cfg.num_conv_pos_embeddings) == (
+        256,
+        512,
+        256,
+        31,
+    )
     assert cfg.pos_att_type == ("p2c", "c2p") and cfg.share_att_key
     assert cfg.inputs_to_logits_ratio == 320
     old = SEWDConfig.from_hf(HUB_TINY_OLD)
@@ -218,7 +244,7 @@ def test_unsupported_config_names_key(key: str, value: Any) -> None:
     assert key in msg and "\n" not in msg
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Relative positions
 
 
@@ -233,13 +259,13 @@ def test_log_buckets_spec_values_and_transformers() -> None:
     assert torch.equal(build_relative_position(700, 256, 512, torch.device("cpu")), ref2)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Parity with transformers
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Real sew-d-tiny config cut to 2 layers: HF model, and ours loaded from safetensors and from legacy .bin."""
+    """Real sew-d-tiny config cut to 2 layers: HF model, ours loaded from safetensors and from legacy .bin."""
     hf = _hf_model(HUB_TINY, seed=0, num_hidden_layers=2)
     st_dir, bin_dir = _save_both(hf, tmp_path_factory.mktemp("sewd_tiny"))
     return {"hf": hf, "st": _load(st_dir), "bin": _load(bin_dir)}
@@ -258,7 +284,10 @@ def _our_logits(model: SEWDForCTC, x: torch.Tensor, mask: torch.Tensor | None = 
 @pytest.mark.parametrize(
     ("samples", "seed"),
     [
-        (16_001, 1),  # 1 s + 1 sample: 49 CNN frames, odd -> the last frame is the zero pad (logits = lm_head.bias)
+        (
+            16_001,
+            1,
+        ),  # 1 s + 1 sample: 49 CNN frames, odd -> the last frame is the zero pad (logits = lm_head.bias)
         (9_999, 2),  # < 1 s
         (192_000, 3),  # 12 s: 299 squeezed frames, distances beyond 128 use the log buckets
     ],
@@ -315,15 +344,16 @@ def test_batch_of_equal_lengths_equals_one_at_a_time(tiny: dict[str, Any]) -> No
     batched = _our_logits(model, x)
     single = torch.cat([_our_logits(model, x[i : i + 1]) for i in range(3)])
     diff = _max_diff(batched, single)
-    print(f"batch of 3 vs one at a time: max|diff| = {diff:.3g}, torch.equal = {torch.equal(batched, single)}")
+    print(
+        f"batch of 3 vs one at a time: max|diff| = {diff:.3g}, torch.equal = {torch.equal(batched, single)}"
+    )
     assert diff <= 1e-5
 
 
 def test_old_style_config_matches_transformers(tmp_path: Path) -> None:
     """Pre-2022 hub copies: hidden_act gelu, layer_norm_eps 1e-5, no feature_layer_norm_eps."""
     hf = _hf_model(HUB_TINY_OLD, seed=7, num_hidden_layers=2)
-    st_dir, _ = _save_both(hf, tmp_path)
-    ours = _load(st_dir)
+    ours = _load(_save_st(hf, tmp_path))
     assert ours.config.layer_norm_eps == 1e-5 and ours.config.hidden_act == "gelu"
     x = _signal(12_345, 8)
     diff = _max_diff(_our_logits(ours, x), _hf_logits(hf, x))
@@ -333,8 +363,7 @@ def test_old_style_config_matches_transformers(tmp_path: Path) -> None:
 
 def test_full_depth_matches_transformers(tmp_path: Path) -> None:
     hf = _hf_model(HUB_TINY, seed=9)
-    st_dir, _ = _save_both(hf, tmp_path)
-    ours = _load(st_dir)
+    ours = _load(_save_st(hf, tmp_path))
     assert len(ours.sew_d.encoder.encoder.layer) == 12
     n_hf = sum(p.numel() for p in hf.parameters())
     assert n_hf == 24_127_423  # the HF API's count for asapp/sew-d-tiny-100k-ft-ls100h (sew_spec.md 10.3)
@@ -344,3 +373,149 @@ def test_full_depth_matches_transformers(tmp_path: Path) -> None:
     diff = _max_diff(_our_logits(ours, x), _hf_logits(hf, x))
     print(f"full depth 12 layers, 40000 samples: max|diff| = {diff:.3g}")
     assert diff <= TOL
+
+
+def test_eps_and_activation_follow_config() -> None:
+    """gelu vs gelu_python differ by ~1.4e-6 (below the logit tolerance), so check the choice structurally."""
+    from sewcli.model.common import GeluPython
+
+    for cfg, act in ((HUB_TINY, GeluPython), (HUB_TINY_OLD, torch.nn.GELU)):
+        model = SEWDForCTC(SEWDConfig.from_hf(cfg | {"num_hidden_layers": 1}))
+        deberta = model.sew_d.encoder.encoder
+        lns = [deberta.LayerNorm] + [m for m in deberta.layer.modules() if isinstance(m, torch.nn.LayerNorm)]
+        assert len(lns) == 3 and all(ln.eps == cfg["layer_norm_eps"] for ln in lns)
+        assert (
+            model.sew_d.layer_norm.eps == 1e-5
+        )  # feature_layer_norm_eps (absent in old configs: default 1e-5)
+        assert type(deberta.layer[0].intermediate.intermediate_act_fn) is act
+
+
+# Small geometry for the variant checks (fast: 3 conv layers, hidden 64).
+SMALL: dict[str, Any] = {
+    "conv_dim": [32, 32, 48],
+    "conv_kernel": [10, 3, 2],
+    "conv_stride": [5, 2, 2],
+    "hidden_size": 64,
+    "num_attention_heads": 4,
+    "intermediate_size": 96,
+    "num_hidden_layers": 2,
+    "num_conv_pos_embeddings": 16,  # even kernel: SamePad drops a frame
+    "num_conv_pos_embedding_groups": 4,
+    "position_buckets": 16,
+    "max_position_embeddings": 64,
+    "vocab_size": 32,
+}
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"share_att_key": False},
+        {"pos_att_type": ["c2p"]},
+        {"pos_att_type": ["p2c"], "share_att_key": False},
+        {"pos_att_type": []},
+        {"norm_rel_ebd": "none"},
+        {"position_buckets": -1, "max_position_embeddings": 24},  # plain clamped distances, no log buckets
+        {"max_relative_positions": 40},
+        {"feat_extract_norm": "layer", "conv_bias": True, "squeeze_factor": 3},
+    ],
+    ids=lambda v: ",".join(f"{k}={v[k]}" for k in v) or "base",
+)
+def test_variants_match_transformers(tmp_path: Path, variant: dict[str, Any]) -> None:
+    hf = _hf_model(SMALL | variant, seed=11)
+    ours = _load(_save_st(hf, tmp_path))
+    lengths = [16_000, 11_111]  # 1 s: 100 squeezed frames at hop 20 -> well past 16 buckets / 24 positions
+    x = torch.zeros(2, 16_000)
+    mask = torch.zeros(2, 16_000, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        x[i, :n] = _signal(n, 20 + i)[0]
+        mask[i, :n] = 1
+    for m in (None, mask):
+        ref, got = _hf_logits(hf, x, m), _our_logits(ours, x, m)
+        frames = ours.output_lengths(torch.tensor(lengths)) if m is not None else [ref.shape[1]] * 2
+        for i, f in enumerate(frames):
+            assert _max_diff(got[i, :f], ref[i, :f]) <= TOL
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Eval-mode cache of the relative-position projections, training
+
+
+def _small_model(seed: int = 0, **overrides: Any) -> SEWDForCTC:
+    torch.manual_seed(seed)
+    return SEWDForCTC(SEWDConfig.from_hf(SMALL | overrides))
+
+
+def test_position_cache_is_reused_and_invalidated() -> None:
+    model = _small_model().eval()
+    deberta = model.sew_d.encoder.encoder
+    x = _signal(8_000, 30)
+    with torch.enable_grad():
+        uncached = model(x).detach()  # autograd on: projections recomputed, nothing cached
+    assert deberta._cache_key is None
+    with torch.inference_mode():
+        first = model(x)
+        cached = deberta._cache
+        second = model(x)
+    assert deberta._cache is cached  # reused, not recomputed
+    assert torch.equal(first, second) and torch.equal(first, uncached)
+
+    # an in-place weight change (what load_state_dict does) invalidates the cache
+    with torch.no_grad():
+        deberta.layer[0].attention.self.key_proj.bias.add_(0.5)
+        changed = model(x)
+        assert deberta._cache is not cached
+        model.train().eval()
+        assert deberta._cache_key is None
+    with torch.enable_grad():
+        assert torch.equal(changed, model(x).detach())
+    assert not torch.equal(changed, first)
+
+    # load_state_dict of the original weights brings the original logits back
+    fresh = _small_model()
+    model.load_state_dict(fresh.state_dict())
+    with torch.inference_mode():
+        assert torch.equal(model(x), first)
+
+
+def test_training_step_gives_finite_gradients_everywhere() -> None:
+    model = _small_model(
+        seed=1, mask_time_prob=0.3, mask_time_length=2, activation_dropout=0.1, attention_dropout=0.1
+    )
+    model.train()
+    x = _signal(12_000, 31, batch=2)
+    mask = torch.ones_like(x, dtype=torch.long)
+    mask[1, 9_000:] = 0
+    logits = model(x, mask)
+    log_probs = logits.log_softmax(-1).transpose(0, 1)  # (T, B, V) for ctc_loss
+    targets = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 0]])
+    loss = torch.nn.functional.ctc_loss(
+        log_probs,
+        targets,
+        model.output_lengths(mask.sum(-1)),
+        torch.tensor([4, 3]),
+        blank=0,
+        zero_infinity=False,
+    )
+    loss.backward()
+    assert torch.isfinite(loss)
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        if name != "sew_d.masked_spec_embed":  # gets gradient only where a time span was masked
+            assert p.grad.abs().sum() > 0, name
+    # dropout is active in training mode and off in eval mode
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))
+        model.eval()
+        assert torch.equal(model(x), model(x))
+
+
+def test_too_short_input_is_refused() -> None:
+    model = _small_model().eval()
+    n = model.min_input_samples
+    assert model.output_lengths(torch.tensor([n]))[0] == model.config.squeeze_factor
+    with torch.inference_mode():
+        assert model(torch.zeros(1, n)).shape[1] == model.config.squeeze_factor
+        with pytest.raises(ValueError, match=str(n)):
+            model(torch.zeros(1, n - 1))

@@ -1,17 +1,18 @@
 """SEW-D (Squeezed and Efficient Wav2vec with Disentangled attention) CTC model in plain PyTorch.
 
-SEW-D is SEW's front end (conv feature encoder, strided positional conv + average pool "squeeze", upsample back to
-the CNN frame rate) around a DeBERTa-v2 encoder: post-LN layers whose attention adds content->position (c2p) and
-position->content (p2c) terms built from log-bucketed relative positions (sew_spec.md section 4, pitfalls P1, P2,
-P6, P8). Module attribute names equal the transformers checkpoint keys (`sew_d.encoder.encoder.layer.N...`), so a
-state dict loads without renaming. The numerics follow transformers 5.23 `modeling_sew_d.py` operation by operation
-(scale applied to the keys before the matmul, float32 bucket arithmetic, XSoftmax zeroing masked probabilities),
-which is what keeps the logits within ~1e-6 of the reference.
+SEW-D is SEW's front end (conv feature encoder, strided positional conv + average pool "squeeze", upsample
+back to the CNN frame rate) around a DeBERTa-v2 encoder: post-LN layers whose attention adds content->position
+(c2p) and position->content (p2c) terms built from log-bucketed relative positions (sew_spec.md section 4,
+pitfalls P1, P2, P6, P8). Module attribute names equal the transformers checkpoint keys
+(`sew_d.encoder.encoder.layer.N...`), so a state dict loads without renaming. The numerics follow transformers
+5.23 `modeling_sew_d.py` operation by operation (scale applied to the keys before the matmul, float32 bucket
+arithmetic, XSoftmax zeroing masked probabilities), and the logits come out bit-identical to
+the reference in the tested cases.
 
 Inference speed: the relative-position projections `query_proj(LN(rel_embeddings))` and
-`key_proj(LN(rel_embeddings))` do not depend on the input (2 x 512 x H^2 MACs per layer), so in eval mode without
-autograd they are computed once and cached; the cache is keyed on the parameters' storage and version counters, so
-`train()`, `load_state_dict`, `.to()` and in-place edits all invalidate it.
+`key_proj(LN(rel_embeddings))` do not depend on the input (2 x 512 x H^2 MACs per layer), so in eval mode
+without autograd they are computed once and cached; the cache is keyed on the parameters' storage and version
+counters, so `train()`, `load_state_dict`, `.to()` and in-place edits all invalidate it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ from sewcli.model.common import (
     frame_mask,
     init_weights,
     min_input_length,
-    span_mask,
+    spec_augment,
 )
 from sewcli.model.hfconfig import check_activation, check_conv, check_divisible
 from sewcli.model.sew import SEWUpsampling
@@ -94,8 +95,10 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else _int(value)
 
 
-# The ONE translation table between transformers' SEWDConfig (config.json) and SEWDConfig below: field name (equal
-# to the HF key) -> converter. Keys absent from config.json take the dataclass default, which equals the default of
+# The ONE translation table between transformers' SEWDConfig (config.json) and SEWDConfig below: field name
+# (equal
+# to the HF key) -> converter. Keys absent from config.json take the dataclass default, which equals the
+# default of
 # transformers 5.23 `SEWDConfig` (tests/test_engine_sew_d.py checks this against transformers itself).
 _HF_FIELDS: dict[str, Callable[[Any], Any]] = {
     "vocab_size": _int,
@@ -138,7 +141,8 @@ _HF_FIELDS: dict[str, Callable[[Any], Any]] = {
     "pad_token_id": _opt_int,
 }
 
-# Keys that would change the network but that this engine does not implement: HF key -> predicate "unsupported".
+# Keys that would change the network but that this engine does not implement: HF key -> predicate
+# "unsupported".
 _UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
     "conv_kernel_size": lambda v: bool(v) and v > 0,  # DeBERTa ConvLayer after layer 0 (never used by SEW-D)
     "add_adapter": lambda v: bool(v),
@@ -190,7 +194,7 @@ class SEWDConfig:
     pad_token_id: int | None = 0
 
     def __post_init__(self) -> None:
-        """Reject configurations this engine does not implement (UnsupportedConfigError names key and value)."""
+        """Reject what this engine does not implement (UnsupportedConfigError names key and value)."""
         if not self.relative_attention:
             _unsupported("relative_attention", self.relative_attention, "only true is implemented")
         bad = [t for t in self.pos_att_type if t not in _POS_ATT_TYPES]
@@ -216,8 +220,10 @@ class SEWDConfig:
 
     @property
     def max_position(self) -> int:
-        """Maximum relative position used by the log buckets (max_relative_positions, else max_position_embeddings)."""
-        return self.max_relative_positions if self.max_relative_positions >= 1 else self.max_position_embeddings
+        """Largest relative position of the log buckets: max_relative_positions or max_position_embeddings."""
+        return (
+            self.max_relative_positions if self.max_relative_positions >= 1 else self.max_position_embeddings
+        )
 
     @property
     def att_span(self) -> int:
@@ -269,7 +275,7 @@ def _unsupported(key: str, value: Any, why: str) -> None:
     raise UnsupportedConfigError(f"config.json: unsupported SEW-D setting {key}={value!r} ({why})")
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # DeBERTa-v2 relative positions and disentangled attention
 
 
@@ -278,11 +284,11 @@ def make_log_bucket_position(relative_pos: Tensor, bucket_size: int, max_positio
 
     Args:
         relative_pos: integer tensor of query-minus-key distances, any shape.
-        bucket_size: number of buckets (position_buckets, 256); distances below bucket_size // 2 are kept as is.
+        bucket_size: number of buckets (position_buckets, 256); |r| < bucket_size // 2 is kept as is.
         max_position: the distance mapped to the last bucket (512).
     Returns:
-        float32 tensor of the same shape holding integral bucket values in [-(bucket_size-1), bucket_size-1] for
-        |r| < max_position (larger distances grow logarithmically and are clamped by the caller).
+        float32 tensor of the same shape holding integral bucket values, within +-(bucket_size-1) for
+        |r| < max_position (larger distances grow logarithmically; the caller clamps the index).
     """
     sign = torch.sign(relative_pos)
     mid = bucket_size // 2
@@ -388,7 +394,9 @@ class DisentangledSelfAttention(nn.Module):
         if rel_att is not None:
             scores = scores + rel_att
         if key_mask is not None:
-            masked = ~key_mask[:, None, None, :]  # (B, 1, 1, T) broadcast over heads and queries (5.23: keys only)
+            masked = ~key_mask[
+                :, None, None, :
+            ]  # (B, 1, 1, T) broadcast over heads and queries (5.23: keys only)
             scores = scores.masked_fill(masked, torch.finfo(scores.dtype).min)
             probs = torch.softmax(scores, dim=-1).masked_fill(masked, 0.0)  # XSoftmax: masked probs exactly 0
         else:
@@ -436,7 +444,8 @@ class SelfOutput(nn.Module):
 
     def forward(self, hidden: Tensor, residual: Tensor) -> Tensor:
         """(B, T, nh*d), (B, T, H) -> (B, T, H)."""
-        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+        out: Tensor = self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+        return out
 
 
 class Attention(nn.Module):
@@ -455,7 +464,8 @@ class Attention(nn.Module):
         positions: tuple[Tensor | None, Tensor | None],
     ) -> Tensor:
         """(B, T, H) -> (B, T, H)."""
-        return self.output(self.self(hidden, key_mask, relative_pos, positions), hidden)
+        out: Tensor = self.output(self.self(hidden, key_mask, relative_pos, positions), hidden)
+        return out
 
 
 class Intermediate(nn.Module):
@@ -468,7 +478,8 @@ class Intermediate(nn.Module):
 
     def forward(self, hidden: Tensor) -> Tensor:
         """(B, T, H) -> (B, T, I)."""
-        return self.intermediate_act_fn(self.dense(hidden))
+        out: Tensor = self.intermediate_act_fn(self.dense(hidden))
+        return out
 
 
 class Output(nn.Module):
@@ -482,7 +493,8 @@ class Output(nn.Module):
 
     def forward(self, hidden: Tensor, residual: Tensor) -> Tensor:
         """(B, T, I), (B, T, H) -> (B, T, H)."""
-        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+        out: Tensor = self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+        return out
 
 
 class Layer(nn.Module):
@@ -503,7 +515,8 @@ class Layer(nn.Module):
     ) -> Tensor:
         """(B, T, H) -> (B, T, H)."""
         attn = self.attention(hidden, key_mask, relative_pos, positions)
-        return self.output(self.intermediate(attn), attn)
+        out: Tensor = self.output(self.intermediate(attn), attn)
+        return out
 
 
 class TransformerEncoder(nn.Module):
@@ -520,6 +533,10 @@ class TransformerEncoder(nn.Module):
         self._cache_key: tuple[object, ...] | None = None
         self._cache: list[tuple[Tensor | None, Tensor | None]] = []
 
+    def layers(self) -> list[Layer]:
+        """The layers, typed."""
+        return [cast(Layer, m) for m in self.layer]
+
     def rel_embedding(self) -> Tensor:
         """The relative embedding table (2*att_span, H), LayerNormed when norm_rel_ebd says so."""
         rel = self.rel_embeddings.weight
@@ -529,12 +546,12 @@ class TransformerEncoder(nn.Module):
         """Per-layer (pos_key, pos_query); cached in eval mode when autograd is off (input-independent)."""
         if self.training or torch.is_grad_enabled():
             rel = self.rel_embedding()
-            return [layer.attention.self.project_positions(rel) for layer in self.layer]
+            return [layer.attention.self.project_positions(rel) for layer in self.layers()]
         key = self._parameter_key()
         if key != self._cache_key:
             with torch.no_grad():
                 rel = self.rel_embedding()
-                self._cache = [layer.attention.self.project_positions(rel) for layer in self.layer]
+                self._cache = [layer.attention.self.project_positions(rel) for layer in self.layers()]
             self._cache_key = key
         return self._cache
 
@@ -565,14 +582,16 @@ class TransformerEncoder(nn.Module):
             (batch, frames, hidden).
         """
         cfg = self.config
-        relative_pos = build_relative_position(hidden.shape[1], cfg.position_buckets, cfg.max_position, hidden.device)
+        relative_pos = build_relative_position(
+            hidden.shape[1], cfg.position_buckets, cfg.max_position, hidden.device
+        )
         positions = self.position_projections()
-        for layer, pos in zip(self.layer, positions):
+        for layer, pos in zip(self.layer, positions, strict=True):
             hidden = layer(hidden, key_mask, relative_pos, pos)
         return hidden
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # SEW front end around the DeBERTa encoder
 
 
@@ -591,7 +610,9 @@ class SEWDEncoder(nn.Module):
         )
         self.pool = nn.AvgPool1d(config.squeeze_factor, config.squeeze_factor)
         self.encoder = TransformerEncoder(config)
-        self.upsample = SEWUpsampling(config.hidden_size, config.squeeze_factor, config.feat_extract_activation)
+        self.upsample = SEWUpsampling(
+            config.hidden_size, config.squeeze_factor, config.feat_extract_activation
+        )
 
     def forward(self, hidden: Tensor, mask: Tensor | None) -> Tensor:
         """Squeeze, encode and unsqueeze.
@@ -600,14 +621,14 @@ class SEWDEncoder(nn.Module):
             hidden: (batch, frames, hidden) projected CNN features.
             mask: bool (batch, frames), True for valid frames; None when all are valid.
         Returns:
-            (batch, frames, hidden); when frames is not a multiple of squeeze_factor the tail frames are zeros.
+            (batch, frames, hidden); when frames is not a multiple of squeeze_factor, the tail frames are 0.
         """
         s = self.config.squeeze_factor
         frames = hidden.shape[1]
         key_mask = None
         if mask is not None:
             hidden = hidden.masked_fill(~mask[:, :, None], 0.0)  # padded frames feed zeros to conv and pool
-            # transformers 5.23 pools the mask with max_pool1d: ceil(len/s) valid of floor(T/s) (sew_spec.md P6)
+            # transformers 5.23 pools the mask with max_pool1d: ceil(len/s) valid of floor(T/s) (spec P6)
             key_mask = F.max_pool1d(mask[:, None, :].float(), s, s)[:, 0, :].bool()  # (B, T//s)
         x = hidden.transpose(1, 2)  # (B, H, T)
         pooled = self.pool(x)  # (B, H, T//s)
@@ -647,25 +668,11 @@ class SEWDModel(nn.Module):
         """Sample mask (B, samples) -> frame mask (B, frames), or None when every frame is valid."""
         if attention_mask is None:
             return None
-        lengths = conv_output_length(attention_mask.sum(-1).long(), self.config.conv_kernel, self.config.conv_stride)
+        lengths = conv_output_length(
+            attention_mask.sum(-1).long(), self.config.conv_kernel, self.config.conv_stride
+        )
         mask = frame_mask(frames, lengths)
         return None if all_valid(mask) else mask
-
-    def _spec_augment(self, hidden: Tensor) -> Tensor:
-        """Training-time SpecAugment as transformers applies it (time spans -> masked_spec_embed, channels -> 0)."""
-        cfg = self.config
-        if not (self.training and cfg.apply_spec_augment):
-            return hidden
-        b, t, h = hidden.shape
-        if cfg.mask_time_prob > 0:
-            spans = span_mask(b, t, cfg.mask_time_prob, cfg.mask_time_length, cfg.mask_time_min_masks, hidden.device)
-            hidden = torch.where(spans[:, :, None], self.masked_spec_embed.to(hidden.dtype), hidden)
-        if cfg.mask_feature_prob > 0:
-            chans = span_mask(
-                b, h, cfg.mask_feature_prob, cfg.mask_feature_length, cfg.mask_feature_min_masks, hidden.device
-            )
-            hidden = hidden.masked_fill(chans[:, None, :], 0.0)
-        return hidden
 
     def forward(self, input_values: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Waveform to frame-rate hidden states.
@@ -682,8 +689,10 @@ class SEWDModel(nn.Module):
             hidden = self.feature_projection(hidden)
         hidden = self.feature_dropout(hidden)
         mask = self.feature_mask(hidden.shape[1], attention_mask)
-        hidden = self._spec_augment(hidden)
-        return self.encoder(hidden, mask)
+        if self.training:
+            hidden = spec_augment(hidden, self.config, getattr(self, "masked_spec_embed", None))
+        out: Tensor = self.encoder(hidden, mask)
+        return out
 
 
 class SEWDForCTC(nn.Module):
@@ -704,7 +713,7 @@ class SEWDForCTC(nn.Module):
 
     @property
     def min_input_samples(self) -> int:
-        """Fewest samples the model accepts: the squeeze needs squeeze_factor CNN frames (720 for released models)."""
+        """Fewest samples accepted: the squeeze needs squeeze_factor CNN frames (720 for released models)."""
         return min_input_length(self.config.squeeze_factor, self.config.conv_kernel, self.config.conv_stride)
 
     def output_lengths(self, sample_lengths: Tensor) -> Tensor:
@@ -714,7 +723,9 @@ class SEWDForCTC(nn.Module):
     def reset_parameters(self) -> None:
         """transformers-like random initialisation (for training from scratch; loading overwrites it)."""
         init_weights(self, self.config.initializer_range)
-        nn.init.normal_(self.sew_d.encoder.encoder.rel_embeddings.weight, mean=0.0, std=self.config.initializer_range)
+        nn.init.normal_(
+            self.sew_d.encoder.encoder.rel_embeddings.weight, mean=0.0, std=self.config.initializer_range
+        )
         self.sew_d.encoder.encoder.clear_cache()
 
     def forward(self, input_values: Tensor, attention_mask: Tensor | None = None) -> Tensor:
@@ -724,11 +735,13 @@ class SEWDForCTC(nn.Module):
             input_values: (batch, samples) float waveform (>= min_input_samples samples).
             attention_mask: optional (batch, samples), 1 for real samples, 0 for right padding.
         Returns:
-            logits (batch, frames, vocab), frames = output_lengths(samples); frames past a row's valid length are
-            garbage and must be ignored.
+            logits (batch, frames, vocab), frames = output_lengths(samples); frames past a row's valid
+            length are garbage and must be ignored.
         """
         if input_values.shape[-1] < self.min_input_samples:
             raise ValueError(
-                f"SEW-D needs at least {self.min_input_samples} samples per input, got {input_values.shape[-1]}"
+                f"SEW-D needs at least {self.min_input_samples} samples per input, "
+                f"got {input_values.shape[-1]}"
             )
-        return self.lm_head(self.dropout(self.sew_d(input_values, attention_mask)))
+        out: Tensor = self.lm_head(self.dropout(self.sew_d(input_values, attention_mask)))
+        return out
