@@ -456,6 +456,8 @@ def run_transcribe(request: TranscribeRequest) -> int:
                         write_atomic(path, _render(transcript, fmt), mode)
                 tally.done += 1
                 tally.audio_seconds += transcript.duration
+            except _StdoutClosed:
+                raise
             except SewError as e:
                 _error(job.display, str(e), request.verbose)
                 tally.failed += 1
@@ -639,7 +641,7 @@ def models_list(registry: RegistryOpt = None) -> None:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e6:.1f}MB"
 
 
 @models_app.command("info")

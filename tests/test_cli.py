@@ -1,0 +1,316 @@
+"""The `sew` CLI end to end on a tiny random SEW checkpoint: options, outputs, exit codes, signals, pipes.
+
+In-process (typer's CliRunner) where possible; subprocesses for stdin pipes, `| head`, SIGINT and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import srt
+from conftest import write_audio
+from typer.testing import CliRunner
+
+from sewcli import cli, pipeline
+
+runner = CliRunner()
+
+
+def sew(*args: str, input: bytes | None = None) -> object:
+    return runner.invoke(cli.app, list(args), input=input)
+
+
+@pytest.fixture
+def audio_tree(tmp_path: Path) -> Path:
+    """d/a.wav, d/a.mp3 (same stem), d/sub/b.flac (44.1 kHz stereo), d/sub/c.ogg, d/notes.txt (ignored)."""
+    d = tmp_path / "d"
+    write_audio(d / "a.wav", 2.0, seed=1)
+    write_audio(d / "a.mp3", 1.5, seed=2)
+    write_audio(d / "sub" / "b.flac", 2.5, rate=44100, channels=2, seed=3)
+    write_audio(d / "sub" / "c.ogg", 1.8, rate=22050, seed=4)
+    (d / "notes.txt").write_text("not audio")
+    return d
+
+
+def _env(clean_env: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, **clean_env, "PYTHONUNBUFFERED": "1"}
+
+
+def _part_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".part") or p.name.startswith(".sew-write-test")]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# option resolution (the heavy call patched, the resolved request asserted)
+
+
+def test_options_resolve_into_stage_dataclasses(tmp_path: Path, clean_env: dict[str, str]) -> None:
+    with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
+        result = sew("transcribe", "x.wav", "-", "--model", "sew-tiny", "--revision", "v1", "-f", "srt", "-f", "json",
+                     "-f", "srt", "-o", str(tmp_path / "out"), "--decoder", "beam", "--beam-width", "8",
+                     "--hotword", "sew", "--hotword", "new york", "--hotword-weight", "5", "--alpha", "0.7",
+                     "--chunk-length", "10", "--chunk-overlap", "1.5", "--device", "cpu", "--threads", "2",
+                     "--batch-size", "4", "--precision", "bf16", "--skip-existing", "--ext", "wav", "-q")
+    assert result.exit_code == 0, result.output
+    (request,), _ = run.call_args
+    assert request.inputs == ("x.wav", "-")
+    assert (request.model, request.revision, request.quiet, request.verbose) == ("sew-tiny", "v1", True, False)
+    assert request.output == cli.OutputOptions(formats=("srt", "json"), output_dir=tmp_path / "out",
+                                               skip_existing=True, overwrite=False, extensions=("wav",))
+    p = request.pipeline
+    assert isinstance(p, pipeline.PipelineOptions)
+    assert (p.decode.kind, p.decode.beam_width, p.decode.hotwords) == ("beam", 8, ("sew", "new york"))
+    assert (p.decode.hotword_weight, p.decode.alpha, p.decode.beta) == (5.0, 0.7, 1.5)
+    assert (p.chunk.chunk_seconds, p.chunk.overlap_seconds) == (10.0, 1.5)
+    assert (p.inference.device, p.inference.threads, p.inference.batch_size, p.inference.precision) == (
+        "cpu", 2, 4, "bf16")
+
+
+def test_defaults(clean_env: dict[str, str]) -> None:
+    with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
+        assert sew("transcribe", "x.wav").exit_code == 0
+    (request,), _ = run.call_args
+    assert request.model is None and request.output == cli.OutputOptions()
+    assert request.pipeline == pipeline.PipelineOptions()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--lm", "x.arpa"], "need --decoder beam"),
+        (["--hotword", "x"], "need --decoder beam"),
+        (["--chunk-length", "2", "--chunk-overlap", "3"], "overlap"),
+        (["-f", "srt", "-f", "txt"], "need --output-dir"),
+        (["--skip-existing", "--overwrite"], "cannot be combined"),
+        (["--model", "no-such-model"], "known models: "),
+        (["--device", "tpu"], "tpu"),
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], needle: str, tmp_path: Path, clean_env: dict[str, str]) -> None:
+    wav = write_audio(tmp_path / "a.wav", 1.0)
+    result = sew("transcribe", str(wav), *args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+def test_several_inputs_need_output_dir_for_non_txt(audio_tree: Path, clean_env: dict[str, str]) -> None:
+    result = sew("transcribe", str(audio_tree), "-f", "json")
+    assert result.exit_code == 2 and "need --output-dir" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# end to end, in process
+
+
+def test_single_file_to_stdout(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+    wav = write_audio(tmp_path / "a.wav", 2.0)
+    result = sew("transcribe", str(wav), "-m", str(tiny_sew_dir))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() and result.stdout.endswith("\n") and "==>" not in result.stdout
+    summary = result.stderr.strip().splitlines()[-1]
+    assert summary.startswith("sew: 1 file transcribed, 0 failed;") and "real-time factor" in summary
+    quiet = sew("transcribe", str(wav), "-m", str(tiny_sew_dir), "-q")
+    assert quiet.stdout == result.stdout and quiet.stderr == ""
+
+
+def test_directory_to_output_dir_mirrors_the_tree(audio_tree: Path, tmp_path: Path, tiny_sew_dir: Path,
+                                                  clean_env: dict[str, str]) -> None:
+    out = tmp_path / "out"
+    result = sew("transcribe", str(audio_tree), "-o", str(out), "-f", "srt", "-f", "json", "-m", str(tiny_sew_dir))
+    assert result.exit_code == 0, result.stderr
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["a.mp3.json", "a.mp3.srt", "a.wav.json", "a.wav.srt",  # same stem: both keep the extension
+                     "sub/b.json", "sub/b.srt", "sub/c.json", "sub/c.srt"]
+    doc = json.loads((out / "sub" / "b.json").read_text(encoding="utf-8"))
+    assert doc["source"] == str(audio_tree / "sub" / "b.flac") and doc["duration"] == pytest.approx(2.5)
+    cues = list(srt.parse((out / "sub" / "b.srt").read_text(encoding="utf-8")))
+    assert " ".join(c.content.replace("\n", " ") for c in cues).split() == doc["text"].split()
+    assert "4 files transcribed, 0 failed" in result.stderr
+
+
+def test_several_files_print_txt_with_headers(audio_tree: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+    names = [str(audio_tree / "a.mp3"), str(audio_tree / "sub" / "b.flac"), str(audio_tree / "sub" / "c.ogg")]
+    result = sew("transcribe", *names, "-m", str(tiny_sew_dir))
+    assert result.exit_code == 0, result.stderr
+    headers = [line for line in result.stdout.splitlines() if line.startswith("==> ")]
+    assert headers == [f"==> {n} <==" for n in names]
+    single = sew("transcribe", names[1], "-m", str(tiny_sew_dir), "-q").stdout
+    assert f"==> {names[1]} <==\n{single}" in result.stdout
+
+
+def test_bad_inputs_are_reported_and_the_rest_is_done(audio_tree: Path, tmp_path: Path, tiny_sew_dir: Path,
+                                                      clean_env: dict[str, str]) -> None:
+    (audio_tree / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    (audio_tree / "sub" / "empty.flac").write_bytes(b"")
+    out = tmp_path / "out"
+    missing = str(tmp_path / "missing.wav")
+    result = sew("transcribe", str(audio_tree), missing, "-o", str(out), "-m", str(tiny_sew_dir))
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert sorted(e.split(":")[1].strip() for e in errors) == sorted(
+        [str(audio_tree / "broken.wav"), str(audio_tree / "sub" / "empty.flac"), missing])
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in out.rglob("*.txt")) == ["a.mp3.txt", "a.wav.txt", "b.txt", "c.txt"]
+    assert not _part_files(out)
+    assert "4 files transcribed, 3 failed" in result.stderr
+    verbose = sew("transcribe", str(audio_tree / "broken.wav"), "-m", str(tiny_sew_dir), "-v")
+    assert verbose.exit_code == 1 and "Traceback" in verbose.stderr
+
+
+def test_existing_outputs_skip_overwrite_or_fail(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+    wav = write_audio(tmp_path / "a.wav", 1.5)
+    out = tmp_path / "out"
+    target = out / "a.txt"
+    assert sew("transcribe", str(wav), "-o", str(out), "-m", str(tiny_sew_dir)).exit_code == 0
+    original = target.read_text()
+    target.write_text("edited\n")
+    refused = sew("transcribe", str(wav), "-o", str(out), "-m", str(tiny_sew_dir))
+    assert refused.exit_code == 1 and f"{target} exists" in refused.stderr and target.read_text() == "edited\n"
+    skipped = sew("transcribe", str(wav), "-o", str(out), "-m", str(tiny_sew_dir), "--skip-existing")
+    assert skipped.exit_code == 0 and "1 skipped" in skipped.stderr and target.read_text() == "edited\n"
+    replaced = sew("transcribe", str(wav), "-o", str(out), "-m", str(tiny_sew_dir), "--overwrite")
+    assert replaced.exit_code == 0 and target.read_text() == original
+    assert oct(target.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+
+
+def test_unwritable_output_dir(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+    wav = write_audio(tmp_path / "a.wav", 1.0)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = sew("transcribe", str(wav), "-o", str(blocker / "out"), "-m", str(tiny_sew_dir))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {blocker / 'out'}: output directory is not writable")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_output_dir(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+    wav = write_audio(tmp_path / "a.wav", 1.0)
+    out = tmp_path / "ro"
+    out.mkdir(mode=0o555)
+    result = sew("transcribe", str(wav), "-o", str(out), "-m", str(tiny_sew_dir))
+    assert result.exit_code == 1 and "not writable" in result.stderr
+
+
+def test_write_atomic_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "t.txt"
+    target.write_text("old")
+
+    def boom(fh: object) -> None:
+        fh.write("partial")  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cli.write_atomic(target, boom, 0o644)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
+
+
+def test_output_names_never_collide_or_escape(tmp_path: Path) -> None:
+    jobs = [cli.Job("d1/x.wav", "d1/x.wav", Path("x"), Path("x.wav")),
+            cli.Job("d2/x.wav", "d2/x.wav", Path("x"), Path("x.wav")),
+            cli.Job("e/../../evil.wav", "e/../../evil.wav", Path("../../evil"), Path("../../evil.wav"))]
+    paths, problems = cli.output_paths(jobs, tmp_path / "out", ("srt",))
+    assert paths == {0: {"srt": tmp_path / "out" / "x.wav.srt"}}
+    assert [i for i, _ in problems] == [1, 2]
+    assert "would overwrite the output of d1/x.wav" in problems[0][1] and "outside" in problems[1][1]
+
+
+def test_offline_model_not_cached_is_one_clear_line(tmp_path: Path, clean_env: dict[str, str]) -> None:
+    wav = write_audio(tmp_path / "a.wav", 1.0)
+    result = sew("transcribe", str(wav), "-m", "sew-d-tiny")
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: sew-d-tiny: ")
+    assert "sew models download sew-d-tiny" in result.stderr and "HF_HUB_OFFLINE" in result.stderr
+
+
+def test_hub_id_from_a_fake_cache(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+    from test_hub import make_fake_cache
+
+    files = {p.name: p.read_bytes() for p in tiny_sew_dir.iterdir()}
+    make_fake_cache(Path(clean_env["HF_HUB_CACHE"]), "someorg/tiny-sew", files)
+    wav = write_audio(tmp_path / "a.wav", 1.0)
+    via_hub = sew("transcribe", str(wav), "-m", "someorg/tiny-sew", "-q")
+    via_dir = sew("transcribe", str(wav), "-m", str(tiny_sew_dir), "-q")
+    assert via_hub.exit_code == 0, via_hub.stderr
+    assert via_hub.stdout == via_dir.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# models commands
+
+
+def test_models_list_info_download(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+    user = tmp_path / "extra.toml"
+    user.write_text(f'[models.mine]\npath = "{tiny_sew_dir}"\narch = "sew"\nlanguage = "en"\n')
+    listed = sew("models", "list", "--registry", str(user))
+    assert listed.exit_code == 0, listed.stderr
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:] if line.strip()}
+    assert rows["sew-tiny"][1:5] == ["sew", "40.7M", "en", "no"]
+    assert rows["wav2vec2-base-960h"][1] == "wav2vec2" and rows["sew-d-tiny"][1] == "sew-d"
+    assert rows["mine"][4] == "local"
+    assert "sew-synth-en" in rows
+    info = sew("models", "info", "sew-d-mid")
+    assert info.exit_code == 0
+    assert "asapp/sew-d-mid-400k-ft-ls100h@main" in info.stdout and "sew models download sew-d-mid" in info.stdout
+    unknown = sew("models", "info", "nope")
+    assert unknown.exit_code == 2 and "known models:" in unknown.stderr
+    offline = sew("models", "download", "sew-tiny")
+    assert offline.exit_code == 1 and "HF_HUB_OFFLINE" in offline.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# subprocesses: stdin, pipes, signals
+
+
+def test_stdin_equals_file(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+    wav = write_audio(tmp_path / "a.wav", 2.0, seed=7)
+    cmd = [sys.executable, "-m", "sewcli", "transcribe", "-m", str(tiny_sew_dir), "-q"]
+    with open(wav, "rb") as fh:
+        piped = subprocess.run([*cmd, "-"], stdin=fh, capture_output=True, env=_env(clean_env), timeout=120)
+    direct = sew("transcribe", str(wav), "-m", str(tiny_sew_dir), "-q")
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.decode() == direct.stdout and len(direct.stdout.split()) > 0
+
+
+def test_closed_stdout_ends_quietly(audio_tree: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+    cmd = [sys.executable, "-m", "sewcli", "transcribe", str(audio_tree), "-m", str(tiny_sew_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(clean_env))
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()  # like `| head -1`
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == cli.EXIT_SIGPIPE
+    assert first.startswith(b"==> ")
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_batch(sig: int, code: int, tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+    src = tmp_path / "many"
+    for i in range(24):
+        write_audio(src / f"f{i:02d}.wav", 25.0, seed=i)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "sewcli", "transcribe", str(src), "-o", str(out), "-f", "json",
+           "-m", str(tiny_sew_dir), "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(clean_env))
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err.decode()
+    done = sorted(out.glob("*.json"))
+    assert 1 <= len(done) < 24, "the signal must arrive mid-batch for this test to mean anything"
+    for path in done:  # every finished file is complete
+        assert json.loads(path.read_text(encoding="utf-8"))["duration"] == pytest.approx(25.0)
+    assert not _part_files(out)
+    assert b"Traceback" not in err
