@@ -35,8 +35,14 @@ class InferenceOptions:
     threads: int | None = None  # torch intra-op threads; None = torch's default
     batch_size: int = 1  # equal-length windows per forward pass
     precision: str = "fp32"  # fp32 | bf16 | fp16 (int8 is reserved for the perf issue)
+    exit_layer: int | str | None = None  # early-exit models: a fixed exit layer, "auto", or None = last layer
+    exit_threshold: float = 0.9  # "auto": a window exits once its mean max-posterior reaches this
 
     def __post_init__(self) -> None:
+        if self.exit_layer is not None and self.exit_layer != "auto" and not isinstance(self.exit_layer, int):
+            raise UsageError(f"--exit-layer must be a layer number or 'auto', got {self.exit_layer!r}")
+        if not 0.0 <= self.exit_threshold <= 1.0:
+            raise UsageError(f"--exit-threshold must be in [0, 1], got {self.exit_threshold}")
         if self.device not in DEVICES:
             raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.threads is not None and self.threads < 1:
@@ -107,6 +113,12 @@ def load(
         raise UsageError("--precision fp16 needs --device cuda; use bf16 or fp32 on the CPU")
     loaded = load_model(directory, device=device, dtype=dtype)
     module, info = loaded.model, loaded.info
+    if options.exit_layer is not None:  # early exit (sewcli/model/early_exit.py); no exit heads -> UsageError
+        from sewcli.model.early_exit import ExitPolicy, configure_exit
+
+        auto = options.exit_layer == "auto"
+        policy = ExitPolicy(threshold=options.exit_threshold) if auto else ExitPolicy(layer=int(options.exit_layer))
+        configure_exit(module, policy, name or str(directory))
     return LoadedModel(
         name=name or str(directory),
         directory=Path(directory),

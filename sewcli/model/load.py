@@ -189,6 +189,10 @@ def load_model(
     raw.update(_ee_head(raw))
     where = str(info.weight_files[0]) if len(info.weight_files) == 1 else str(info.directory)
     load_state(model, normalize_state_dict(raw), where)
+    if info.family == "wav2vec2":  # early-exit heads `decoders.N.*` (spec 10.4), left out of load_state
+        from sewcli.model.early_exit import attach_exits
+
+        model = attach_exits(model, raw, info.architecture, where)
     model.to(device=device, dtype=dtype)
     model.eval()
     log.debug("loaded %s (%s) from %s", info.architecture, info.family, where)
