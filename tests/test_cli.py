@@ -314,3 +314,22 @@ def test_signal_mid_batch(sig: int, code: int, tmp_path: Path, tiny_sew_dir: Pat
         assert json.loads(path.read_text(encoding="utf-8"))["duration"] == pytest.approx(25.0)
     assert not _part_files(out)
     assert b"Traceback" not in err
+
+
+def test_two_processes_share_an_output_dir(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+    src = tmp_path / "src"
+    for i in range(6):
+        write_audio(src / f"f{i}.wav", 3.0, seed=i)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "sewcli", "transcribe", str(src), "-o", str(out), "-f", "json", "-f", "srt",
+           "-m", str(tiny_sew_dir), "--skip-existing", "--threads", "1", "-q"]
+    procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, env=_env(clean_env)) for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err.decode()
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"f{i}.{x}" for i in range(6) for x in ("json", "srt"))
+    for i in range(6):
+        doc = json.loads((out / f"f{i}.json").read_text(encoding="utf-8"))
+        assert doc["duration"] == pytest.approx(3.0)
+        assert " ".join(c.content for c in srt.parse((out / f"f{i}.srt").read_text(encoding="utf-8"))).split() \
+            == doc["text"].split()
