@@ -28,7 +28,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
@@ -150,7 +150,6 @@ class Tally:
     failed: int = 0
     skipped: int = 0
     audio_seconds: float = 0.0
-    failures: list[str] = field(default_factory=list)
 
 
 class _Terminated(BaseException):
@@ -396,81 +395,102 @@ def _load(request: TranscribeRequest) -> tuple[object, object]:
     return model, decoder
 
 
-def run_transcribe(request: TranscribeRequest) -> int:
-    """Transcribe every input of `request`; returns the exit status (see the module docstring)."""
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class Plan:
+    """The inputs of one run and where their outputs go (empty `paths` when printing to stdout)."""
+
+    jobs: list[Job]
+    paths: dict[int, dict[str, Path]]
+    problems: list[tuple[str, str]]  # (display, message) for inputs that cannot be done at all
+    several: bool  # headers on stdout
+
+
+def plan_run(request: TranscribeRequest) -> Plan:
+    """Expand the inputs, check the stdout/format policy, and assign output paths."""
     out = request.output
     jobs, problems, had_dir = collect_jobs(request.inputs, out.extensions)
-    to_stdout = out.output_dir is None
     several = len(jobs) + len(problems) > 1 or had_dir
-    if to_stdout and (len(out.formats) > 1 or (several and out.formats != ("txt",))):
+    if out.output_dir is None and (len(out.formats) > 1 or (several and out.formats != ("txt",))):
         raise UsageError(
             "several inputs or formats need --output-dir; only txt can be printed to stdout for several inputs"
         )
     if out.skip_existing and out.overwrite:
         raise UsageError("--skip-existing and --overwrite cannot be combined")
+    paths: dict[int, dict[str, Path]] = {}
+    if out.output_dir is not None and jobs:
+        paths, clashes = output_paths(jobs, out.output_dir, out.formats)
+        problems += [(jobs[i].display, message) for i, message in clashes]
+        jobs = [job for i, job in enumerate(jobs) if i in paths]
+        paths = {new: paths[old] for new, old in enumerate(sorted(paths))}
+        _check_output_dir(out.output_dir)
+    return Plan(jobs=jobs, paths=paths, problems=problems, several=several)
+
+
+def _existing_policy(paths: dict[str, Path], out: OutputOptions) -> str | None:
+    """None to go ahead, "skip", or an error message, from the outputs that exist right now."""
+    existing = [p for p in paths.values() if p.exists()]
+    if not existing or out.overwrite:
+        return None
+    if out.skip_existing:
+        return "skip" if len(existing) == len(paths) else None
+    return f"{existing[0]} exists (use --overwrite or --skip-existing)"
+
+
+def run_transcribe(request: TranscribeRequest) -> int:
+    """Transcribe every input of `request`; returns the exit status (see the module docstring)."""
+    started = time.perf_counter()
+    plan = plan_run(request)
     tally = Tally()
-    for display, message in problems:
+    for display, message in plan.problems:
         _error(display, message)
         tally.failed += 1
-        tally.failures.append(display)
-    paths: dict[int, dict[str, Path]] = {}
-    clashes: dict[int, str] = {}
-    if out.output_dir is not None and jobs:
-        paths, clash_list = output_paths(jobs, out.output_dir, out.formats)
-        clashes = dict(clash_list)
-        _check_output_dir(out.output_dir)
-    todo: list[int] = []
-    for i, job in enumerate(jobs):
-        if i in clashes:
-            _error(job.display, clashes[i])
-            tally.failed += 1
-            tally.failures.append(job.display)
-            continue
-        existing = [p for p in paths.get(i, {}).values() if p.exists()]
-        if existing and out.skip_existing and len(existing) == len(paths[i]):
-            log.info("%s: skipped, outputs exist", job.display)
-            tally.skipped += 1
-        elif existing and not (out.overwrite or out.skip_existing):
-            _error(job.display, f"{existing[0]} exists (use --overwrite or --skip-existing)")
-            tally.failed += 1
-            tally.failures.append(job.display)
-        else:
-            todo.append(i)
-    if todo:
-        model, decoder = _load(request)
+    loaded: tuple[object, object] | None = None
     mode = _file_mode()
-    show_bar = not request.quiet and sys.stderr.isatty()
-    with _progress(show_bar) as start:
-        for i in todo:
-            job = jobs[i]
+    with _progress(not request.quiet and sys.stderr.isatty()) as start:
+        for i, job in enumerate(plan.jobs):
+            # Checked now, not up front: another `sew --skip-existing` may have done this input meanwhile.
+            policy = _existing_policy(plan.paths.get(i, {}), request.output)
+            if policy == "skip":
+                log.info("%s: skipped, outputs exist", job.display)
+                tally.skipped += 1
+                continue
+            if policy is not None:
+                _error(job.display, policy)
+                tally.failed += 1
+                continue
+            if loaded is None:
+                loaded = _load(request)  # a model that cannot be had fails the run (exit 1), not each input
             try:
-                update = start(job.display)
-                transcript = _transcribe_one(job, model, decoder, request.pipeline, update)
-                if to_stdout:
-                    buf = io.StringIO()
-                    if several:
-                        buf.write(f"==> {job.display} <==\n")
-                    _render(transcript, out.formats[0])(buf)
-                    _write_stdout(buf.getvalue())
-                else:
-                    for fmt, path in paths[i].items():
-                        write_atomic(path, _render(transcript, fmt), mode)
-                tally.done += 1
-                tally.audio_seconds += transcript.duration
+                transcript = _transcribe_one(job, *loaded, request.pipeline, start(job.display))
+                _emit(transcript, job, plan, i, request.output, mode)
             except _StdoutClosed:
                 raise
             except SewError as e:
                 _error(job.display, str(e), request.verbose)
                 tally.failed += 1
-                tally.failures.append(job.display)
+                continue
             except Exception as e:  # a bug or a resource problem with one input must not stop the others
                 _error(job.display, f"internal error: {type(e).__name__}: {e}", request.verbose)
                 tally.failed += 1
-                tally.failures.append(job.display)
+                continue
+            tally.done += 1
+            tally.audio_seconds += transcript.duration
     if not request.quiet:
         sys.stderr.write(_summary(tally, time.perf_counter() - started) + "\n")
     return EXIT_FAILED if tally.failed else EXIT_OK
+
+
+def _emit(transcript: Transcript, job: Job, plan: Plan, i: int, out: OutputOptions, mode: int) -> None:
+    """Print the transcript (stdout) or write each format's file atomically."""
+    if out.output_dir is None:
+        buf = io.StringIO()
+        if plan.several:
+            buf.write(f"==> {job.display} <==\n")
+        _render(transcript, out.formats[0])(buf)
+        _write_stdout(buf.getvalue())
+        return
+    for fmt, path in plan.paths[i].items():
+        write_atomic(path, _render(transcript, fmt), mode)
 
 
 def _transcribe_one(job: Job, model: object, decoder: object, options: PipelineOptions,
@@ -513,7 +533,7 @@ def transcribe(
     chunk_length: Annotated[Optional[float], typer.Option("--chunk-length", help="Seconds per model window.",
                                                           show_default="20")] = None,
     chunk_overlap: Annotated[Optional[float], typer.Option("--chunk-overlap", help="Seconds shared by neighbouring "
-                                                           "windows.", show_default="2")] = None,
+                                                           "windows.", show_default="chunk/10")] = None,
     device: Annotated[Device, typer.Option("--device", help="auto = cuda when available.")] = Device.auto,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the model.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Equal-length windows per forward.")] = 1,
@@ -574,9 +594,10 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
                 beta=kw["beta"], hotword_weight=kw["hotword_weight"]),
         hotwords=kw["hotwords"],  # type: ignore[arg-type]
     )
-    chunk = chunking.ChunkOptions(**given(chunk_seconds=kw["chunk_length"], overlap_seconds=kw["chunk_overlap"]))
-    if kw["chunk_length"] is not None and kw["chunk_overlap"] is None and chunk.overlap_seconds >= chunk.chunk_seconds:
-        chunk = chunking.ChunkOptions(chunk_seconds=chunk.chunk_seconds, overlap_seconds=chunk.chunk_seconds / 10)
+    overlap = kw["chunk_overlap"]
+    if overlap is None and kw["chunk_length"] is not None:
+        overlap = kw["chunk_length"] / 10  # type: ignore[operator]  # the default ratio: 20 s windows, 2 s overlap
+    chunk = chunking.ChunkOptions(**given(chunk_seconds=kw["chunk_length"], overlap_seconds=overlap))
     infer = inference.InferenceOptions(
         device=kw["device"].value,  # type: ignore[attr-defined]
         threads=kw["threads"],  # type: ignore[arg-type]
