@@ -10,13 +10,13 @@ cannot fail is a defect).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from _engine_helpers import save_both
 
 from sewcli.errors import UnsupportedConfigError
 from sewcli.model.load import load_model
@@ -82,36 +82,6 @@ HUB_TINY_OLD = {k: v for k, v in HUB_TINY.items() if k != "feature_layer_norm_ep
     "layer_norm_eps": 1e-05,
 }
 
-# The small tokenizer/preprocessor files of the asapp repos (sew_spec.md 5.3).
-VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"]
-TOKENIZER_FILES: dict[str, Any] = {
-    "vocab.json": {t: i for i, t in enumerate(VOCAB)},
-    "special_tokens_map.json": {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "unk_token": "<unk>",
-        "pad_token": "<pad>",
-    },
-    "tokenizer_config.json": {
-        "unk_token": "<unk>",
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "pad_token": "<pad>",
-        "do_lower_case": False,
-        "word_delimiter_token": "|",
-        "tokenizer_class": "Wav2Vec2CTCTokenizer",
-    },
-    "preprocessor_config.json": {
-        "do_normalize": True,
-        "feature_extractor_type": "Wav2Vec2FeatureExtractor",
-        "feature_size": 1,
-        "padding_side": "right",
-        "padding_value": 0,
-        "return_attention_mask": False,
-        "sampling_rate": 16000,
-    },
-}
-
 
 def _hf_model(cfg: dict[str, Any], seed: int, **overrides: Any) -> Any:
     """A random-weight transformers SEWDForCTC in eval mode, weights spread so every term matters."""
@@ -132,28 +102,15 @@ def _hf_model(cfg: dict[str, Any], seed: int, **overrides: Any) -> Any:
 
 def _save_st(model: Any, root: Path) -> Path:
     """save_pretrained (safetensors, `parametrizations.weight.original0/1` names) + tokenizer files."""
-    st_dir = root / "st"
-    model.save_pretrained(st_dir, safe_serialization=True)
-    assert (st_dir / "model.safetensors").exists()
-    for name, content in TOKENIZER_FILES.items():
-        (st_dir / name).write_text(json.dumps(content))
+    st_dir, _ = save_both(model, root, legacy=False)
     return st_dir
 
 
 def _save_both(model: Any, root: Path) -> tuple[Path, Path]:
     """save_pretrained (safetensors) and a legacy pytorch_model.bin with weight_g/weight_v names."""
-    st_dir, bin_dir = _save_st(model, root), root / "bin"
-    legacy = {}
-    for k, v in model.state_dict().items():
-        k = k.replace("parametrizations.weight.original0", "weight_g").replace(
-            "parametrizations.weight.original1", "weight_v"
-        )
-        legacy[k] = v.clone()
-    assert any(k.endswith("weight_g") for k in legacy)
-    bin_dir.mkdir()
-    torch.save(legacy, bin_dir / "pytorch_model.bin")
-    for name in ("config.json", *TOKENIZER_FILES):
-        (bin_dir / name).write_text((st_dir / name).read_text())
+    st_dir, bin_dir = save_both(model, root)
+    assert (st_dir / "model.safetensors").exists()
+    assert any(k.endswith("weight_g") for k in torch.load(bin_dir / "pytorch_model.bin", weights_only=True))
     return st_dir, bin_dir
 
 
