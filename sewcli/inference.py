@@ -24,7 +24,8 @@ from sewcli.records import Emissions, FloatArray, Vocabulary, Window
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Activation dtype per --precision; int8 = fp32 activations with int8 dynamic linear layers (CPU only).
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class InferenceOptions:
     device: str = "auto"  # auto = cuda when available, else cpu
     threads: int | None = None  # torch intra-op threads; None = torch's default
     batch_size: int = 1  # equal-length windows per forward pass
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (int8 is reserved for the perf issue)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA) | int8 (CPU, model/fastpath.py)
     exit_layer: int | str | None = None  # early-exit models: a fixed exit layer, "auto", or None = last layer
     exit_threshold: float = 0.9  # "auto": a window exits once its mean max-posterior reaches this
 
@@ -111,8 +112,14 @@ def load(
     dtype = PRECISIONS[options.precision]
     if dtype is torch.float16 and device == "cpu":
         raise UsageError("--precision fp16 needs --device cuda; use bf16 or fp32 on the CPU")
+    if options.precision == "int8" and device != "cpu":
+        raise UsageError("--precision int8 runs on the CPU only; use bf16 or fp16 with --device cuda")
     loaded = load_model(directory, device=device, dtype=dtype)
     module, info = loaded.model, loaded.info
+    if options.precision == "int8":
+        from sewcli.model.fastpath import quantize_linear_int8
+
+        module = quantize_linear_int8(module)
     if options.exit_layer is not None:  # early exit (sewcli/model/early_exit.py); no exit heads -> UsageError
         from sewcli.model.early_exit import ExitPolicy, configure_exit
 

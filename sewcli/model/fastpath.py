@@ -1,0 +1,53 @@
+"""Inference-only fast paths for the CPU: int8 dynamic quantisation of the linear layers, native-bf16 detection.
+
+Where the time goes (docs/benchmarks.md): on SEW-tiny the nn.Linear GEMMs are about half of a forward, the conv
+front end about a quarter, elementwise ops (GELU, LayerNorm, residual adds) the rest. `quantize_linear_int8`
+replaces every nn.Linear by torch's dynamic int8 linear (weights int8 per output channel, activations quantised
+per call, fbgemm/oneDNN VNNI kernels); the convs, norms and attention stay fp32, so the gain is bounded by the
+linear share (Amdahl, reliability_perf.md B.2). bf16 needs no code here (the model is cast with `.to`), but it is
+only fast where the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX); elsewhere it is emulated.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+def quantize_linear_int8(model: nn.Module) -> nn.Module:
+    """A copy of `model` (eval mode, fp32, CPU) whose nn.Linear layers run int8 dynamic quantisation.
+
+    Args:
+        model: an fp32 model on the CPU.
+    Returns:
+        a new module of the same class (attributes such as `output_lengths` kept); `model` is unchanged.
+    """
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    if torch.backends.quantized.engine == "none":  # pragma: no cover - builds without fbgemm/onednn/qnnpack
+        raise RuntimeError("this torch build has no quantized engine for int8 inference")
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao (pytorch PR #153892) but still the only
+        # dependency-free int8 dynamic linear; silence the warning, keep the code path tested.
+        warnings.simplefilter("ignore")
+        quantized = quantize_dynamic(
+            copy.deepcopy(model).float().eval(),
+            {nn.Linear: per_channel_dynamic_qconfig},
+            dtype=torch.qint8,
+            inplace=True,
+        )
+    return quantized
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when oneDNN can run bf16 GEMMs natively on this CPU (AVX512-BF16 or AMX); else bf16 is emulated."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - torch without oneDNN
+        return False
