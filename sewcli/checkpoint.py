@@ -254,4 +254,5 @@ def normalize_waveform(x: FloatArray) -> FloatArray:
         (samples,) float32 `(x - mean) / sqrt(var + 1e-7)` (population variance).
     """
     x = np.asarray(x, dtype=np.float32)
-    return ((x - x.mean()) / np.sqrt(x.var() + NORM_EPS)).astype(np.float32, copy=False)
+    y: FloatArray = ((x - x.mean()) / np.sqrt(x.var() + NORM_EPS)).astype(np.float32, copy=False)
+    return y

@@ -107,7 +107,8 @@ class ConvLayer(nn.Module):
             x = self.layer_norm(x.transpose(-2, -1)).transpose(-2, -1)  # LN over channels: (B, T, C) and back
         elif self.layer_norm is not None:
             x = self.layer_norm(x)
-        return self.activation(x)
+        y: Tensor = self.activation(x)
+        return y
 
 
 class FeatureEncoder(nn.Module):
@@ -163,7 +164,8 @@ class PositionalConvEmbedding(nn.Module):
         x = self.conv(x)
         if self.num_pad_remove:
             x = x[:, :, : -self.num_pad_remove]
-        return self.activation(x)
+        y: Tensor = self.activation(x)
+        return y
 
 
 class Attention(nn.Module):
@@ -200,7 +202,8 @@ class Attention(nn.Module):
             scale=self.head_dim**-0.5,
         )
         y = y.transpose(1, 2).reshape(b, t, h)  # (B, T, nh*d)
-        return self.out_proj(y)
+        out: Tensor = self.out_proj(y)
+        return out
 
 
 class FeedForward(nn.Module):
@@ -219,7 +222,8 @@ class FeedForward(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, hidden) -> (batch, time, hidden)."""
         x = self.intermediate_dropout(self.intermediate_act_fn(self.intermediate_dense(x)))
-        return self.output_dropout(self.output_dense(x))
+        y: Tensor = self.output_dropout(self.output_dense(x))
+        return y
 
 
 class EncoderLayer(nn.Module):
@@ -248,9 +252,11 @@ class EncoderLayer(nn.Module):
         """(batch, time, hidden) -> (batch, time, hidden); key_mask bool (batch, time), True = valid."""
         if self.pre_ln:
             x = x + self.dropout(self.attention(self.layer_norm(x), key_mask))
-            return x + self.feed_forward(self.final_layer_norm(x))
+            y: Tensor = x + self.feed_forward(self.final_layer_norm(x))
+            return y
         x = self.layer_norm(x + self.dropout(self.attention(x, key_mask)))
-        return self.final_layer_norm(x + self.feed_forward(x))
+        out: Tensor = self.final_layer_norm(x + self.feed_forward(x))
+        return out
 
 
 def frame_mask(frames: int, lengths: Tensor) -> Tensor:
@@ -294,7 +300,8 @@ def init_weights(module: nn.Module, std: float) -> None:
             nn.init.normal_(
                 conv.weight, mean=0.0, std=2 * math.sqrt(1 / (conv.kernel_size[0] * conv.in_channels))
             )
-            nn.init.zeros_(conv.bias)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, mean=0.0, std=std)
             if m.bias is not None:
@@ -312,13 +319,20 @@ def init_weights(module: nn.Module, std: float) -> None:
 class SpecAugmentConfig(Protocol):
     """The config fields SpecAugment reads (every family's config has them, named as in transformers)."""
 
-    apply_spec_augment: bool
-    mask_time_prob: float
-    mask_time_length: int
-    mask_time_min_masks: int
-    mask_feature_prob: float
-    mask_feature_length: int
-    mask_feature_min_masks: int
+    @property
+    def apply_spec_augment(self) -> bool: ...
+    @property
+    def mask_time_prob(self) -> float: ...
+    @property
+    def mask_time_length(self) -> int: ...
+    @property
+    def mask_time_min_masks(self) -> int: ...
+    @property
+    def mask_feature_prob(self) -> float: ...
+    @property
+    def mask_feature_length(self) -> int: ...
+    @property
+    def mask_feature_min_masks(self) -> int: ...
 
 
 def spec_augment(x: Tensor, cfg: SpecAugmentConfig, masked_spec_embed: Tensor | None) -> Tensor:

@@ -234,7 +234,8 @@ class SEWModel(nn.Module):
             mask = frame_mask(x.shape[1], lengths)
         if self.training:
             x = spec_augment(x, self.config, getattr(self, "masked_spec_embed", None))
-        return self.encoder(x, mask)
+        h: Tensor = self.encoder(x, mask)
+        return h
 
 
 class SEWForCTC(nn.Module):
@@ -268,7 +269,8 @@ class SEWForCTC(nn.Module):
                 f"SEW needs at least {self.min_input_samples} samples per input, got {input_values.shape[-1]}"
             )
         h = self.sew(input_values, attention_mask)
-        return self.lm_head(self.dropout(h))
+        logits: Tensor = self.lm_head(self.dropout(h))
+        return logits
 
     def output_lengths(self, sample_lengths: Tensor) -> Tensor:
         """Logit frames for each input length in samples (long tensor (batch,) -> (batch,))."""

@@ -119,7 +119,8 @@ class Wav2Vec2FeatureProjection(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, frames, conv_dim[-1]) -> (batch, frames, hidden)."""
-        return self.dropout(self.projection(self.layer_norm(x)))
+        y: Tensor = self.dropout(self.projection(self.layer_norm(x)))
+        return y
 
 
 class Wav2Vec2Encoder(nn.Module):
@@ -200,7 +201,8 @@ class Wav2Vec2Model(nn.Module):
         x = self.feature_projection(x)
         if self.training:
             x = spec_augment(x, self.config, getattr(self, "masked_spec_embed", None))
-        return self.encoder(x, mask)
+        h: Tensor = self.encoder(x, mask)
+        return h
 
 
 class Wav2Vec2ForCTC(nn.Module):
@@ -231,7 +233,8 @@ class Wav2Vec2ForCTC(nn.Module):
                 f"wav2vec2 needs at least {self.min_input_samples} samples per input, "
                 f"got {input_values.shape[-1]}"
             )
-        return self.lm_head(self.dropout(self.wav2vec2(input_values, attention_mask)))
+        logits: Tensor = self.lm_head(self.dropout(self.wav2vec2(input_values, attention_mask)))
+        return logits
 
     def output_lengths(self, sample_lengths: Tensor) -> Tensor:
         """Logit frames for each input length in samples (long tensor (batch,) -> (batch,))."""
