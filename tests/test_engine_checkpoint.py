@@ -307,3 +307,22 @@ def test_half_precision_weights_load(tiny, tmp_path):
     assert next(model.parameters()).dtype == torch.float32
     x = waveform(8000, seed=4)
     assert (model(x) - hf(x).logits).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("evil", [False, True])
+def test_legacy_non_zip_pickle(tiny, tmp_path, evil):
+    # pre-1.6 torch.save format cannot be memory-mapped: the loader retries without mmap, still weights_only
+    hf, st_dir, _ = tiny
+    marker = tmp_path / "pwned"
+    d = _copy_meta(st_dir, tmp_path / "old")
+    state = legacy_state_dict(_hf_state(hf))
+    if evil:
+        state["lm_head.bias"] = _Evil(marker)
+    torch.save(state, d / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    if evil:
+        with pytest.raises(CheckpointError, match="refused to load"):
+            load_model(d)
+        assert not marker.exists()
+    else:
+        x = waveform(8000, seed=5)
+        assert torch.allclose(_logits(load_model(d).model, x), hf(x).logits.detach(), atol=1e-5)
