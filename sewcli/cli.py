@@ -654,34 +654,41 @@ def _silence_stdout() -> None:
 def models_list(registry: RegistryOpt = None) -> None:
     """Table of known models: name, architecture, size, language, and whether it is available offline."""
     def body() -> int:
-        from rich.console import Console
-        from rich.table import Table
-
-        from sewcli import hub
-
         reg = registry_mod.load_registry(registry)
-        table = Table(box=None, pad_edge=False)
-        for column in ("name", "arch", "size", "language", "cached", "source"):
-            table.add_column(column)
+        rows = [("name", "arch", "size", "language", "cached", "source")]
         for name in reg.names():
             spec = reg.models[name]
-            status = hub.cache_status(spec)
-            cached = ("embedded" if spec.path and registry_mod.PACKAGE_DIR in spec.path.parents else "local") \
-                if spec.is_local else ("yes" if status.directory else "no")
-            if spec.is_local and status.directory is None:
-                cached = "missing"
-            size = f"{spec.params:g}M" if spec.params else (_mb(status.size_bytes) if status.size_bytes else "-")
+            size, cached = _availability(spec)
             marker = " *" if name == reg.default_model else ""
-            table.add_row(name + marker, spec.arch or "?", size, spec.language or "?", cached, spec.source)
-        Console(width=200).print(table)
-        sys.stdout.write("* default model; size = parameters (millions), or on-disk size\n")
+            rows.append((name + marker, spec.arch or "?", size, spec.language or "?", cached, spec.source))
+        widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        sys.stdout.write("\n".join(lines) + "\n* default model; size: parameters in millions\n")
         return EXIT_OK
 
     raise typer.Exit(_guarded(body, False))
 
 
+def _availability(spec: registry_mod.ModelSpec) -> tuple[str, str]:
+    """(size, cached) columns: registry params or the checkpoint's own count; embedded/local/missing/yes/no."""
+    from sewcli import hub
+
+    status = hub.cache_status(spec)
+    params = spec.params
+    if params is None and status.directory is not None:
+        count = hub.safetensors_params(status.directory)
+        params = None if count is None else count / 1e6
+    size = f"{params:.3g}M" if params else "-"
+    if spec.is_local:
+        embedded = spec.path is not None and registry_mod.PACKAGE_DIR in spec.path.parents
+        cached = "missing" if status.directory is None else "embedded" if embedded else "local"
+    else:
+        cached = "yes" if status.directory else "no"
+    return size, cached
+
+
 def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f}MB"
+    return f"{n / 1e6:.1f} MB"
 
 
 @models_app.command("info")
@@ -696,16 +703,18 @@ def models_info(
 
         spec = registry_mod.resolve(name, registry_mod.load_registry(registry), revision)
         status = hub.cache_status(spec)
+        size, _ = _availability(spec)
         rows = [
             ("name", spec.name),
             ("source", spec.source),
             ("arch", spec.arch or "from config.json"),
             ("language", spec.language or "unknown"),
             ("sample rate", f"{spec.sample_rate} Hz"),
-            ("parameters", f"{spec.params:g} M" if spec.params else "unknown"),
+            ("parameters", size if size != "-" else "unknown"),
             ("license", spec.license or "unknown"),
             ("description", spec.description or "-"),
             ("available", f"{status.directory} ({_mb(status.size_bytes)})" if status.directory else
+             "no: the directory does not exist" if spec.is_local else
              "no (run `sew models download " + spec.name + "`)"),
         ]
         width = max(len(k) for k, _ in rows)

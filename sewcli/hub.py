@@ -7,8 +7,11 @@ one line that says how to get it. `HF_HUB_CACHE` / `HF_HOME` choose the cache di
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +80,18 @@ def cache_status(spec: ModelSpec) -> CacheStatus:
         return CacheStatus(directory=None, size_bytes=0)
     size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())  # follows snapshot symlinks
     return CacheStatus(directory=directory, size_bytes=size)
+
+
+def safetensors_params(directory: Path) -> int | None:
+    """Number of parameters in `directory`/model.safetensors, from its JSON header only (no tensor is read)."""
+    path = directory / "model.safetensors"
+    try:
+        with open(path, "rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(size))
+    except (OSError, ValueError, struct.error):
+        return None
+    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict))
 
 
 def _how_to_get(spec: ModelSpec) -> str:

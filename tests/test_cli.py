@@ -255,6 +255,7 @@ def test_models_list_info_download(tmp_path: Path, tiny_sew_dir: Path, clean_env
     assert listed.exit_code == 0, listed.stderr
     rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:] if line.strip()}
     assert rows["sew-tiny"][1:5] == ["sew", "40.7M", "en", "no"]
+    assert rows["mine"][2] == "0.0232M"  # counted from the safetensors header (23,240 parameters)
     assert rows["wav2vec2-base-960h"][1] == "wav2vec2" and rows["sew-d-tiny"][1] == "sew-d"
     assert rows["mine"][4] == "local"
     assert "sew-synth-en" in rows
