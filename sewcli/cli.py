@@ -746,6 +746,123 @@ def models_download(
     raise typer.Exit(_guarded(body, verbose))
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# sew classify (sequence-classification checkpoints; stage in sewcli/classify.py)
+
+
+class ClassifyFormat(str, enum.Enum):
+    txt = "txt"
+    json = "json"
+
+
+@dataclass(frozen=True)
+class ClassifyRequest:
+    """Everything `sew classify` resolved from its command line (same input/output rules as transcribe)."""
+
+    inputs: tuple[str, ...]
+    model: str | None
+    revision: str | None
+    registry: Path | None
+    output: OutputOptions
+    top_k: int
+    window_seconds: float
+    device: str
+    threads: int | None
+    quiet: bool = False
+    verbose: bool = False
+
+
+def run_classify(request: ClassifyRequest) -> int:
+    """Classify every input; exit status as for transcribe (0 all done, 1 some input or the model failed)."""
+    from sewcli import classify as stage
+
+    started = time.perf_counter()
+    plan = plan_run(request)  # type: ignore[arg-type]  # reads only .inputs and .output
+    options = stage.ClassifyOptions(top_k=request.top_k, window_seconds=request.window_seconds)
+    tally = Tally()
+    for display, message in plan.problems:
+        _error(display, message)
+        tally.failed += 1
+    model = None
+    mode = _file_mode()
+    for i, job in enumerate(plan.jobs):
+        policy = _existing_policy(plan.paths.get(i, {}), request.output)
+        if policy is not None:
+            if policy == "skip":
+                tally.skipped += 1
+            else:
+                _error(job.display, policy)
+                tally.failed += 1
+            continue
+        if model is None:
+            model = _load_classifier(request)
+        try:
+            result = stage.classify_file(job.source, model, options)
+            renders = {fmt: (lambda fh, f=fmt: stage.WRITERS[f](result, fh)) for fmt in request.output.formats}
+            if request.output.output_dir is None:
+                buf = io.StringIO()
+                if plan.several:
+                    buf.write(f"==> {job.display} <==\n")
+                renders[request.output.formats[0]](buf)
+                _write_stdout(buf.getvalue())
+            else:
+                for fmt, path in plan.paths[i].items():
+                    write_atomic(path, renders[fmt], mode)
+        except SewError as e:
+            _error(job.display, str(e), request.verbose)
+            tally.failed += 1
+            continue
+        tally.done += 1
+        tally.audio_seconds += result.duration
+    if not request.quiet:
+        line = _summary(tally, time.perf_counter() - started).replace("transcribed", "classified")
+        sys.stderr.write(line + "\n")
+    return EXIT_FAILED if tally.failed else EXIT_OK
+
+
+def _load_classifier(request: ClassifyRequest) -> object:
+    """Resolve, fetch and load the classifier (torch is imported here)."""
+    from sewcli import classify as stage
+    from sewcli import hub, inference
+
+    spec = registry_mod.resolve(request.model, registry_mod.load_registry(request.registry), request.revision)
+    options = inference.InferenceOptions(device=request.device, threads=request.threads)
+    return stage.load(hub.model_directory(spec), options, name=spec.name)
+
+
+@app.command()
+def classify(
+    inputs: Annotated[list[str], typer.Argument(help="Audio files, directories (recursive) or - for stdin.",
+                                                metavar="INPUT...", show_default=False)],
+    model: Annotated[str, typer.Option("--model", "-m", help="A *ForSequenceClassification checkpoint: registry "
+                                       "name, directory or hub id.", show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels reported per input.")] = 5,
+    fmt: Annotated[Optional[list[ClassifyFormat]], typer.Option("--format", "-f", help="txt or json; repeatable.",
+                                                                show_default="txt")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", file_okay=False,
+                                                       help="Write files here (mirrors directory inputs).")] = None,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs exist.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    window: Annotated[float, typer.Option("--window", min=0.1, help="Seconds per model window; longer inputs "
+                                          "average the windows' probabilities.")] = 30.0,
+    device: Annotated[Device, typer.Option("--device", help="auto = cuda when available.")] = Device.auto,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the model.")] = None,
+    revision: RevisionOpt = None,
+    registry: RegistryOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Classify audio (keyword spotting, emotion, language, ...) with a sequence-classification checkpoint."""
+    _setup_logging(verbose, quiet)
+    request = ClassifyRequest(
+        inputs=tuple(inputs), model=model, revision=revision, registry=registry,
+        output=OutputOptions(formats=tuple(dict.fromkeys(f.value for f in (fmt or [ClassifyFormat.txt]))),
+                             output_dir=output_dir, skip_existing=skip_existing, overwrite=overwrite),
+        top_k=top_k, window_seconds=window, device=device.value, threads=threads, quiet=quiet, verbose=verbose,
+    )
+    raise typer.Exit(_guarded(lambda: run_classify(request), verbose))
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
