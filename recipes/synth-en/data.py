@@ -1,0 +1,227 @@
+"""Corpus loading, cheap on-the-fly augmentation, length-bucketed batches and frame targets for the warm start."""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+SR = 16000
+HOP = 320  # samples per logit frame (product of the conv strides)
+
+# HF English CTC vocabulary (sew_spec.md 5.3): id 0 = <pad> = CTC blank, 4 = "|" word delimiter.
+VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "E": 5, "T": 6, "A": 7, "O": 8, "N": 9, "I": 10,
+         "H": 11, "S": 12, "R": 13, "D": 14, "L": 15, "U": 16, "M": 17, "W": 18, "C": 19, "F": 20, "G": 21,
+         "Y": 22, "P": 23, "B": 24, "V": 25, "K": 26, "'": 27, "X": 28, "J": 29, "Q": 30, "Z": 31}
+ID2CHAR = {i: c for c, i in VOCAB.items()}
+
+
+def encode(text: str) -> list[int]:
+    """Upper-case text -> token ids (space -> "|")."""
+    return [VOCAB.get(c, 3) for c in text.replace(" ", "|")]
+
+
+def greedy_decode(ids: np.ndarray) -> str:
+    """CTC greedy collapse of frame argmax ids (T,) -> text, as Wav2Vec2CTCTokenizer.decode does."""
+    out, prev = [], -1
+    for i in ids.tolist():
+        if i != prev and i != 0:
+            out.append(ID2CHAR[i])
+        prev = i
+    return "".join(out).replace("|", " ").strip()
+
+
+def load_manifest(corpus: Path, split: str) -> list[dict]:
+    """All manifest rows of one split, sorted by id for determinism."""
+    rows = []
+    for path in sorted(glob.glob(str(corpus / "manifest.*.jsonl"))):
+        with open(path) as fh:
+            for line in fh:
+                if line.strip():
+                    r = json.loads(line)
+                    if r["split"] == split:
+                        rows.append(r)
+    rows.sort(key=lambda r: r["id"])
+    return rows
+
+
+def read_audio(corpus: Path, row: dict) -> np.ndarray:
+    a, sr = sf.read(corpus / row["path"], dtype="float32")
+    assert sr == SR, row["path"]
+    return a
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance (Wav2Vec2FeatureExtractor do_normalize, eps 1e-7)."""
+    return ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    """Probabilities/ranges of the on-the-fly augmentations."""
+
+    p_speed: float = 0.5
+    speed: tuple[float, float] = (0.88, 1.12)
+    p_noise: float = 0.5
+    snr_db: tuple[float, float] = (3.0, 30.0)
+    p_reverb: float = 0.3
+    rt60: tuple[float, float] = (0.15, 0.8)
+    p_phone: float = 0.15
+    p_lowpass: float = 0.15
+    p_gain: float = 0.5
+
+
+def _colored_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """White, pink or brown noise (n,)."""
+    kind = rng.integers(3)
+    w = rng.standard_normal(n).astype(np.float32)
+    if kind == 0:
+        return w
+    spec = np.fft.rfft(w)
+    f = np.arange(len(spec), dtype=np.float32)
+    f[0] = 1.0
+    spec = spec / (np.sqrt(f) if kind == 1 else f)
+    return np.fft.irfft(spec, n).astype(np.float32)
+
+
+def _fft_conv(x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    n = len(x) + len(h) - 1
+    nfft = 1 << (n - 1).bit_length()
+    y = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(h, nfft), nfft)[: len(x)]
+    return y.astype(np.float32)
+
+
+def _bandlimit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    spec = np.fft.rfft(x)
+    f = np.fft.rfftfreq(len(x), 1.0 / SR)
+    spec[(f < lo) | (f > hi)] = 0
+    return np.fft.irfft(spec, len(x)).astype(np.float32)
+
+
+def speed(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.ndarray:
+    """Random speed perturbation (tempo and pitch together) by resampling."""
+    if rng.random() < opt.p_speed:
+        factor = rng.uniform(*opt.speed)  # >1 = faster (shorter)
+        x = soxr.resample(x, SR * factor, SR, quality="LQ").astype(np.float32)
+    return x
+
+
+def degrade(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.ndarray:
+    """Random reverberation, telephone/low-pass band limits, additive noise and gain (length preserved)."""
+    if rng.random() < opt.p_reverb:
+        rt60 = rng.uniform(*opt.rt60)
+        n = int(rt60 * SR)
+        t = np.arange(n, dtype=np.float32) / SR
+        h = rng.standard_normal(n).astype(np.float32) * np.exp(-6.9 * t / rt60)
+        h[0] = 1.0 / rng.uniform(0.2, 1.0)  # direct path, random direct-to-reverberant ratio
+        x = _fft_conv(x, h)
+    if rng.random() < opt.p_phone:
+        x = _bandlimit(x, 300.0, 3400.0)
+        if rng.random() < 0.5:  # 8-bit mu-law coding noise
+            m = x / (np.abs(x).max() + 1e-9)
+            q = np.sign(m) * np.log1p(255 * np.abs(m)) / np.log1p(255)
+            q = np.round(q * 127) / 127
+            x = np.sign(q) * ((1 + 255) ** np.abs(q) - 1) / 255
+            x = x.astype(np.float32)
+    elif rng.random() < opt.p_lowpass:
+        x = _bandlimit(x, 0.0, rng.uniform(2500.0, 6000.0))
+    if rng.random() < opt.p_noise:
+        snr = rng.uniform(*opt.snr_db)
+        noise = _colored_noise(len(x), rng)
+        p_sig = float((x**2).mean()) + 1e-10
+        p_n = float((noise**2).mean()) + 1e-10
+        x = x + noise * math.sqrt(p_sig / (p_n * 10 ** (snr / 10)))
+    if rng.random() < opt.p_gain:
+        x = x * 10 ** (rng.uniform(-20, 6) / 20)
+    return x.astype(np.float32)
+
+
+def n_frames(samples: int) -> int:
+    """Logit frames for `samples` input samples with the standard SEW/wav2vec2 conv geometry (k 400, hop 320)."""
+    return max(0, (samples - 400) // HOP + 1)
+
+
+def frame_targets(audio: np.ndarray, labels: list[int], frames: int) -> np.ndarray:
+    """Crude frame alignment: spread the label sequence evenly over the voiced span, blank (0) elsewhere.
+
+    Returns (frames,) int64 targets. The voiced span is where the 20 ms frame energy exceeds 3% of the max.
+    """
+    e = np.array([float(np.sqrt((audio[i * HOP : i * HOP + 400] ** 2).mean() + 1e-12)) for i in range(frames)])
+    on = np.nonzero(e > e.max() * 0.03)[0]
+    tgt = np.zeros(frames, dtype=np.int64)
+    if len(on) == 0 or not labels:
+        return tgt
+    s, t = int(on[0]), int(on[-1]) + 1
+    pos = np.linspace(s, t, len(labels) + 1)
+    for k, lab in enumerate(labels):
+        a, b = int(round(pos[k])), max(int(round(pos[k + 1])), int(round(pos[k])) + 1)
+        tgt[a:min(b, frames)] = lab
+    return tgt
+
+
+def make_batches(rows: list[dict], max_batch_seconds: float, rng: random.Random, max_utts: int = 48) -> list[list[int]]:
+    """Length-bucketed batches (indices into rows) of at most `max_batch_seconds` padded audio, shuffled."""
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["samples"] + rng.random() * SR * 0.3)
+    batches, cur, cur_max = [], [], 0
+    for i in order:
+        n = rows[i]["samples"]
+        m = max(cur_max, n)
+        if cur and (m * (len(cur) + 1) > max_batch_seconds * SR or len(cur) >= max_utts):
+            batches.append(cur)
+            cur, m = [], n
+        cur.append(i)
+        cur_max = m
+    if cur:
+        batches.append(cur)
+    rng.shuffle(batches)
+    return batches
+
+
+class BatchDataset:
+    """torch-free map-style dataset: item k = collated numpy batch k (audio augmented, normalised, padded)."""
+
+    def __init__(self, corpus: Path, rows: list[dict], batches: list[list[int]], seed: int, augment_opt:
+                 AugmentOptions | None, with_frame_targets: bool):
+        self.corpus, self.rows, self.batches = corpus, rows, batches
+        self.seed, self.opt, self.with_ft = seed, augment_opt, with_frame_targets
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng((self.seed, k))
+        audios, labels, ftargets = [], [], []
+        for i in self.batches[k]:
+            row = self.rows[i]
+            clean = read_audio(self.corpus, row)
+            if self.opt:
+                clean = speed(clean, rng, self.opt)
+            x = degrade(clean, rng, self.opt) if self.opt else clean
+            audios.append(normalize(x))
+            labels.append(encode(row["text"]))
+            if self.with_ft:
+                ftargets.append(frame_targets(clean, labels[-1], n_frames(len(clean))))
+        lens = np.array([len(a) for a in audios], dtype=np.int64)
+        T = int(lens.max())
+        wav = np.zeros((len(audios), T), dtype=np.float32)
+        mask = np.zeros((len(audios), T), dtype=np.int64)
+        for j, a in enumerate(audios):
+            wav[j, : len(a)] = a
+            mask[j, : len(a)] = 1
+        flat = np.array([t for lab in labels for t in lab], dtype=np.int64)
+        out = {"input_values": wav, "attention_mask": mask, "lengths": lens, "labels": flat,
+               "label_lengths": np.array([len(lab) for lab in labels], dtype=np.int64)}
+        if self.with_ft:
+            F = n_frames(T)
+            ft = np.full((len(audios), F), -100, dtype=np.int64)
+            for j, t in enumerate(ftargets):
+                ft[j, : len(t)] = t
+            out["frame_targets"] = ft
+        return out

@@ -1,0 +1,94 @@
+"""Greedy CER/WER of an exported model on the held-out test sets and on real recordings (alsa-utils sounds).
+
+Usage: python evaluate.py MODEL_DIR [--work work] [--json out.json]
+The model is loaded with the project's own loader (sewcli.model.load); each utterance is normalised on its own
+and run unpadded, as `sew transcribe` does for short files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))
+
+from data import greedy_decode, load_manifest, normalize, read_audio  # noqa: E402
+from metrics import cer, wer  # noqa: E402
+
+from sewcli.model.load import load_model  # noqa: E402
+
+ALSA_DIR = Path("/usr/share/sounds/alsa")
+ALSA_REFS = {"Front_Center": "FRONT CENTER", "Front_Left": "FRONT LEFT", "Front_Right": "FRONT RIGHT",
+             "Rear_Center": "REAR CENTER", "Rear_Left": "REAR LEFT", "Rear_Right": "REAR RIGHT",
+             "Side_Left": "SIDE LEFT", "Side_Right": "SIDE RIGHT"}
+SET_NAMES = {"test_a": "(a) held-out sentences, training voices", "test_b": "(b) held-out voice: flite rms",
+             "test_b2": "(b2) held-out voice: festival ked_diphone", "alsa": "(c) real human recordings (alsa-utils)"}
+
+
+@torch.no_grad()
+def transcribe(model: torch.nn.Module, audio: np.ndarray) -> str:
+    """One utterance (16 kHz float) -> greedy text."""
+    x = torch.from_numpy(normalize(audio))[None]  # (1, samples)
+    return greedy_decode(model(x)[0].argmax(-1).numpy())
+
+
+def load_alsa(alsa_dir: Path = ALSA_DIR) -> list[tuple[str, np.ndarray, str]]:
+    """(name, 16 kHz mono audio, reference) for the alsa-utils speaker-test recordings that exist."""
+    out = []
+    for name, ref in ALSA_REFS.items():
+        p = alsa_dir / f"{name}.wav"
+        if p.exists():
+            a, sr = sf.read(p, dtype="float32", always_2d=True)
+            out.append((name, soxr.resample(a.mean(axis=1), sr, 16000).astype(np.float32), ref))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model_dir")
+    ap.add_argument("--work", default=str(HERE / "work"))
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model_dir).model
+    corpus = Path(args.work) / "corpus"
+    results: dict[str, dict] = {}
+    for split in ("test_a", "test_b", "test_b2"):
+        rows = load_manifest(corpus, split)[: args.limit]
+        if not rows:
+            continue
+        t = time.time()
+        hyps = [transcribe(model, read_audio(corpus, r)) for r in rows]
+        refs = [r["text"] for r in rows]
+        secs = sum(r["samples"] for r in rows) / 16000
+        results[split] = {"name": SET_NAMES[split], "n": len(rows), "hours": round(secs / 3600, 3),
+                          "cer": round(cer(refs, hyps), 4), "wer": round(wer(refs, hyps), 4),
+                          "rtf": round((time.time() - t) / secs, 4),
+                          "examples": [[r, h] for r, h in zip(refs[:5], hyps[:5])]}
+        print(split, {k: v for k, v in results[split].items() if k != "examples"}, flush=True)
+    alsa = load_alsa()
+    if alsa:
+        hyps = [transcribe(model, a) for _, a, _ in alsa]
+        refs = [r for _, _, r in alsa]
+        results["alsa"] = {"name": SET_NAMES["alsa"], "n": len(alsa), "cer": round(cer(refs, hyps), 4),
+                           "wer": round(wer(refs, hyps), 4),
+                           "examples": [[n, r, h] for (n, _, r), h in zip(alsa, hyps)]}
+        print("alsa", results["alsa"], flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

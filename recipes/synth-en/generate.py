@@ -1,0 +1,236 @@
+"""Synthesize the corpus: many TTS engines/voices/rates/pitches, 16 kHz int16 wav + jsonl manifests (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+SR = 16000
+MAX_SECONDS = 10.0
+
+ESPEAK_BASES = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
+                "en-us-nyc"]
+ESPEAK_VARIANTS = ["", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5", "klatt",
+                   "klatt2", "klatt3", "klatt4", "klatt6", "Alex", "Andy", "Annie", "david", "ed", "john", "linda",
+                   "max", "michel", "paul", "robert", "steph", "travis", "victor", "shelby", "norbert", "grandpa",
+                   "grandma", "Lee", "Michael", "aunty"]
+
+# (engine, voice, weight) used for training; HELD_OUT voices never appear in training data.
+TRAIN_VOICES = [("espeak", "*", 0.40), ("flite", "kal16", 0.08), ("flite", "kal", 0.07), ("flite", "awb", 0.10),
+                ("flite", "slt", 0.10), ("festival", "kal_diphone", 0.10),
+                ("festival", "cmu_us_slt_arctic_hts", 0.15)]
+HELD_OUT = {"b": ("flite", "rms"), "b2": ("festival", "ked_diphone")}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One utterance to synthesize."""
+
+    uid: str
+    split: str
+    engine: str
+    voice: str
+    rate: float  # relative speaking rate (1 = engine default)
+    pitch: int  # espeak pitch 0-99 (ignored elsewhere)
+    text: str
+
+
+def _pick_train_voice(rng: random.Random) -> tuple[str, str]:
+    r, acc = rng.random(), 0.0
+    for engine, voice, w in TRAIN_VOICES:
+        acc += w
+        if r < acc:
+            break
+    if engine == "espeak":
+        var = rng.choice(ESPEAK_VARIANTS)
+        voice = rng.choice(ESPEAK_BASES) + (f"+{var}" if var else "")
+    return engine, voice
+
+
+def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, copies: int = 1) -> list[Job]:
+    """Deterministic job list: every train sentence `copies` times (different voices), plus the test sets."""
+    rng = random.Random(seed)
+    train = [t for t in (text_dir / "train.txt").read_text().splitlines() if t]
+    held = [t for t in (text_dir / "heldout.txt").read_text().splitlines() if t]
+    if max_train is not None:
+        train = train[:max_train]
+    jobs: list[Job] = []
+    for c in range(copies):
+        for i, t in enumerate(train):
+            e, v = _pick_train_voice(rng)
+            jobs.append(Job(f"tr{c}{i:06d}", "train", e, v, rng.uniform(0.8, 1.25), rng.randint(25, 75), t))
+    rng_t = random.Random(seed + 1)
+    tests = rng_t.sample(held, min(n_test, len(held)))
+    for i, t in enumerate(tests):
+        e, v = _pick_train_voice(rng_t)
+        jobs.append(Job(f"ta{i:05d}", "test_a", e, v, rng_t.uniform(0.85, 1.15), rng_t.randint(35, 65), t))
+        for split, (e2, v2) in HELD_OUT.items():
+            jobs.append(Job(f"t{split}{i:05d}", f"test_{split}", e2, v2, rng_t.uniform(0.9, 1.1), 50, t))
+    return jobs
+
+
+def _to16k(audio: np.ndarray, sr: int) -> np.ndarray:
+    if audio.ndim > 1:
+        audio = audio.mean(axis=1)
+    if sr != SR:
+        audio = soxr.resample(audio, sr, SR, quality="HQ")
+    return audio.astype(np.float32)
+
+
+def synth_espeak(job: Job, tmp: Path) -> np.ndarray:
+    out = tmp / "e.wav"
+    wpm = int(round(165 * job.rate))
+    subprocess.run(["espeak-ng", "-v", job.voice, "-s", str(wpm), "-p", str(job.pitch), "-w", str(out),
+                    job.text.lower()], check=True, capture_output=True)
+    a, sr = sf.read(out, dtype="float32")
+    return _to16k(a, sr)
+
+
+def synth_flite(job: Job, tmp: Path) -> np.ndarray:
+    out = tmp / "f.wav"
+    cmd = ["flite", "-voice", job.voice, "--setf", f"duration_stretch={1.0 / job.rate:.3f}"]
+    if job.voice.startswith("kal"):
+        cmd += ["--setf", f"int_f0_target_mean={70 + job.pitch * 1.4:.0f}"]
+    subprocess.run(cmd + ["-t", job.text.lower(), "-o", str(out)], check=True, capture_output=True)
+    a, sr = sf.read(out, dtype="float32")
+    return _to16k(a, sr)
+
+
+def synth_festival_batch(jobs: list[Job], tmp: Path) -> list[np.ndarray]:
+    """Synthesize many utterances of one festival voice in a single festival process."""
+    lines = [f"(voice_{jobs[0].voice})"]
+    for k, job in enumerate(jobs):
+        txt = job.text.lower().replace('"', "")
+        lines.append(f"(Parameter.set 'Duration_Stretch {1.0 / job.rate:.3f})")
+        lines.append(f'(set! u (utt.synth (Utterance Text "{txt}")))')
+        lines.append(f'(utt.save.wave u "{tmp}/fe{k}.wav" \'riff)')
+    script = tmp / "batch.scm"
+    script.write_text("\n".join(lines) + "\n")
+    subprocess.run(["festival", "-b", str(script)], check=True, capture_output=True, timeout=3600)
+    outs = []
+    for k in range(len(jobs)):
+        a, sr = sf.read(tmp / f"fe{k}.wav", dtype="float32")
+        outs.append(_to16k(a, sr))
+    return outs
+
+
+def trim(audio: np.ndarray, pad: float = 0.15) -> np.ndarray:
+    """Trim leading/trailing silence, keeping `pad` seconds of margin."""
+    frame = 160
+    n = len(audio) // frame
+    if n == 0:
+        return audio
+    e = np.sqrt((audio[: n * frame].reshape(n, frame) ** 2).mean(axis=1) + 1e-12)  # (n,) rms per 10 ms
+    on = np.nonzero(e > max(e.max() * 0.02, 1e-4))[0]
+    if len(on) == 0:
+        return audio
+    s = max(0, on[0] * frame - int(pad * SR))
+    t = min(len(audio), (on[-1] + 1) * frame + int(pad * SR))
+    return audio[s:t]
+
+
+def run_chunk(jobs: list[Job], wav_dir: Path) -> list[dict]:
+    """Synthesize one chunk of same-engine jobs; returns manifest rows."""
+    rows = []
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        if jobs[0].engine == "festival":
+            audios = synth_festival_batch(jobs, tmp)
+        else:
+            fn = synth_espeak if jobs[0].engine == "espeak" else synth_flite
+            audios = [fn(j, tmp) for j in jobs]
+    for job, a in zip(jobs, audios):
+        a = trim(a)
+        if len(a) > MAX_SECONDS * SR or len(a) < 0.3 * SR:
+            continue
+        peak = float(np.abs(a).max()) or 1.0
+        a = a / peak * 0.9
+        path = wav_dir / f"{job.uid}.wav"
+        sf.write(path, a, SR, subtype="PCM_16")
+        rows.append({"id": job.uid, "path": str(path.relative_to(wav_dir.parent)), "text": job.text,
+                     "engine": job.engine, "voice": job.voice, "rate": round(job.rate, 3), "pitch": job.pitch,
+                     "samples": len(a), "split": job.split})
+    return rows
+
+
+def chunk_jobs(jobs: list[Job], size: int, seed: int) -> list[list[Job]]:
+    """Group jobs into same-engine(-voice for festival) chunks, then shuffle chunks so a partial corpus is mixed."""
+    groups: dict[tuple[str, str], list[Job]] = {}
+    for j in jobs:
+        key = (j.engine, j.voice if j.engine == "festival" else "", j.split.startswith("test"), j.uid[:3])
+        groups.setdefault(key, []).append(j)
+    chunks = [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+    rng = random.Random(seed)
+    rng.shuffle(chunks)
+    # test sets first (small), then copy 0 of the training text, then copy 1, ...
+    chunks.sort(key=lambda c: -1 if c[0].split.startswith("test") else int(c[0].uid[2]))
+    return chunks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default="work")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--worker", type=int, default=None, help="run only this worker index (internal)")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--n-test", type=int, default=250)
+    ap.add_argument("--max-train", type=int, default=None)
+    ap.add_argument("--chunk", type=int, default=40)
+    ap.add_argument("--copies", type=int, default=2)
+    args = ap.parse_args()
+    work = Path(args.work)
+    corpus = work / "corpus"
+    wav_dir = corpus / "wav"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    if args.worker is None:
+        procs = [subprocess.Popen(["python", __file__, "--work", args.work, "--workers", str(args.workers),
+                                   "--worker", str(w), "--seed", str(args.seed), "--n-test", str(args.n_test),
+                                   "--chunk", str(args.chunk), "--copies", str(args.copies)]
+                                  + (["--max-train", str(args.max_train)] if args.max_train else []))
+                 for w in range(args.workers)]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            raise SystemExit(f"generation worker failed: {codes}")
+        return
+    jobs = make_jobs(work / "text", args.seed, args.n_test, args.max_train, args.copies)
+    chunks = chunk_jobs(jobs, args.chunk, args.seed)[args.worker :: args.workers]
+    manifest = corpus / f"manifest.{args.worker}.jsonl"
+    done_ids: set[str] = set()
+    if manifest.exists():
+        for line in manifest.read_text().splitlines():
+            done_ids.add(json.loads(line)["id"])
+        done_ids |= {line.strip() for line in (corpus / f"skipped.{args.worker}.txt").read_text().splitlines()} \
+            if (corpus / f"skipped.{args.worker}.txt").exists() else set()
+    for c in chunks:
+        todo = [j for j in c if j.uid not in done_ids]
+        if not todo:
+            continue
+        try:
+            rows = run_chunk(todo, wav_dir)
+        except (subprocess.SubprocessError, OSError, RuntimeError) as exc:  # one bad chunk must not stop the run
+            print(f"chunk {todo[0].uid} failed: {exc}", flush=True)
+            rows = []
+        kept = {r["id"] for r in rows}
+        with open(corpus / f"skipped.{args.worker}.txt", "a") as fh:
+            for j in todo:
+                if j.uid not in kept:
+                    fh.write(j.uid + "\n")
+        with open(manifest, "a") as fh:
+            for r in rows:
+                fh.write(json.dumps(r) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+if __name__ == "__main__":
+    main()

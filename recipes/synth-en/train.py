@@ -1,0 +1,202 @@
+"""Train a small SEW-CTC from scratch on the synthetic corpus (frame-CE warm start, then CTC); resumable.
+
+Usage: python train.py --work work [--minutes 90] [--threads 2]
+Re-running continues from work/train/last.pt. Every --eval-every steps: greedy CER on held-out sets, a line in
+work/train/curve.tsv, and an HF export of the latest model to work/export/latest (best CER on test_a -> best).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))
+
+from data import VOCAB, AugmentOptions, BatchDataset, greedy_decode, load_manifest, make_batches, normalize, read_audio  # noqa: E402
+from export import export_hf  # noqa: E402
+from metrics import cer, wer  # noqa: E402
+
+from sewcli.model.sew import SEWConfig, SEWForCTC  # noqa: E402
+
+SMALL = dict(
+    vocab_size=len(VOCAB), hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024,
+    squeeze_factor=2, conv_dim=(32, 64, 64, 64, 64, 128, 128, 128, 128, 256, 256, 256, 256),
+    num_conv_pos_embeddings=31, num_conv_pos_embedding_groups=16, hidden_dropout=0.05, activation_dropout=0.05,
+    attention_dropout=0.05, feat_proj_dropout=0.0, final_dropout=0.0, layerdrop=0.0, mask_time_prob=0.05,
+    mask_time_length=5, mask_time_min_masks=1, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+)
+TINY = dict(SMALL, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+            conv_dim=(8, 16, 16, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32))
+
+
+def lr_at(step: int, peak: float, warmup: int, total: int, floor: float = 0.05) -> float:
+    """Linear warm-up then cosine decay to floor*peak at `total` (constant floor afterwards)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+@torch.no_grad()
+def evaluate(model: SEWForCTC, corpus: Path, rows: list[dict], max_batch_seconds: float = 60.0) -> dict:
+    """Greedy CER/WER over rows (each utterance normalised on its own, padded batches with a mask)."""
+    model.eval()
+    refs, hyps = [], []
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["samples"])
+    batches = make_batches([rows[i] for i in order], max_batch_seconds, random.Random(0))
+    for b in batches:
+        audios = [normalize(read_audio(corpus, rows[order[i]])) for i in b]
+        T = max(len(a) for a in audios)
+        x = torch.zeros(len(audios), T)
+        m = torch.zeros(len(audios), T, dtype=torch.long)
+        for j, a in enumerate(audios):
+            x[j, : len(a)] = torch.from_numpy(a)
+            m[j, : len(a)] = 1
+        logits = model(x, m)
+        flen = model.output_lengths(m.sum(-1))
+        ids = logits.argmax(-1).numpy()
+        for j, i in enumerate(b):
+            hyps.append(greedy_decode(ids[j, : int(flen[j])]))
+            refs.append(rows[order[i]]["text"])
+    model.train()
+    return {"cer": cer(refs, hyps), "wer": wer(refs, hyps), "n": len(refs), "example": (refs[0], hyps[0])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default=str(HERE / "work"))
+    ap.add_argument("--size", choices=["small", "tiny"], default="small")
+    ap.add_argument("--minutes", type=float, default=100.0, help="stop after this much wall time in this run")
+    ap.add_argument("--max-steps", type=int, default=100000)
+    ap.add_argument("--total-steps", type=int, default=6000, help="LR schedule length")
+    ap.add_argument("--threads", type=int, default=1, help="1 is ~6x faster than 2 on a busy 2-core machine")
+    ap.add_argument("--fp32", action="store_true", help="disable bf16 autocast (bf16 is ~1.6x faster here)")
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--ce-steps", type=int, default=600, help="frame cross-entropy warm start steps")
+    ap.add_argument("--batch-seconds", type=float, default=50.0)
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--eval-n", type=int, default=120)
+    ap.add_argument("--save-every", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-augment", action="store_true")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    corpus, out = work / "corpus", work / "train"
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = SEWConfig(**(SMALL if args.size == "small" else TINY))
+    torch.manual_seed(args.seed)
+    model = SEWForCTC(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98), eps=1e-8)
+    step, epoch, batch_in_epoch, elapsed_prev, best = 0, 0, 0, 0.0, float("inf")
+    ckpt = out / "last.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        elapsed_prev, best = state["elapsed"], state["best"]
+        print(f"resumed at step {step} (epoch {epoch}, batch {batch_in_epoch})", flush=True)
+    print(f"params {n_params} ({n_params / 1e6:.2f} M)", flush=True)
+    (out / "args.json").write_text(json.dumps(vars(args), indent=1))
+
+    tests = {s: load_manifest(corpus, s) for s in ("test_a", "test_b", "test_b2")}
+    tests = {s: r[: args.eval_n] for s, r in tests.items() if r}
+    aug = None if args.no_augment else AugmentOptions()
+    t0 = time.time()
+    audio_seconds = 0.0
+    model.train()
+    while step < args.max_steps:
+        rows = load_manifest(corpus, "train")  # re-read: the corpus may still be growing
+        batches = make_batches(rows, args.batch_seconds, random.Random(args.seed * 1000 + epoch))
+        ds = BatchDataset(corpus, rows, batches, seed=args.seed * 1000 + epoch, augment_opt=aug,
+                          with_frame_targets=step < args.ce_steps)
+        idx = list(range(batch_in_epoch, len(ds)))
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(ds, idx), batch_size=None, shuffle=False, num_workers=1, prefetch_factor=4,
+            persistent_workers=False, collate_fn=None)
+        print(f"epoch {epoch}: {len(rows)} utterances, {len(batches)} batches", flush=True)
+        for batch in loader:
+            x = torch.as_tensor(batch["input_values"])
+            mask = torch.as_tensor(batch["attention_mask"])
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, args.lr, args.warmup, args.total_steps)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.fp32):
+                logits = model(x, mask)  # (B, frames, vocab)
+            logits = logits.float()
+            flen = model.output_lengths(mask.sum(-1))
+            if step < args.ce_steps and "frame_targets" in batch:
+                ft = torch.as_tensor(batch["frame_targets"])[:, : logits.shape[1]]
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ft.reshape(-1), ignore_index=-100)
+                kind = "ce"
+            else:
+                lp = logits.log_softmax(-1).transpose(0, 1)  # (frames, B, vocab)
+                loss = F.ctc_loss(lp, torch.as_tensor(batch["labels"]), flen,
+                                  torch.as_tensor(batch["label_lengths"]), blank=0, reduction="mean",
+                                  zero_infinity=True)
+                kind = "ctc"
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            if torch.isfinite(gn):
+                opt.step()
+            step += 1
+            batch_in_epoch += 1
+            audio_seconds += float(batch["lengths"].sum()) / 16000
+            el = time.time() - t0
+            if step % 10 == 0:
+                print(f"step {step} {kind} loss {loss.item():.3f} gn {gn:.2f} lr {opt.param_groups[0]['lr']:.2e} "
+                      f"audio/s {audio_seconds / el:.1f} t {(elapsed_prev + el) / 60:.1f}m", flush=True)
+            if step % args.save_every == 0 or step % args.eval_every == 0:
+                state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "epoch": epoch,
+                         "batch_in_epoch": batch_in_epoch, "elapsed": elapsed_prev + el, "best": best}
+                torch.save(state, out / "last.tmp")
+                os.replace(out / "last.tmp", ckpt)
+            if step % args.eval_every == 0:
+                res = {s: evaluate(model, corpus, r) for s, r in tests.items()}
+                line = {"step": step, "minutes": round((elapsed_prev + time.time() - t0) / 60, 2),
+                        **{f"cer_{s}": round(v["cer"], 4) for s, v in res.items()},
+                        **{f"wer_{s}": round(v["wer"], 4) for s, v in res.items()}}
+                print("EVAL", json.dumps(line), {s: v["example"] for s, v in res.items()}, flush=True)
+                with open(out / "curve.jsonl", "a") as fh:
+                    fh.write(json.dumps(line) + "\n")
+                export_hf(model, work / "export" / "latest", extra={"step": step})
+                score = res.get("test_a", {"cer": 1.0})["cer"] + res.get("test_b", {"cer": 1.0})["cer"]
+                if score < best:
+                    best = score
+                    export_hf(model, work / "export" / "best", extra={"step": step})
+                    state["best"] = best
+                    torch.save(state, out / "last.tmp")
+                    os.replace(out / "last.tmp", ckpt)
+            if el > args.minutes * 60 or step >= args.max_steps:
+                state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "epoch": epoch,
+                         "batch_in_epoch": batch_in_epoch, "elapsed": elapsed_prev + el, "best": best}
+                torch.save(state, out / "last.tmp")
+                os.replace(out / "last.tmp", ckpt)
+                print(f"stopping at step {step} after {el / 60:.1f} min", flush=True)
+                return
+            if step == args.ce_steps:
+                break  # rebuild the dataset without frame targets
+        else:
+            epoch += 1
+            batch_in_epoch = 0
+
+
+if __name__ == "__main__":
+    main()
