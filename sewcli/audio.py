@@ -1,0 +1,412 @@
+"""Decode one audio input into mono float32 blocks at its native rate, in bounded memory.
+
+Why soundfile (libsndfile): it is a small wheel with its own libsndfile that reads WAV (every PCM/float subtype),
+FLAC, OGG/Vorbis/Opus, MP3 (libsndfile >= 1.1) and a dozen older formats, and it can read a file block by block,
+so memory does not grow with the file length (whisper and faster-whisper decode whole files into RAM). What it
+cannot read (AAC/M4A, WMA, video containers, ...) is streamed through `ffmpeg` when that program is on PATH: it
+writes 32-bit float WAV to a pipe that we read block by block too. Both paths downmix the same way: the mean over
+the channel axis of soundfile's (frames, channels) array (transformers once averaged the wrong axis, #47886).
+
+Inputs:
+- a path (str or os.PathLike; unicode, spaces, quotes and leading dashes are fine: ffmpeg gets `file:PATH` in an
+  argument list, never a shell string);
+- "-" for standard input, and any non-regular file (a FIFO such as `<(cat a.wav)`): the bytes are spooled to a
+  temporary file in 1 MiB chunks (libsndfile needs to seek) and the file is deleted on close. The format is
+  always detected from the content, never from the name.
+
+Errors are `AudioError` with one line "NAME: problem" (missing, a directory, empty, unreadable, not audio,
+no samples, NaN/inf samples, a decode failure). A truncated WAV (header claims more data than present) is not an
+error: the available prefix is decoded and a warning is logged. The stream is read until EOF; header frame
+counts are only informative (MP3/OGG counts can be estimates, python-soundfile #379).
+
+Public API (stable):
+    AudioOptions(block_frames=65536, use_ffmpeg=True)            frozen options
+    open_audio(source, options=AudioOptions()) -> context manager yielding an AudioStream:
+        stream.info: records.AudioInfo; stream.blocks() -> Iterator[FloatArray] (1-D float32, native rate);
+        stream.frames_read: samples decoded so far (the true length once blocks() is exhausted)
+    probe(source, options) -> AudioInfo                            (opens and closes; not for "-": it consumes stdin)
+    read_blocks(source, options) -> Iterator[FloatArray]            (a generator that opens and closes the input)
+    display_name(source) -> str                                     "<stdin>" for "-", else the path as given
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import logging
+import os
+import re
+import shutil
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Protocol
+
+import numpy as np
+import soundfile as sf
+
+from sewcli.errors import AudioError, UsageError
+from sewcli.records import AudioInfo, FloatArray
+
+logger = logging.getLogger(__name__)
+
+_SPOOL_CHUNK = 1 << 20  # bytes per read when spooling stdin or a pipe
+_SF_COUNT_MAX = 2**62  # libsndfile reports SF_COUNT_MAX frames for some truncated OGGs (libsndfile#809)
+
+# libsndfile error codes (sndfile.h) -> readable text; other codes use libsndfile's own string.
+_SF_MESSAGES = {
+    1: "not a recognised audio format",
+    3: "malformed audio file",
+    4: "audio format recognised but its encoding is not supported",
+    7: "not a recognised audio format",  # the MP3 path reports "not a regular file" for garbage bytes
+}
+
+
+@dataclass(frozen=True)
+class AudioOptions:
+    """How inputs are read: frames per block and whether ffmpeg may decode what libsndfile cannot."""
+
+    block_frames: int = 65536  # ~1.4 s at 48 kHz; memory is O(block_frames * channels)
+    use_ffmpeg: bool = True
+
+    def __post_init__(self) -> None:
+        if self.block_frames <= 0:
+            raise UsageError(f"block_frames must be positive, got {self.block_frames}")
+
+
+class AudioStream(Protocol):
+    """An opened input: its header information and its mono float32 blocks at the native rate."""
+
+    info: AudioInfo
+    frames_read: int
+
+    def blocks(self) -> Iterator[FloatArray]:
+        """Yield 1-D float32 blocks until EOF; AudioError on NaN/inf samples, no samples, or a decode failure."""
+        ...
+
+
+def display_name(source: str | os.PathLike[str]) -> str:
+    """The name used in messages: "<stdin>" for "-", else the path as the user gave it."""
+    return "<stdin>" if str(source) == "-" else os.fspath(source)
+
+
+def _downmix(frames: np.ndarray) -> FloatArray:
+    """(frames, channels) float32 -> (frames,) float32, the mean over channels (axis 1, not axis 0)."""
+    if frames.shape[1] == 1:
+        return frames[:, 0].copy()
+    return frames.mean(axis=1, dtype=np.float32)
+
+
+def _check_finite(block: FloatArray, name: str, offset: int, rate: int) -> None:
+    """Raise AudioError if a block holds NaN or infinite samples."""
+    if not np.isfinite(block).all():
+        bad = offset + int(np.flatnonzero(~np.isfinite(block))[0])
+        raise AudioError(f"{name}: contains NaN or infinite samples (first at {bad / rate:.3f} s)")
+
+
+class _SoundFileStream:
+    """An input opened with libsndfile."""
+
+    def __init__(self, f: sf.SoundFile, name: str, source: str, block_frames: int) -> None:
+        self._f, self._name, self._block = f, name, block_frames
+        frames = f.frames if 0 <= f.frames < _SF_COUNT_MAX else None
+        self.info = AudioInfo(
+            source=source,
+            sample_rate=int(f.samplerate),
+            channels=int(f.channels),
+            frames=frames,
+            format=str(f.format),
+            subtype=str(f.subtype),
+        )
+        self.frames_read = 0
+        self._warn_if_truncated()
+
+    def _warn_if_truncated(self) -> None:
+        """Log a warning when libsndfile's header log says the data chunk is shorter than declared."""
+        try:
+            log = self._f.extra_info
+        except Exception:  # noqa: BLE001 - the log is informative only
+            return
+        m = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", log, re.MULTILINE)
+        if m and int(m.group(2)) < int(m.group(1)):
+            logger.warning(
+                "%s: truncated file: header declares %s bytes of audio data but only %s are present; "
+                "decoding the available %.2f s",
+                self._name, m.group(1), m.group(2), (self.info.frames or 0) / self.info.sample_rate,
+            )
+
+    def blocks(self) -> Iterator[FloatArray]:
+        """Yield mono blocks until EOF."""
+        rate = self.info.sample_rate
+        buf = np.empty((self._block, self.info.channels), dtype=np.float32)
+        while True:
+            try:
+                n = self._f.read(self._block, dtype="float32", always_2d=True, out=buf).shape[0]
+            except (sf.SoundFileError, RuntimeError) as e:
+                raise AudioError(
+                    f"{self._name}: decoding failed after {self.frames_read / rate:.2f} s: {_sf_reason(e)}"
+                ) from e
+            if n == 0:
+                break
+            mono = _downmix(buf[:n])
+            _check_finite(mono, self._name, self.frames_read, rate)
+            self.frames_read += n
+            yield mono
+        if self.frames_read == 0:
+            raise AudioError(f"{self._name}: contains no audio samples")
+
+
+class _FfmpegError(AudioError):
+    """ffmpeg failed; `detail` is its reason ("ffmpeg: ...")."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class _FfmpegStream:
+    """An input decoded by an `ffmpeg` subprocess into float32 WAV on a pipe (all channels; we downmix)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], errlog: IO[bytes], name: str, source: str, block: int):
+        self._proc, self._err, self._name, self._block = proc, errlog, name, block
+        assert proc.stdout is not None
+        self._out = proc.stdout
+        rate, channels = self._read_header()
+        self.info = AudioInfo(
+            source=source, sample_rate=rate, channels=channels, frames=None, format="FFMPEG", subtype="FLOAT"
+        )
+        self.frames_read = 0
+
+    def _fail(self, problem: str) -> _FfmpegError:
+        """An AudioError carrying ffmpeg's last stderr line."""
+        self._proc.wait()
+        detail = _ffmpeg_reason(self._err, self._proc.returncode)
+        return _FfmpegError(f"{self._name}: {problem} ({detail})", detail)
+
+    def _read_exact(self, n: int) -> bytes:
+        data = self._out.read(n)
+        if len(data) != n:
+            raise self._fail("not a recognised audio format")
+        return data
+
+    def _read_header(self) -> tuple[int, int]:
+        """Parse RIFF/WAVE chunks up to "data"; return (sample_rate, channels)."""
+        riff = self._read_exact(12)
+        if riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+            raise self._fail("not a recognised audio format")
+        rate = channels = 0
+        while True:
+            cid, size = struct.unpack("<4sI", self._read_exact(8))
+            if cid == b"data":
+                break
+            body = self._read_exact(size + (size & 1))  # chunks are word-aligned
+            if cid == b"fmt ":
+                _, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
+                if bits != 32:
+                    raise self._fail(f"unexpected ffmpeg output: {bits}-bit samples")
+        if rate <= 0 or channels <= 0:
+            raise self._fail("unexpected ffmpeg output: no format chunk")
+        return rate, channels
+
+    def blocks(self) -> Iterator[FloatArray]:
+        """Yield mono blocks until ffmpeg closes the pipe; AudioError if ffmpeg failed."""
+        channels, rate = self.info.channels, self.info.sample_rate
+        frame_bytes = 4 * channels
+        while True:
+            data = self._out.read(self._block * frame_bytes)  # a short read only at EOF
+            n = len(data) // frame_bytes
+            if n == 0:
+                break
+            frames = np.frombuffer(data[: n * frame_bytes], dtype="<f4").reshape(n, channels)  # (frames, channels)
+            mono = _downmix(frames.astype(np.float32, copy=False))
+            _check_finite(mono, self._name, self.frames_read, rate)
+            self.frames_read += n
+            yield mono
+        if self._proc.wait() != 0:
+            raise self._fail(f"decoding failed after {self.frames_read / rate:.2f} s")
+        if self.frames_read == 0:
+            raise AudioError(f"{self._name}: contains no audio samples")
+
+
+def _sf_reason(e: BaseException) -> str:
+    """libsndfile's error as a short readable phrase."""
+    code = getattr(e, "code", None)
+    if code in _SF_MESSAGES:
+        return _SF_MESSAGES[code]
+    text = (getattr(e, "error_string", None) or str(e)).strip().rstrip(".")
+    return text[:1].lower() + text[1:] if text else "unknown libsndfile error"
+
+
+def _ffmpeg_reason(errlog: IO[bytes], returncode: int | None) -> str:
+    """The last non-empty line ffmpeg wrote to stderr, minus its `file:NAME: ` prefix."""
+    errlog.seek(0)
+    lines = [ln.strip() for ln in errlog.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    if not lines:
+        return f"ffmpeg exited with status {returncode}"
+    last = lines[-1]
+    if last.startswith("file:") and ": " in last:
+        last = last.rsplit(": ", 1)[1]  # "file:NAME: Invalid data found..." -> "Invalid data found..."
+    return f"ffmpeg: {last}"
+
+
+def _spool(reader: IO[bytes], name: str) -> str:
+    """Copy a non-seekable byte stream to a temporary file in bounded chunks; return its path."""
+    fd, path = tempfile.mkstemp(prefix="sew-input-", suffix=".audio")
+    total = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := reader.read(_SPOOL_CHUNK):
+                out.write(chunk)
+                total += len(chunk)
+    except OSError as e:
+        os.unlink(path)
+        raise AudioError(f"{name}: cannot read input: {e.strerror or e}") from e
+    except BaseException:
+        os.unlink(path)
+        raise
+    if total == 0:
+        os.unlink(path)
+        raise AudioError(f"{name}: input is empty (0 bytes)")
+    return path
+
+
+def _stdin_bytes(name: str) -> IO[bytes]:
+    """The binary standard input, refusing a terminal."""
+    stdin = sys.stdin
+    if stdin is None:
+        raise AudioError(f"{name}: standard input is closed")
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        if stdin.isatty():
+            raise AudioError(f"{name}: standard input is a terminal; pipe audio into it, e.g. `sew ... - < a.wav`")
+    return getattr(stdin, "buffer", stdin)  # type: ignore[return-value]
+
+
+def _preflight(path: str, name: str) -> bool:
+    """Check a path exists, is a non-empty readable file; return True if it must be spooled (a FIFO/device)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError as e:
+        raise AudioError(f"{name}: file not found") from e
+    except OSError as e:
+        raise AudioError(f"{name}: cannot access file: {e.strerror or e}") from e
+    if stat.S_ISDIR(st.st_mode):
+        raise AudioError(f"{name}: is a directory, not an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        return True  # a FIFO must be opened only once (by the spooler): a test open would eat its writer
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise AudioError(f"{name}: cannot open file: {e.strerror or e}") from e
+    if st.st_size == 0:
+        raise AudioError(f"{name}: file is empty (0 bytes)")
+    return False
+
+
+def _looks_like_text(path: str) -> bool:
+    """True if the file starts with 8 KiB of valid UTF-8 and no NUL byte (compressed audio never does).
+
+    ffmpeg's raw demuxers probe loosely: a plain text file can be "detected" as AMR-NB and decoded into noise.
+    """
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    if not head or b"\0" in head:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _open_ffmpeg(path: str, name: str, source: str, block: int, stack: contextlib.ExitStack) -> _FfmpegStream:
+    """Start ffmpeg on `path` (argument list, `file:` prefix so names may start with '-') and parse its header."""
+    exe = shutil.which("ffmpeg")
+    assert exe is not None
+    errlog = stack.enter_context(tempfile.TemporaryFile())
+    cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "file:" + os.path.abspath(path),
+           "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-f", "wav", "-bitexact", "pipe:1"]
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errlog)
+    except OSError as e:
+        raise AudioError(f"{name}: cannot run ffmpeg: {e.strerror or e}") from e
+
+    def _stop() -> None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    stack.callback(_stop)
+    return _FfmpegStream(proc, errlog, name, source, block)
+
+
+def _open_path(
+    path: str, name: str, source: str, options: AudioOptions, stack: contextlib.ExitStack
+) -> AudioStream:
+    """Open a regular file with libsndfile, else with ffmpeg if allowed and present."""
+    try:
+        f = sf.SoundFile(path)
+    except (sf.SoundFileError, RuntimeError, TypeError) as e:
+        reason = _sf_reason(e)
+        if _looks_like_text(path):
+            raise AudioError(f"{name}: {reason} (it looks like a text file)") from e
+        if options.use_ffmpeg and shutil.which("ffmpeg"):
+            logger.debug("%s: libsndfile failed (%s); trying ffmpeg", name, reason)
+            try:
+                return _open_ffmpeg(path, name, source, options.block_frames, stack)
+            except _FfmpegError as fe:
+                raise AudioError(f"{name}: {reason} ({fe.detail})") from e
+        raise AudioError(f"{name}: {reason}") from e
+    stack.enter_context(f)
+    return _SoundFileStream(f, name, source, options.block_frames)
+
+
+@contextlib.contextmanager
+def open_audio(
+    source: str | os.PathLike[str], options: AudioOptions | None = None
+) -> Iterator[AudioStream]:
+    """Open a path or "-" (stdin) for block reading; temporary files and subprocesses are cleaned up on exit.
+
+    Args:
+        source: a file path, or "-" for standard input.
+        options: block size and ffmpeg fallback.
+    Returns:
+        (context manager of) an AudioStream: .info (AudioInfo at the native rate), .blocks() yielding (frames,)
+        float32 mono arrays, .frames_read.
+    """
+    options = options or AudioOptions()
+    name = display_name(source)
+    src = "-" if name == "<stdin>" else os.fspath(source)
+    with contextlib.ExitStack() as stack:
+        if src == "-":
+            path = _spool(_stdin_bytes(name), name)
+            stack.callback(os.unlink, path)
+        elif _preflight(src, name):
+            try:
+                pipe = open(src, "rb")  # noqa: SIM115 - closed right below
+            except OSError as e:
+                raise AudioError(f"{name}: cannot open file: {e.strerror or e}") from e
+            with pipe:
+                path = _spool(pipe, name)
+            stack.callback(os.unlink, path)
+        else:
+            path = src
+        yield _open_path(path, name, src, options, stack)
+
+
+def probe(source: str | os.PathLike[str], options: AudioOptions | None = None) -> AudioInfo:
+    """Header information of an input without decoding it (for "-" this consumes stdin: use open_audio)."""
+    with open_audio(source, options) as stream:
+        return stream.info
+
+
+def read_blocks(source: str | os.PathLike[str], options: AudioOptions | None = None) -> Iterator[FloatArray]:
+    """Yield mono float32 blocks of an input at its native rate; the input is closed when the generator ends."""
+    with open_audio(source, options) as stream:
+        yield from stream.blocks()

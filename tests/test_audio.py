@@ -1,0 +1,376 @@
+"""Audio decoding: formats, rates, channel downmix, stdin/FIFO, odd names, ffmpeg fallback, and every bad input."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sewcli.audio import AudioOptions, open_audio, probe, read_blocks
+from sewcli.errors import AudioError
+
+FFMPEG = shutil.which("ffmpeg")
+needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not on PATH")
+NO_FFMPEG = AudioOptions(use_ffmpeg=False)
+BOTH = [pytest.param(NO_FFMPEG, id="sndfile"), pytest.param(AudioOptions(), id="with-ffmpeg")]
+
+
+def signal(rate: int, channels: int, seconds: float = 0.25, seed: int = 0) -> np.ndarray:
+    """(frames, channels) float64 in [-0.9, 0.9]: a different tone and DC offset per channel, plus noise."""
+    t = np.arange(int(rate * seconds)) / rate
+    rng = np.random.default_rng(seed)
+    cols = [0.5 * np.sin(2 * np.pi * (220 + 110 * c) * t) + 0.1 * (c - channels / 2) / channels
+            + 0.05 * rng.standard_normal(len(t)) for c in range(channels)]
+    return np.clip(np.stack(cols, axis=1), -0.9, 0.9)
+
+
+def expected_mono(x: np.ndarray) -> np.ndarray:
+    """The reference downmix, computed independently: sum the channels in float64, divide by their count."""
+    total = np.zeros(x.shape[0])
+    for c in range(x.shape[1]):
+        total += x[:, c]
+    return total / x.shape[1]
+
+
+def decode(path: str | os.PathLike[str], options: AudioOptions = NO_FFMPEG) -> tuple[np.ndarray, object, list]:
+    """All blocks of an input, concatenated, with its info and the block list."""
+    with open_audio(path, options) as stream:
+        blocks = list(stream.blocks())
+        assert stream.frames_read == sum(len(b) for b in blocks)
+        info = stream.info
+    for b in blocks:
+        assert b.dtype == np.float32 and b.ndim == 1 and 0 < len(b) <= options.block_frames
+    return np.concatenate(blocks), info, blocks
+
+
+# PCM quantisation step of each subtype bounds the error against the float64 reference.
+LOSSLESS = [("WAV", "PCM_16", 2e-4), ("WAV", "PCM_24", 1e-6), ("WAV", "PCM_U8", 1.6e-2), ("WAV", "FLOAT", 1e-7),
+            ("WAV", "DOUBLE", 1e-7), ("FLAC", "PCM_16", 2e-4), ("FLAC", "PCM_24", 1e-6)]
+
+
+@pytest.mark.parametrize("fmt,subtype,atol", LOSSLESS)
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_lossless_formats_downmix_exactly(tmp_path: Path, fmt: str, subtype: str, atol: float, channels: int) -> None:
+    x = signal(16000, channels)
+    path = tmp_path / f"in.{fmt.lower()}"
+    sf.write(path, x, 16000, format=fmt, subtype=subtype)
+    y, info, blocks = decode(path, AudioOptions(block_frames=1000, use_ffmpeg=False))
+    assert (info.sample_rate, info.channels, info.frames, info.format, info.subtype) == (
+        16000, channels, len(x), fmt, subtype)
+    assert len(blocks) == -(-len(x) // 1000)  # really read in blocks
+    np.testing.assert_allclose(y, expected_mono(x), rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000, 96000])
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_rates_and_channels(tmp_path: Path, rate: int, channels: int) -> None:
+    x = signal(rate, channels, seconds=0.1)
+    path = tmp_path / "in.wav"
+    sf.write(path, x, rate, subtype="FLOAT")
+    y, info, _ = decode(path)
+    assert (info.sample_rate, info.channels) == (rate, channels) and info.duration == pytest.approx(len(x) / rate)
+    np.testing.assert_allclose(y, expected_mono(x), rtol=0, atol=1e-6)
+
+
+def test_stereo_downmix_is_over_channels_not_time(tmp_path: Path) -> None:
+    """Left = +0.5, right = -0.25: the mono mean is 0.125 in every frame (averaging time would give 2 values)."""
+    x = np.stack([np.full(5000, 0.5), np.full(5000, -0.25)], axis=1)
+    sf.write(tmp_path / "lr.wav", x, 16000, subtype="FLOAT")
+    y, _, _ = decode(tmp_path / "lr.wav")
+    assert y.shape == (5000,)
+    np.testing.assert_allclose(y, 0.125, atol=1e-7)
+
+
+@pytest.mark.parametrize("fmt,ext", [("OGG", "ogg"), ("MP3", "mp3")])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_lossy_formats(tmp_path: Path, fmt: str, ext: str, channels: int) -> None:
+    if fmt not in sf.available_formats():
+        pytest.skip(f"this libsndfile cannot write {fmt}")
+    x = signal(44100, channels, seconds=1.0)
+    path = tmp_path / f"in.{ext}"
+    sf.write(path, x, 44100, format=fmt)
+    y, info, _ = decode(path)
+    assert info.format == fmt and info.sample_rate == 44100 and info.channels == channels
+    ref = expected_mono(x)
+    assert abs(len(y) - len(ref)) <= 2000  # codec delay / padding
+    n = min(len(y), len(ref))
+    # Allow the codec's delay: the best-aligned correlation with the reference downmix is high.
+    xc = np.correlate(y[:n], ref[: n - 2000], mode="valid")  # lags 0..2000
+    lag = int(np.argmax(xc))
+    assert np.corrcoef(y[lag : lag + n - 2000], ref[: n - 2000])[0, 1] > 0.95
+
+
+def test_probe_and_read_blocks(tmp_path: Path) -> None:
+    x = signal(22050, 2)
+    sf.write(tmp_path / "a.flac", x, 22050)
+    info = probe(tmp_path / "a.flac")
+    assert (info.sample_rate, info.channels, info.frames, info.format) == (22050, 2, len(x), "FLAC")
+    y = np.concatenate(list(read_blocks(tmp_path / "a.flac", AudioOptions(block_frames=512))))
+    np.testing.assert_allclose(y, expected_mono(x), atol=2e-4)
+
+
+def _fake_stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("OGG", "VORBIS")])
+def test_stdin_is_spooled_detected_by_content_and_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, subtype: str
+) -> None:
+    x = signal(16000, 2)
+    buf = io.BytesIO()
+    sf.write(buf, x, 16000, format=fmt, subtype=subtype)
+    _fake_stdin(monkeypatch, buf.getvalue())
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    with open_audio("-", NO_FFMPEG) as stream:
+        assert stream.info.source == "-" and stream.info.format == fmt
+        assert len(list(spool.iterdir())) == 1
+        y = np.concatenate(list(stream.blocks()))
+    assert list(spool.iterdir()) == []  # the temporary copy is gone
+    if fmt != "OGG":
+        np.testing.assert_allclose(y, expected_mono(x), atol=2e-4)
+    else:
+        assert len(y) == len(x)
+
+
+def test_empty_stdin_and_bad_stdin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    _fake_stdin(monkeypatch, b"")
+    with pytest.raises(AudioError, match=r"^<stdin>: input is empty"):
+        with open_audio("-"):
+            pass
+    _fake_stdin(monkeypatch, b"just some text\n" * 50)
+    with pytest.raises(AudioError, match=r"^<stdin>: not a recognised audio format"):
+        with open_audio("-"):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_path_is_spooled(tmp_path: Path) -> None:
+    x = signal(16000, 1)
+    buf = io.BytesIO()
+    sf.write(buf, x, 16000, format="WAV", subtype="FLOAT")
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(buf.getvalue()), daemon=True)
+    writer.start()
+    y, info, _ = decode(fifo)
+    writer.join(timeout=10)
+    np.testing.assert_allclose(y, x[:, 0], atol=1e-7)
+
+
+ODD_NAMES = ["-leading dash.wav", "it's \"quoted\".wav", "tëst ☃ 音声.wav", "--.wav", "a b\tc.wav"]
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_odd_file_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    x = signal(16000, 1)
+    sf.write(tmp_path / name, x, 16000, subtype="FLOAT")
+    monkeypatch.chdir(tmp_path)
+    y, info, _ = decode(name)  # relative, so a leading dash is the first character handed to libsndfile
+    assert info.source == name
+    np.testing.assert_allclose(y, x[:, 0], atol=1e-7)
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("name", ["-it's a tëst ☃.mka", "plain.mka"])
+def test_ffmpeg_fallback_is_exact_for_pcm_in_matroska(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       name: str) -> None:
+    """Matroska/PCM is not a libsndfile format: ffmpeg streams it, and our downmix of its 6 channels is exact."""
+    x = signal(48000, 6).astype(np.float32)
+    sf.write(tmp_path / "src.wav", x, 48000, subtype="FLOAT")
+    _ffmpeg("-i", str(tmp_path / "src.wav"), "-c:a", "pcm_f32le", str(tmp_path / "out.mka"))
+    os.replace(tmp_path / "out.mka", tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AudioError, match="not a recognised audio format"):
+        decode(name, NO_FFMPEG)
+    y, info, blocks = decode(name, AudioOptions(block_frames=700))
+    assert (info.format, info.sample_rate, info.channels, info.frames) == ("FFMPEG", 48000, 6, None)
+    assert len(blocks) > 10
+    np.testing.assert_allclose(y, expected_mono(x.astype(np.float64)), rtol=0, atol=1e-6)
+
+
+@needs_ffmpeg
+def test_ffmpeg_fallback_for_aac(tmp_path: Path) -> None:
+    x = signal(16000, 2, seconds=1.0)
+    sf.write(tmp_path / "src.wav", x, 16000)
+    try:
+        _ffmpeg("-i", str(tmp_path / "src.wav"), "-c:a", "aac", str(tmp_path / "a.m4a"))
+    except subprocess.CalledProcessError:
+        pytest.skip("this ffmpeg has no AAC encoder")
+    y, info, _ = decode(tmp_path / "a.m4a", AudioOptions())
+    assert info.sample_rate == 16000 and info.channels == 2
+    assert abs(len(y) - len(x)) <= 2048  # AAC priming/padding
+    assert 0.2 < np.sqrt(np.mean(y**2)) < 0.5  # the tones came through
+
+
+@needs_ffmpeg
+def test_ffmpeg_without_audio_stream(tmp_path: Path) -> None:
+    """A container ffmpeg understands but with no audio (a still image) is an AudioError naming the file."""
+    try:
+        _ffmpeg("-f", "lavfi", "-i", "color=c=red:s=16x16:d=0.2", "-frames:v", "1", str(tmp_path / "red.png"))
+    except subprocess.CalledProcessError:
+        pytest.skip("this ffmpeg cannot make a PNG")
+    with pytest.raises(AudioError, match=r"red\.png: not a recognised audio format \(ffmpeg: "):
+        decode(tmp_path / "red.png", AudioOptions())
+
+
+def _one_line_naming(err: pytest.ExceptionInfo[AudioError], name: str, *phrases: str) -> None:
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{name}: "), msg
+    assert any(p in msg for p in phrases), msg
+
+
+@pytest.mark.parametrize("options", BOTH)
+def test_missing_directory_and_empty(tmp_path: Path, options: AudioOptions) -> None:
+    with pytest.raises(AudioError) as err:
+        decode(tmp_path / "nope.wav", options)
+    _one_line_naming(err, str(tmp_path / "nope.wav"), "file not found")
+    with pytest.raises(AudioError) as err:
+        decode(tmp_path, options)
+    _one_line_naming(err, str(tmp_path), "is a directory")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioError) as err:
+        decode(tmp_path / "empty.wav", options)
+    _one_line_naming(err, str(tmp_path / "empty.wav"), "empty (0 bytes)")
+
+
+@pytest.mark.parametrize("options", BOTH)
+@pytest.mark.parametrize("name", ["noise.wav", "noise.mp3", "noise.flac", "noise"])
+def test_random_bytes_are_not_audio(tmp_path: Path, options: AudioOptions, name: str) -> None:
+    (tmp_path / name).write_bytes(np.random.default_rng(42).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    with pytest.raises(AudioError) as err:
+        decode(tmp_path / name, options)
+    _one_line_naming(err, str(tmp_path / name), "not a recognised audio format")
+
+
+@pytest.mark.parametrize("options", BOTH)
+def test_text_file_is_not_audio(tmp_path: Path, options: AudioOptions) -> None:
+    path = tmp_path / "notes.wav"
+    path.write_text("RIFF? no, just a text file\n" * 100)
+    with pytest.raises(AudioError) as err:
+        decode(path, options)
+    _one_line_naming(err, str(path), "not a recognised audio format")
+    assert "text file" in str(err.value)  # and ffmpeg did not "detect" it as raw AMR-NB
+
+
+@pytest.mark.parametrize("options", BOTH)
+def test_header_only_wav_has_no_samples(tmp_path: Path, options: AudioOptions) -> None:
+    path = tmp_path / "header.wav"
+    sf.write(path, np.zeros((0, 2)), 16000)
+    assert path.stat().st_size > 0
+    with pytest.raises(AudioError) as err:
+        decode(path, options)
+    _one_line_naming(err, str(path), "no audio samples")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_rejected_in_the_block_that_has_them(tmp_path: Path, bad: float) -> None:
+    x = signal(16000, 2, seconds=1.0)
+    x[12345, 1] = bad
+    path = tmp_path / "nan.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    got = []
+    with pytest.raises(AudioError) as err:
+        with open_audio(path, AudioOptions(block_frames=4000)) as stream:
+            for block in stream.blocks():
+                got.append(block)
+    _one_line_naming(err, str(path), "NaN or infinite")
+    assert "0.772 s" in str(err.value)  # 12345 / 16000
+    assert len(got) == 3  # streamed: the first three clean blocks were delivered
+
+
+def test_truncated_wav_decodes_prefix_and_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    x = signal(16000, 1, seconds=1.0)
+    full = tmp_path / "full.wav"
+    sf.write(full, x, 16000, subtype="PCM_16")
+    data = full.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: 44 + 2 * 6000 + 1])  # 6000 whole samples and half of the next
+    with caplog.at_level(logging.WARNING, logger="sewcli.audio"):
+        y, info, _ = decode(cut)
+    assert len(y) == 6000
+    np.testing.assert_allclose(y, x[:6000, 0], atol=2e-4)
+    assert any("cut.wav: truncated" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sewcli.audio"):
+        decode(full)
+    assert not caplog.records
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can read any file")
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "secret.wav"
+    sf.write(path, signal(16000, 1), 16000)
+    path.chmod(0)
+    try:
+        with pytest.raises(AudioError) as err:
+            decode(path)
+        _one_line_naming(err, str(path), "ermission denied")
+    finally:
+        path.chmod(0o644)
+
+
+def test_permission_error_is_reported_even_as_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The open() that libsndfile would hit fails like an unreadable file does for a normal user."""
+    path = tmp_path / "secret.wav"
+    sf.write(path, signal(16000, 1), 16000)
+
+    def deny(file: object, *args: object, **kwargs: object) -> object:
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr("sewcli.audio.open", deny, raising=False)
+    with pytest.raises(AudioError) as err:
+        decode(path)
+    _one_line_naming(err, str(path), "cannot open file: Permission denied")
+
+
+def test_early_close_deletes_the_stdin_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping after one block still deletes the temporary copy of stdin."""
+    buf = io.BytesIO()
+    sf.write(buf, signal(16000, 1, seconds=1.0), 16000, format="WAV")
+    _fake_stdin(monkeypatch, buf.getvalue())
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gen = read_blocks("-", AudioOptions(block_frames=1000))
+    next(gen)
+    assert len(list(tmp_path.iterdir())) == 1
+    gen.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_ffmpeg
+def test_early_close_stops_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping after one block kills and reaps the ffmpeg subprocess."""
+    sf.write(tmp_path / "src.wav", signal(16000, 1, seconds=5.0), 16000, subtype="FLOAT")
+    _ffmpeg("-i", str(tmp_path / "src.wav"), "-c:a", "pcm_f32le", str(tmp_path / "a.mka"))
+    procs: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def spy(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        proc = real_popen(*args, **kwargs)  # type: ignore[call-overload]
+        procs.append(proc)
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    gen = read_blocks(tmp_path / "a.mka", AudioOptions(block_frames=100))
+    next(gen)
+    assert len(procs) == 1 and procs[0].poll() is None  # still streaming
+    gen.close()
+    assert procs[0].returncode is not None
