@@ -1,0 +1,116 @@
+"""recipes/synth-en: text normalisation, augmentation, frame targets, and a tiny generate -> train -> export run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "synth-en"
+sys.path.insert(0, str(RECIPE))
+
+import data  # noqa: E402
+import textnorm  # noqa: E402
+from metrics import cer, wer  # noqa: E402
+
+
+def test_numbers_are_spelled_out() -> None:
+    assert textnorm.number_to_words(0) == "zero"
+    assert textnorm.number_to_words(40) == "forty"
+    assert textnorm.number_to_words(1234) == "one thousand two hundred thirty four"
+    assert textnorm.number_to_words(2_000_017) == "two million seventeen"
+    assert textnorm.normalize("In 1984, I had 3 cats & 21st-century $5.") == (
+        "IN NINETEEN EIGHTY FOUR I HAD THREE CATS AND TWENTY FIRST CENTURY FIVE DOLLARS")
+    assert textnorm.normalize("Don't panic!") == "DON'T PANIC"
+    assert textnorm.normalize("see http://x.org/~me") is None  # unspeakable symbols are dropped, not guessed
+    assert textnorm.normalize("BRB, TTYL") is None  # vowel-less words would be spelled out by the TTS
+
+
+def test_metrics_against_hand_counts() -> None:
+    assert cer(["ABCD"], ["ABXD"]) == pytest.approx(0.25)
+    assert cer(["AB CD"], ["AB"]) == pytest.approx(3 / 5)
+    assert wer(["THE CAT SAT", "A B"], ["THE SAT", "A B C"]) == pytest.approx(2 / 5)
+
+
+def test_vocab_is_the_hf_english_one() -> None:
+    assert [t for t, _ in sorted(data.VOCAB.items(), key=lambda kv: kv[1])] == (
+        ["<pad>", "<s>", "</s>", "<unk>", "|"] + list("ETAONIHSRDLUMWCFGYPBVK'XJQZ"))
+    assert data.encode("HI YO") == [11, 10, 4, 22, 8]
+    assert data.greedy_decode(np.array([0, 11, 11, 0, 10, 4, 4, 22, 0, 8, 8, 0])) == "HI YO"
+    assert data.greedy_decode(np.array([15, 0, 15])) == "LL"  # a blank separates a double letter
+
+
+def test_frame_targets_stay_inside_the_voiced_span() -> None:
+    sr = 16000
+    t = np.arange(sr, dtype=np.float32) / sr
+    audio = np.zeros(2 * sr, dtype=np.float32)
+    audio[sr // 2 : sr // 2 + sr] = 0.5 * np.sin(2 * np.pi * 220 * t)  # tone from 0.5 s to 1.5 s
+    labels = data.encode("AB C")
+    frames = data.n_frames(len(audio))
+    tgt = data.frame_targets(audio, labels, frames)
+    voiced = np.nonzero(tgt)[0]
+    assert 0.45 <= voiced[0] * 0.02 <= 0.55 and 1.45 <= (voiced[-1] + 1) * 0.02 <= 1.55
+    runs = [int(v) for i, v in enumerate(tgt[voiced]) if i == 0 or v != tgt[voiced][i - 1]]
+    assert runs == labels  # every label, in order, each over a similar number of frames
+    counts = [int((tgt == lab).sum()) for lab in set(labels)]
+    assert max(counts) - min(counts) <= 2
+
+
+def test_augmentation_keeps_length_and_level_sane() -> None:
+    rng = np.random.default_rng(0)
+    x = (0.3 * np.sin(np.arange(32000) / 7.0)).astype(np.float32)
+    always = data.AugmentOptions(p_speed=1.0, p_noise=1.0, p_reverb=1.0, p_phone=1.0, p_gain=1.0)
+    for _ in range(5):
+        y = data.degrade(x, rng, always)
+        assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
+        z = data.speed(x, rng, always)
+        assert 0.85 * len(x) < len(z) < 1.15 * len(x) and len(z) != len(x)
+    n = data.normalize(y)
+    assert abs(float(n.mean())) < 1e-4 and abs(float(n.std()) - 1) < 1e-3
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_generate_train_resume_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import generate
+    import train
+
+    from sewcli.model.load import load_model
+
+    work = tmp_path / "work"
+    corpus = work / "corpus"
+    (corpus / "wav").mkdir(parents=True)
+    texts = ["HELLO THERE", "THE CAT SAT ON THE MAT", "GOOD MORNING TO YOU", "ONE TWO THREE"]
+    jobs = [generate.Job(f"tr{i}", "train", "espeak", "en-us", 1.0, 50, t) for i, t in enumerate(texts)]
+    jobs.append(generate.Job("ta0", "test_a", "espeak", "en-gb+m3", 1.1, 40, "SEE YOU LATER"))
+    rows = generate.run_chunk(jobs, corpus / "wav")
+    assert [r["id"] for r in rows] == [j.uid for j in jobs]
+    for r in rows:
+        assert 0.3 * 16000 < r["samples"] < 4 * 16000
+    (corpus / "manifest.0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [r["text"] for r in data.load_manifest(corpus, "train")] == texts
+
+    base = ["train.py", "--work", str(work), "--size", "tiny", "--ce-steps", "1", "--eval-every", "2",
+            "--eval-n", "1", "--batch-seconds", "6", "--warmup", "1", "--save-every", "1"]
+    monkeypatch.setattr(sys, "argv", base + ["--max-steps", "2"])
+    train.main()
+    state = torch.load(work / "train" / "last.pt", weights_only=True)
+    assert state["step"] == 2
+    curve = [json.loads(x) for x in (work / "train" / "curve.jsonl").read_text().splitlines()]
+    assert curve[-1]["step"] == 2 and 0 <= curve[-1]["cer_test_a"]
+    monkeypatch.setattr(sys, "argv", base + ["--max-steps", "3"])
+    train.main()  # continues from last.pt
+    assert torch.load(work / "train" / "last.pt", weights_only=True)["step"] == 3
+
+    export = work / "export" / "latest"
+    assert {"config.json", "model.safetensors", "vocab.json", "tokenizer_config.json",
+            "preprocessor_config.json"} <= {p.name for p in export.iterdir()}
+    assert json.loads((export / "config.json").read_text())["model_type"] == "sew"
+    loaded = load_model(export)
+    with torch.no_grad():
+        logits = loaded.model(torch.randn(1, 16000))
+    assert logits.shape == (1, 49, 32) and torch.isfinite(logits).all()
