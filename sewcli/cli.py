@@ -863,8 +863,21 @@ def classify(
     raise typer.Exit(_guarded(lambda: run_classify(request), verbose))
 
 
+def _utf8_stdout() -> None:
+    """Print transcripts as UTF-8 whatever the locale (files are UTF-8 too); PYTHONIOENCODING still overrides."""
+    if os.environ.get("PYTHONIOENCODING"):
+        return
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if encoding != "utf8" and hasattr(sys.stdout, "reconfigure"):
+        try:
+            sys.stdout.reconfigure(encoding="utf-8")
+        except (ValueError, OSError):  # pragma: no cover - a stream that cannot change encoding
+            pass
+
+
 def main() -> None:
     """Console-script entry point."""
+    _utf8_stdout()
     try:
         app()
     except BrokenPipeError:
