@@ -1,32 +1,33 @@
 """Decode one audio input into mono float32 blocks at its native rate, in bounded memory.
 
-Why soundfile (libsndfile): it is a small wheel with its own libsndfile that reads WAV (every PCM/float subtype),
-FLAC, OGG/Vorbis/Opus, MP3 (libsndfile >= 1.1) and a dozen older formats, and it can read a file block by block,
-so memory does not grow with the file length (whisper and faster-whisper decode whole files into RAM). What it
-cannot read (AAC/M4A, WMA, video containers, ...) is streamed through `ffmpeg` when that program is on PATH: it
-writes 32-bit float WAV to a pipe that we read block by block too. Both paths downmix the same way: the mean over
-the channel axis of soundfile's (frames, channels) array (transformers once averaged the wrong axis, #47886).
+Why soundfile (libsndfile): it is a small wheel with its own libsndfile that reads WAV (every PCM/float
+subtype), FLAC, OGG/Vorbis/Opus, MP3 (libsndfile >= 1.1) and a dozen older formats, and it can read a file
+block by block, so memory does not grow with the file length (whisper and faster-whisper decode whole files
+into RAM). What it cannot read (AAC/M4A, WMA, video containers, ...) is streamed through `ffmpeg` when that
+program is on PATH: it writes 32-bit float WAV to a pipe that we read block by block too. Both paths downmix
+the same way: the mean over the channel axis of soundfile's (frames, channels) array (transformers once
+averaged the wrong axis, #47886).
 
 Inputs:
-- a path (str or os.PathLike; unicode, spaces, quotes and leading dashes are fine: ffmpeg gets `file:PATH` in an
-  argument list, never a shell string);
-- "-" for standard input, and any non-regular file (a FIFO such as `<(cat a.wav)`): the bytes are spooled to a
-  temporary file in 1 MiB chunks (libsndfile needs to seek) and the file is deleted on close. The format is
-  always detected from the content, never from the name.
+- a path (str or os.PathLike; unicode, spaces, quotes and leading dashes are fine: ffmpeg gets `file:PATH`
+  in an argument list, never a shell string);
+- "-" for standard input, and any non-regular file (a FIFO such as `<(cat a.wav)`): the bytes are spooled to
+  a temporary file in 1 MiB chunks (libsndfile needs to seek) and the file is deleted on close. The format
+  is always detected from the content, never from the name.
 
 Errors are `AudioError` with one line "NAME: problem" (missing, a directory, empty, unreadable, not audio,
-no samples, NaN/inf samples, a decode failure). A truncated WAV (header claims more data than present) is not an
-error: the available prefix is decoded and a warning is logged. The stream is read until EOF; header frame
-counts are only informative (MP3/OGG counts can be estimates, python-soundfile #379).
+no samples, NaN/inf samples, a decode failure). A truncated WAV (header claims more data than present) is
+not an error: the available prefix is decoded and a warning is logged. The stream is read until EOF; header
+frame counts are only informative (MP3/OGG counts can be estimates, python-soundfile #379).
 
 Public API (stable):
     AudioOptions(block_frames=65536, use_ffmpeg=True)            frozen options
     open_audio(source, options=AudioOptions()) -> context manager yielding an AudioStream:
         stream.info: records.AudioInfo; stream.blocks() -> Iterator[FloatArray] (1-D float32, native rate);
         stream.frames_read: samples decoded so far (the true length once blocks() is exhausted)
-    probe(source, options) -> AudioInfo                            (opens and closes; not for "-": it consumes stdin)
-    read_blocks(source, options) -> Iterator[FloatArray]            (a generator that opens and closes the input)
-    display_name(source) -> str                                     "<stdin>" for "-", else the path as given
+    probe(source, options) -> AudioInfo                 (opens and closes; not for "-": it consumes stdin)
+    read_blocks(source, options) -> Iterator[FloatArray] (a generator that opens and closes the input)
+    display_name(source) -> str                          "<stdin>" for "-", else the path as given
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 from typing import IO, Protocol
 
 import numpy as np
-import soundfile as sf
+import soundfile as sf  # type: ignore[import-untyped]
 
 from sewcli.errors import AudioError, UsageError
 from sewcli.records import AudioInfo, FloatArray
@@ -85,7 +86,7 @@ class AudioStream(Protocol):
     frames_read: int
 
     def blocks(self) -> Iterator[FloatArray]:
-        """Yield 1-D float32 blocks until EOF; AudioError on NaN/inf samples, no samples, or a decode failure."""
+        """Yield 1-D float32 blocks until EOF; AudioError on NaN/inf, no samples, or a decode failure."""
         ...
 
 
@@ -94,11 +95,12 @@ def display_name(source: str | os.PathLike[str]) -> str:
     return "<stdin>" if str(source) == "-" else os.fspath(source)
 
 
-def _downmix(frames: np.ndarray) -> FloatArray:
+def _downmix(frames: FloatArray) -> FloatArray:
     """(frames, channels) float32 -> (frames,) float32, the mean over channels (axis 1, not axis 0)."""
     if frames.shape[1] == 1:
         return frames[:, 0].copy()
-    return frames.mean(axis=1, dtype=np.float32)
+    mono: FloatArray = frames.mean(axis=1, dtype=np.float32)  # (frames, channels) -> (frames,)
+    return mono
 
 
 def _check_finite(block: FloatArray, name: str, offset: int, rate: int) -> None:
@@ -136,7 +138,10 @@ class _SoundFileStream:
             logger.warning(
                 "%s: truncated file: header declares %s bytes of audio data but only %s are present; "
                 "decoding the available %.2f s",
-                self._name, m.group(1), m.group(2), (self.info.frames or 0) / self.info.sample_rate,
+                self._name,
+                m.group(1),
+                m.group(2),
+                (self.info.frames or 0) / self.info.sample_rate,
             )
 
     def blocks(self) -> Iterator[FloatArray]:
@@ -221,7 +226,9 @@ class _FfmpegStream:
             n = len(data) // frame_bytes
             if n == 0:
                 break
-            frames = np.frombuffer(data[: n * frame_bytes], dtype="<f4").reshape(n, channels)  # (frames, channels)
+            frames = np.frombuffer(data[: n * frame_bytes], dtype="<f4").reshape(
+                n, channels
+            )  # (frames, channels)
             mono = _downmix(frames.astype(np.float32, copy=False))
             _check_finite(mono, self._name, self.frames_read, rate)
             self.frames_read += n
@@ -281,12 +288,15 @@ def _stdin_bytes(name: str) -> IO[bytes]:
         raise AudioError(f"{name}: standard input is closed")
     with contextlib.suppress(AttributeError, ValueError, OSError):
         if stdin.isatty():
-            raise AudioError(f"{name}: standard input is a terminal; pipe audio into it, e.g. `sew ... - < a.wav`")
-    return getattr(stdin, "buffer", stdin)  # type: ignore[return-value]
+            raise AudioError(
+                f"{name}: standard input is a terminal; pipe audio into it, e.g. `sew ... - < a.wav`"
+            )
+    buffer: IO[bytes] = stdin.buffer if hasattr(stdin, "buffer") else stdin  # type: ignore[assignment]
+    return buffer
 
 
 def _preflight(path: str, name: str) -> bool:
-    """Check a path exists, is a non-empty readable file; return True if it must be spooled (a FIFO/device)."""
+    """Check a path is an existing non-empty readable file; True if it must be spooled (a FIFO/device)."""
     try:
         st = os.stat(path)
     except FileNotFoundError as e:
@@ -324,12 +334,28 @@ def _looks_like_text(path: str) -> bool:
 
 
 def _open_ffmpeg(path: str, name: str, source: str, block: int, stack: contextlib.ExitStack) -> _FfmpegStream:
-    """Start ffmpeg on `path` (argument list, `file:` prefix so names may start with '-') and parse its header."""
+    """Start ffmpeg on `path` (argument list, `file:` prefix: names may start with '-'); parse its header."""
     exe = shutil.which("ffmpeg")
     assert exe is not None
     errlog = stack.enter_context(tempfile.TemporaryFile())
-    cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "file:" + os.path.abspath(path),
-           "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-f", "wav", "-bitexact", "pipe:1"]
+    cmd = [
+        exe,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-i",
+        "file:" + os.path.abspath(path),
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-c:a",
+        "pcm_f32le",
+        "-f",
+        "wav",
+        "-bitexact",
+        "pipe:1",
+    ]
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errlog)
     except OSError as e:
@@ -368,17 +394,15 @@ def _open_path(
 
 
 @contextlib.contextmanager
-def open_audio(
-    source: str | os.PathLike[str], options: AudioOptions | None = None
-) -> Iterator[AudioStream]:
+def open_audio(source: str | os.PathLike[str], options: AudioOptions | None = None) -> Iterator[AudioStream]:
     """Open a path or "-" (stdin) for block reading; temporary files and subprocesses are cleaned up on exit.
 
     Args:
         source: a file path, or "-" for standard input.
         options: block size and ffmpeg fallback.
     Returns:
-        (context manager of) an AudioStream: .info (AudioInfo at the native rate), .blocks() yielding (frames,)
-        float32 mono arrays, .frames_read.
+        (context manager of) an AudioStream: .info (AudioInfo at the native rate), .blocks() yielding
+        (frames,) float32 mono arrays, .frames_read.
     """
     options = options or AudioOptions()
     name = display_name(source)
@@ -407,6 +431,6 @@ def probe(source: str | os.PathLike[str], options: AudioOptions | None = None) -
 
 
 def read_blocks(source: str | os.PathLike[str], options: AudioOptions | None = None) -> Iterator[FloatArray]:
-    """Yield mono float32 blocks of an input at its native rate; the input is closed when the generator ends."""
+    """Yield mono float32 blocks of an input at its native rate; the input closes when the generator ends."""
     with open_audio(source, options) as stream:
         yield from stream.blocks()

@@ -2,8 +2,8 @@
 
 Why our own chunker: the stream resampler returns blocks of varying size (python-soxr README: "Output frame
 count may not be consistent"), and `soundfile.blocks(overlap=...)` had edge-case bugs on short files
-(bastibe/python-soundfile #446, #457). This module is numpy only and knows nothing about the model except two
-numbers and one callable that the caller passes in:
+(bastibe/python-soundfile #446, #457). This module is numpy only and knows nothing about the model except
+two numbers and one callable that the caller passes in:
 
 - `hop_samples`: the model's frame hop (prod(conv_stride) = 320 for SEW, SEW-D and wav2vec2);
 - `frame_count(n)`: the number of logit frames the model emits for n input samples;
@@ -13,30 +13,30 @@ Geometry (all in samples at the model rate; W and O are rounded to whole hops):
 
 - W = round(chunk_seconds * rate / hop) * hop, O = round(overlap_seconds * rate / hop) * hop, step = W - O.
 - Regular windows start at k * step and hold exactly W samples.
-- The LAST window ends at the end of the input and starts on the hop grid at f = floor((N - W) / hop) * hop, so
-  it holds W + ((N - W) mod hop) samples: between W and W + hop - 1. It never holds fewer than W samples (less
-  context than the others) and is never zero-padded (padding changes group-norm models). Only this one window
-  can differ from W, so the regular windows batch perfectly; run the last one as its own batch.
+- The LAST window ends at the end of the input and starts on the hop grid at f = floor((N - W) / hop) * hop,
+  so it holds W + ((N - W) mod hop) samples: between W and W + hop - 1. It never holds fewer than W samples
+  (less context than the others) and is never zero-padded (padding changes group-norm models). Only this one
+  window can differ from W, so the regular windows batch perfectly; run the last one as its own batch.
 - An input shorter than W + hop is a single window of its own length (shorter than W if N < W).
-- Frame k of a window starting at sample s is global frame s / hop + k, because s is a multiple of the hop and
-  the conv stack is shift-equivariant by whole hops: frame_count(s + n) == s / hop + frame_count(n).
+- Frame k of a window starting at sample s is global frame s / hop + k, because s is a multiple of the hop
+  and the conv stack is shift-equivariant by whole hops: frame_count(s + n) == s / hop + frame_count(n).
 - Each window keeps the frames [keep_start, keep_end) of its own logits. Neighbours are cut at the middle of
-  their nominal overlap, so every window keeps at least ~O/2 samples of context on each inner side, and the kept
-  ranges tile the global frames [0, frame_count(N)) exactly once.
+  their nominal overlap, so every window keeps at least ~O/2 samples of context on each inner side, and the
+  kept ranges tile the global frames [0, frame_count(N)) exactly once.
 
-Streaming and memory: a regular window is emitted as soon as W + hop samples past its start have arrived (then
-it is certainly not the last one); the buffer keeps at most the samples still needed by the next regular window
-or by a possible last window, i.e. fewer than W + hop samples, plus one input block (blocks longer than `step`
-are fed in pieces, so the bound is W + hop + min(block, step)).
+Streaming and memory: a regular window is emitted as soon as W + hop samples past its start have arrived
+(then it is certainly not the last one); the buffer keeps at most the samples still needed by the next
+regular window or by a possible last window, i.e. fewer than W + hop samples, plus one input block (blocks
+longer than `step` are fed in pieces, so the bound is W + hop + min(block, step)).
 
-Short inputs: `windows()` raises `AudioError` for inputs shorter than `min_samples`, naming `source` (pass the
-file name; the default says "input"). `check_length()` does the same check for a known length.
+Short inputs: `windows()` raises `AudioError` for inputs shorter than `min_samples`, naming `source` (pass
+the file name; the default says "input"). `check_length()` does the same check for a known length.
 
 Public API (stable):
-    ChunkOptions(chunk_seconds=20.0, overlap_seconds=2.0)       frozen options; .geometry(rate, hop) -> Geometry
+    ChunkOptions(chunk_seconds=20.0, overlap_seconds=2.0)  frozen options; .geometry(rate, hop) -> Geometry
     windows(blocks, *, sample_rate, options, hop_samples, frame_count, min_samples, source="input")
         -> Iterator[records.Window]
-    Windower(...)                                                the same as a push object: feed(block) / finish()
+    Windower(...)                                           the same as a push object: feed(block) / finish()
     check_length(n_samples, *, sample_rate, min_samples, source) raises AudioError when too short
     kept_rows(window, log_probs) -> log_probs[keep_start:keep_end]
     stitch(pairs, *, hop_samples, frame_seconds) -> records.Emissions
@@ -87,11 +87,12 @@ class ChunkOptions:
             raise UsageError(f"chunk overlap must be >= 0 seconds, got {self.overlap_seconds!r}")
         if self.overlap_seconds >= self.chunk_seconds:
             raise UsageError(
-                f"chunk overlap ({self.overlap_seconds} s) must be shorter than the chunk ({self.chunk_seconds} s)"
+                f"chunk overlap ({self.overlap_seconds} s) must be shorter than the chunk "
+                f"({self.chunk_seconds} s)"
             )
 
     def geometry(self, sample_rate: int, hop_samples: int) -> Geometry:
-        """Window and overlap in samples, rounded to whole hops (at least one hop of window beyond the overlap)."""
+        """Window and overlap in samples, rounded to whole hops (window > overlap by at least one hop)."""
         if sample_rate <= 0 or hop_samples <= 0:
             raise UsageError(f"sample rate and hop must be positive, got {sample_rate} and {hop_samples}")
         window = max(1, round(self.chunk_seconds * sample_rate / hop_samples)) * hop_samples
@@ -105,10 +106,11 @@ class ChunkOptions:
 
 
 def check_length(n_samples: int, *, sample_rate: int, min_samples: int, source: str) -> None:
-    """Raise AudioError naming `source`, the duration and the minimum when an input is too short for the model."""
+    """Raise AudioError naming `source`, the duration and the minimum when an input is too short."""
     if n_samples < min_samples:
         raise AudioError(
-            f"{source}: audio too short: {n_samples / sample_rate:.3f} s ({n_samples} samples at {sample_rate} Hz); "
+            f"{source}: audio too short: {n_samples / sample_rate:.3f} s "
+            f"({n_samples} samples at {sample_rate} Hz); "
             f"the model needs at least {min_samples / sample_rate:.3f} s ({min_samples} samples)"
         )
 
@@ -184,7 +186,8 @@ class Windower:
         if self.frames_per_window * g.hop < g.step:
             raise UsageError(
                 f"chunk overlap {g.overlap} samples is too small: windows of {g.window} samples give "
-                f"{self.frames_per_window} frames, which leaves a gap at every seam (use at least one hop more)"
+                f"{self.frames_per_window} frames, which leaves a gap at every seam "
+                "(use at least one hop more)"
             )
         self._piece = g.step  # feed long blocks in pieces of at most one step
         self._buf = _Buffer(g.window + g.hop + self._piece)
@@ -219,7 +222,7 @@ class Windower:
         g = self.geometry
         n = self._buf.end
         while (s := self._next_index * g.step) + g.window + g.hop <= n:
-            # The next nominal start bounds this window's kept range: cut in the middle of the nominal overlap.
+            # The next nominal start bounds this window's kept range: cut mid-way in the nominal overlap.
             first, last_excl = s // g.hop, s // g.hop + self.frames_per_window
             cut = ((s + g.step) // g.hop + last_excl) // 2
             yield Window(
@@ -237,7 +240,7 @@ class Windower:
         self._buf.drop_before(min(self._next_index * g.step, last_start))
 
     def finish(self) -> list[Window]:
-        """Close the stream and return the last window (or the only one); AudioError if the input is too short."""
+        """Close the stream and return the last (or only) window; AudioError if the input is too short."""
         assert not self._finished, "finish() called twice"
         self._finished = True
         g, n = self.geometry, self._buf.end
@@ -298,10 +301,11 @@ def windows(
 
 
 def kept_rows(window: Window, log_probs: FloatArray) -> FloatArray:
-    """The rows of one window's (frames, vocab) log-probs that survive stitching: (keep_end - keep_start, vocab)."""
+    """The rows of one window's (frames, vocab) log-probs that survive stitching: (kept frames, vocab)."""
     if log_probs.shape[0] < window.keep_end:
         raise ValueError(
-            f"window {window.index} has {log_probs.shape[0]} logit frames, fewer than its keep_end {window.keep_end}"
+            f"window {window.index} has {log_probs.shape[0]} logit frames, "
+            f"fewer than its keep_end {window.keep_end}"
         )
     return log_probs[window.keep_start : window.keep_end]
 

@@ -1,11 +1,11 @@
 """Streaming sample-rate conversion of mono float32 blocks with libsoxr.
 
-Why soxr: `soxr.ResampleStream` keeps the filter state between blocks, so a file of any length is resampled in
-bounded memory and the result matches one-shot `soxr.resample` up to float rounding. Output blocks do not have
-the input's sizes ("Output frame count may not be consistent", python-soxr README) and may be empty; empty ones
-are not yielded. The stream is flushed with `last=True` after the input ends, which emits the filter's tail, so
-the total output length is round(n * out_rate / in_rate) (see tests). Equal rates pass the blocks through as
-1-D float32 without copying.
+Why soxr: `soxr.ResampleStream` keeps the filter state between blocks, so a file of any length is resampled
+in bounded memory and the result matches one-shot `soxr.resample` up to float rounding. Output blocks do not
+have the input's sizes ("Output frame count may not be consistent", python-soxr README) and may be empty;
+empty ones are not yielded. The stream is flushed with `last=True` after the input ends, which emits the
+filter's tail, so the total output length is round(n * out_rate / in_rate) (see tests). Equal rates pass the
+blocks through as 1-D float32 without copying.
 
 Public API (stable):
     QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-import soxr
+import soxr  # type: ignore[import-untyped]
 
 from sewcli.errors import UsageError
 from sewcli.records import FloatArray

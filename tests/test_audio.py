@@ -1,4 +1,4 @@
-"""Audio decoding: formats, rates, channel downmix, stdin/FIFO, odd names, ffmpeg fallback, and every bad input."""
+"""Audio decoding: formats, rates, downmix, stdin/FIFO, odd names, ffmpeg fallback, and every bad input."""
 
 from __future__ import annotations
 
@@ -29,8 +29,12 @@ def signal(rate: int, channels: int, seconds: float = 0.25, seed: int = 0) -> np
     """(frames, channels) float64 in [-0.9, 0.9]: a different tone and DC offset per channel, plus noise."""
     t = np.arange(int(rate * seconds)) / rate
     rng = np.random.default_rng(seed)
-    cols = [0.5 * np.sin(2 * np.pi * (220 + 110 * c) * t) + 0.1 * (c - channels / 2) / channels
-            + 0.05 * rng.standard_normal(len(t)) for c in range(channels)]
+    cols = [
+        0.5 * np.sin(2 * np.pi * (220 + 110 * c) * t)
+        + 0.1 * (c - channels / 2) / channels
+        + 0.05 * rng.standard_normal(len(t))
+        for c in range(channels)
+    ]
     return np.clip(np.stack(cols, axis=1), -0.9, 0.9)
 
 
@@ -42,7 +46,9 @@ def expected_mono(x: np.ndarray) -> np.ndarray:
     return total / x.shape[1]
 
 
-def decode(path: str | os.PathLike[str], options: AudioOptions = NO_FFMPEG) -> tuple[np.ndarray, object, list]:
+def decode(
+    path: str | os.PathLike[str], options: AudioOptions = NO_FFMPEG
+) -> tuple[np.ndarray, object, list]:
     """All blocks of an input, concatenated, with its info and the block list."""
     with open_audio(path, options) as stream:
         blocks = list(stream.blocks())
@@ -54,19 +60,33 @@ def decode(path: str | os.PathLike[str], options: AudioOptions = NO_FFMPEG) -> t
 
 
 # PCM quantisation step of each subtype bounds the error against the float64 reference.
-LOSSLESS = [("WAV", "PCM_16", 2e-4), ("WAV", "PCM_24", 1e-6), ("WAV", "PCM_U8", 1.6e-2), ("WAV", "FLOAT", 1e-7),
-            ("WAV", "DOUBLE", 1e-7), ("FLAC", "PCM_16", 2e-4), ("FLAC", "PCM_24", 1e-6)]
+LOSSLESS = [
+    ("WAV", "PCM_16", 2e-4),
+    ("WAV", "PCM_24", 1e-6),
+    ("WAV", "PCM_U8", 1.6e-2),
+    ("WAV", "FLOAT", 1e-7),
+    ("WAV", "DOUBLE", 1e-7),
+    ("FLAC", "PCM_16", 2e-4),
+    ("FLAC", "PCM_24", 1e-6),
+]
 
 
 @pytest.mark.parametrize("fmt,subtype,atol", LOSSLESS)
 @pytest.mark.parametrize("channels", [1, 2, 6])
-def test_lossless_formats_downmix_exactly(tmp_path: Path, fmt: str, subtype: str, atol: float, channels: int) -> None:
+def test_lossless_formats_downmix_exactly(
+    tmp_path: Path, fmt: str, subtype: str, atol: float, channels: int
+) -> None:
     x = signal(16000, channels)
     path = tmp_path / f"in.{fmt.lower()}"
     sf.write(path, x, 16000, format=fmt, subtype=subtype)
     y, info, blocks = decode(path, AudioOptions(block_frames=1000, use_ffmpeg=False))
     assert (info.sample_rate, info.channels, info.frames, info.format, info.subtype) == (
-        16000, channels, len(x), fmt, subtype)
+        16000,
+        channels,
+        len(x),
+        fmt,
+        subtype,
+    )
     assert len(blocks) == -(-len(x) // 1000)  # really read in blocks
     np.testing.assert_allclose(y, expected_mono(x), rtol=0, atol=atol)
 
@@ -78,12 +98,14 @@ def test_rates_and_channels(tmp_path: Path, rate: int, channels: int) -> None:
     path = tmp_path / "in.wav"
     sf.write(path, x, rate, subtype="FLOAT")
     y, info, _ = decode(path)
-    assert (info.sample_rate, info.channels) == (rate, channels) and info.duration == pytest.approx(len(x) / rate)
+    assert (info.sample_rate, info.channels) == (rate, channels) and info.duration == pytest.approx(
+        len(x) / rate
+    )
     np.testing.assert_allclose(y, expected_mono(x), rtol=0, atol=1e-6)
 
 
 def test_stereo_downmix_is_over_channels_not_time(tmp_path: Path) -> None:
-    """Left = +0.5, right = -0.25: the mono mean is 0.125 in every frame (averaging time would give 2 values)."""
+    """Left = +0.5, right = -0.25: mono is 0.125 in every frame (averaging over time would give 2 values)."""
     x = np.stack([np.full(5000, 0.5), np.full(5000, -0.25)], axis=1)
     sf.write(tmp_path / "lr.wav", x, 16000, subtype="FLOAT")
     y, _, _ = decode(tmp_path / "lr.wav")
@@ -172,7 +194,7 @@ def test_fifo_path_is_spooled(tmp_path: Path) -> None:
     np.testing.assert_allclose(y, x[:, 0], atol=1e-7)
 
 
-ODD_NAMES = ["-leading dash.wav", "it's \"quoted\".wav", "tëst ☃ 音声.wav", "--.wav", "a b\tc.wav"]
+ODD_NAMES = ["-leading dash.wav", 'it\'s "quoted".wav', "tëst ☃ 音声.wav", "--.wav", "a b\tc.wav"]
 
 
 @pytest.mark.parametrize("name", ODD_NAMES)
@@ -191,9 +213,10 @@ def _ffmpeg(*args: str) -> None:
 
 @needs_ffmpeg
 @pytest.mark.parametrize("name", ["-it's a tëst ☃.mka", "plain.mka"])
-def test_ffmpeg_fallback_is_exact_for_pcm_in_matroska(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       name: str) -> None:
-    """Matroska/PCM is not a libsndfile format: ffmpeg streams it, and our downmix of its 6 channels is exact."""
+def test_ffmpeg_fallback_is_exact_for_pcm_in_matroska(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Matroska/PCM is not a libsndfile format: ffmpeg streams it; our downmix of its 6 channels is exact."""
     x = signal(48000, 6).astype(np.float32)
     sf.write(tmp_path / "src.wav", x, 48000, subtype="FLOAT")
     _ffmpeg("-i", str(tmp_path / "src.wav"), "-c:a", "pcm_f32le", str(tmp_path / "out.mka"))

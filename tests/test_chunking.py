@@ -1,4 +1,4 @@
-"""Chunker: windows reproduce the input, kept frames tile the global frames exactly once, memory stays bounded."""
+"""Chunker: windows reproduce the input, kept frames tile the global frames once, memory is bounded."""
 
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ W2V_STRIDES = (5, 2, 2, 2, 2, 2, 2)
 
 
 def conv_stack_frames(kernels: tuple[int, ...], strides: tuple[int, ...]) -> Callable[[int], int]:
-    """frame_count(n) of a stack of unpadded Conv1d layers: L = (L - k) // s + 1 per layer, 0 when too short."""
+    """frame_count(n) of unpadded Conv1d layers: L = (L - k) // s + 1 per layer, 0 when too short."""
 
     def frame_count(n: int) -> int:
         length = n
-        for k, s in zip(kernels, strides):
+        for k, s in zip(kernels, strides, strict=True):
             if length < k:
                 return 0
             length = (length - k) // s + 1
@@ -93,8 +93,16 @@ def stream_case(draw: st.DrawFn) -> dict[str, object]:
     min_samples = draw(st.integers(receptive, window_hops * hop))
     n = draw(st.integers(min_samples, 40 * window_hops * hop))
     sizes = draw(st.lists(st.integers(0, 3 * window_hops * hop), min_size=1, max_size=8))
-    return dict(hop=hop, receptive=receptive, window_hops=window_hops, overlap_hops=overlap_hops, rate=rate,
-                min_samples=min_samples, n=n, sizes=sizes)
+    return {
+        "hop": hop,
+        "receptive": receptive,
+        "window_hops": window_hops,
+        "overlap_hops": overlap_hops,
+        "rate": rate,
+        "min_samples": min_samples,
+        "n": n,
+        "sizes": sizes,
+    }
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -105,23 +113,45 @@ def test_windows_reproduce_input_and_tile_frames(case: dict) -> None:
     window, overlap = case["window_hops"] * hop, case["overlap_hops"] * hop
     if frame_count(window) * hop < window - overlap:  # the chunker must refuse geometries that leave gaps
         with pytest.raises(UsageError, match="overlap"):
-            Windower(sample_rate=rate, options=ChunkOptions(window / rate, overlap / rate), hop_samples=hop,
-                     frame_count=frame_count, min_samples=case["min_samples"])
+            Windower(
+                sample_rate=rate,
+                options=ChunkOptions(window / rate, overlap / rate),
+                hop_samples=hop,
+                frame_count=frame_count,
+                min_samples=case["min_samples"],
+            )
         return
     x = np.random.default_rng(case["n"]).standard_normal(case["n"]).astype(np.float32)
-    wins = list(windows(split_into_blocks(x, case["sizes"]), sample_rate=rate,
-                        options=ChunkOptions(window / rate, overlap / rate), hop_samples=hop,
-                        frame_count=frame_count, min_samples=case["min_samples"]))
+    wins = list(
+        windows(
+            split_into_blocks(x, case["sizes"]),
+            sample_rate=rate,
+            options=ChunkOptions(window / rate, overlap / rate),
+            hop_samples=hop,
+            frame_count=frame_count,
+            min_samples=case["min_samples"],
+        )
+    )
     check_windows(wins, x, window=window, hop=hop, frame_count=frame_count)
 
 
-@pytest.mark.parametrize("kernels,strides,min_samples", [(SEW_KERNELS, SEW_STRIDES, 720),
-                                                          (W2V_KERNELS, W2V_STRIDES, 400)])
+@pytest.mark.parametrize(
+    "kernels,strides,min_samples", [(SEW_KERNELS, SEW_STRIDES, 720), (W2V_KERNELS, W2V_STRIDES, 400)]
+)
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(0, 60_000), block=st.integers(1, 9000), chunk_hops=st.integers(3, 40),
-       overlap_hops=st.integers(1, 10))
+@given(
+    n=st.integers(0, 60_000),
+    block=st.integers(1, 9000),
+    chunk_hops=st.integers(3, 40),
+    overlap_hops=st.integers(1, 10),
+)
 def test_real_conv_stack_tiles_and_matches_whole_signal(
-    kernels: tuple[int, ...], strides: tuple[int, ...], min_samples: int, n: int, block: int, chunk_hops: int,
+    kernels: tuple[int, ...],
+    strides: tuple[int, ...],
+    min_samples: int,
+    n: int,
+    block: int,
+    chunk_hops: int,
     overlap_hops: int,
 ) -> None:
     """With the real SEW / wav2vec2 frame counts, stitched per-window 'frames' equal whole-signal frames."""
@@ -131,7 +161,13 @@ def test_real_conv_stack_tiles_and_matches_whole_signal(
     opts = ChunkOptions(chunk_hops * hop / rate, overlap_hops * hop / rate)
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
     blocks = (x[i : i + block] for i in range(0, n, block))
-    args = dict(sample_rate=rate, options=opts, hop_samples=hop, frame_count=frame_count, min_samples=min_samples)
+    args = {
+        "sample_rate": rate,
+        "options": opts,
+        "hop_samples": hop,
+        "frame_count": frame_count,
+        "min_samples": min_samples,
+    }
     if n < min_samples:
         with pytest.raises(AudioError, match=r"^clip\.wav: audio too short"):
             list(windows(blocks, source="clip.wav", **args))
@@ -162,16 +198,30 @@ def test_twenty_second_default_geometry() -> None:
     x = np.zeros(n, dtype=np.float32)
     x[::7] = 1.0
     fc = conv_stack_frames(SEW_KERNELS, SEW_STRIDES)
-    wins = list(windows(split_into_blocks(x, [65536, 4097]), sample_rate=16000, options=opts, hop_samples=320,
-                        frame_count=fc, min_samples=720))
+    wins = list(
+        windows(
+            split_into_blocks(x, [65536, 4097]),
+            sample_rate=16000,
+            options=opts,
+            hop_samples=320,
+            frame_count=fc,
+            min_samples=720,
+        )
+    )
     check_windows(wins, x, window=g.window, hop=320, frame_count=fc)
 
 
 def test_short_input_is_one_window_of_its_own_length() -> None:
     fc = conv_stack_frames(SEW_KERNELS, SEW_STRIDES)
     x = np.arange(1000, dtype=np.float32)
-    (w,) = windows([x[:300], x[300:]], sample_rate=16000, options=ChunkOptions(), hop_samples=320,
-                   frame_count=fc, min_samples=720)
+    (w,) = windows(
+        [x[:300], x[300:]],
+        sample_rate=16000,
+        options=ChunkOptions(),
+        hop_samples=320,
+        frame_count=fc,
+        min_samples=720,
+    )
     assert (w.start, w.valid, w.keep_start, w.keep_end, w.is_last) == (0, 1000, 0, fc(1000), True)
     assert fc(1000) == 2  # (1000 - 400) // 320 + 1, the closed form of the receptive field and hop
 
@@ -180,8 +230,16 @@ def test_exact_multiple_of_the_step() -> None:
     """N = W + k * step: regular windows, then a last window that is a full W ending at the end."""
     opts = ChunkOptions(1.0, 0.2)  # W = 16000, O = 3200, step = 12800 at 16 kHz
     n = 16000 + 3 * 12800
-    wins = list(windows([np.ones(n, np.float32)], sample_rate=16000, options=opts, hop_samples=320,
-                        frame_count=conv_stack_frames(SEW_KERNELS, SEW_STRIDES), min_samples=720))
+    wins = list(
+        windows(
+            [np.ones(n, np.float32)],
+            sample_rate=16000,
+            options=opts,
+            hop_samples=320,
+            frame_count=conv_stack_frames(SEW_KERNELS, SEW_STRIDES),
+            min_samples=720,
+        )
+    )
     assert [w.start for w in wins] == [0, 12800, 25600, 38400]
     assert all(w.valid == 16000 for w in wins)
 
@@ -189,18 +247,37 @@ def test_exact_multiple_of_the_step() -> None:
 def test_too_short_input_names_file_duration_and_minimum() -> None:
     fc = conv_stack_frames(SEW_KERNELS, SEW_STRIDES)
     with pytest.raises(AudioError) as err:
-        list(windows([np.zeros(500, np.float32)], sample_rate=16000, options=ChunkOptions(), hop_samples=320,
-                     frame_count=fc, min_samples=720, source="tiny clip.wav"))
+        list(
+            windows(
+                [np.zeros(500, np.float32)],
+                sample_rate=16000,
+                options=ChunkOptions(),
+                hop_samples=320,
+                frame_count=fc,
+                min_samples=720,
+                source="tiny clip.wav",
+            )
+        )
     msg = str(err.value)
     assert msg.startswith("tiny clip.wav: audio too short") and "0.031 s" in msg and "0.045 s" in msg
     assert "\n" not in msg
     with pytest.raises(AudioError, match="0.000 s"):
-        list(windows([], sample_rate=16000, options=ChunkOptions(), hop_samples=320, frame_count=fc,
-                     min_samples=720))
+        list(
+            windows(
+                [],
+                sample_rate=16000,
+                options=ChunkOptions(),
+                hop_samples=320,
+                frame_count=fc,
+                min_samples=720,
+            )
+        )
     check_length(720, sample_rate=16000, min_samples=720, source="x")  # exactly the minimum is fine
 
 
-@pytest.mark.parametrize("chunk,overlap", [(0.0, 0.0), (-1.0, 0.0), (1.0, 1.0), (1.0, -0.5), (float("nan"), 0.0)])
+@pytest.mark.parametrize(
+    "chunk,overlap", [(0.0, 0.0), (-1.0, 0.0), (1.0, 1.0), (1.0, -0.5), (float("nan"), 0.0)]
+)
 def test_bad_options_are_usage_errors(chunk: float, overlap: float) -> None:
     with pytest.raises(UsageError):
         ChunkOptions(chunk, overlap)
@@ -209,12 +286,17 @@ def test_bad_options_are_usage_errors(chunk: float, overlap: float) -> None:
 def test_overlap_that_rounds_to_zero_is_refused() -> None:
     """Zero overlap loses the frame straddling each seam (receptive field 400 > hop 320), so it is refused."""
     with pytest.raises(UsageError, match="overlap"):
-        Windower(sample_rate=16000, options=ChunkOptions(1.0, 0.0), hop_samples=320,
-                 frame_count=conv_stack_frames(SEW_KERNELS, SEW_STRIDES), min_samples=720)
+        Windower(
+            sample_rate=16000,
+            options=ChunkOptions(1.0, 0.0),
+            hop_samples=320,
+            frame_count=conv_stack_frames(SEW_KERNELS, SEW_STRIDES),
+            min_samples=720,
+        )
 
 
 def test_windows_are_emitted_lazily_and_memory_is_bounded() -> None:
-    """A long stream of irregular blocks: windows come out as data arrives, the buffer stays below W + hop + block."""
+    """A long stream of irregular blocks: windows leave as data arrives; buffer stays < W + hop + block."""
     rate, hop = 16000, 320
     opts = ChunkOptions(1.0, 0.1)
     g = opts.geometry(rate, hop)
@@ -228,8 +310,13 @@ def test_windows_are_emitted_lazily_and_memory_is_bounded() -> None:
             consumed += 1
             yield rng.standard_normal(int(s)).astype(np.float32)
 
-    w = Windower(sample_rate=rate, options=opts, hop_samples=hop, frame_count=conv_stack_frames(SEW_KERNELS,
-                 SEW_STRIDES), min_samples=720)
+    w = Windower(
+        sample_rate=rate,
+        options=opts,
+        hop_samples=hop,
+        frame_count=conv_stack_frames(SEW_KERNELS, SEW_STRIDES),
+        min_samples=720,
+    )
     tracemalloc.start()
     try:
         count, first_at = 0, None
@@ -256,8 +343,9 @@ def test_huge_single_block_is_fed_in_pieces() -> None:
     opts = ChunkOptions(0.5, 0.1)
     g = opts.geometry(rate, hop)
     x = np.random.default_rng(1).standard_normal(20 * rate).astype(np.float32)
-    w = Windower(sample_rate=rate, options=opts, hop_samples=hop, frame_count=affine_frames(400, hop),
-                 min_samples=720)
+    w = Windower(
+        sample_rate=rate, options=opts, hop_samples=hop, frame_count=affine_frames(400, hop), min_samples=720
+    )
     wins = w.feed(x) + w.finish()
     check_windows(wins, x, window=g.window, hop=hop, frame_count=affine_frames(400, hop))
     assert w.peak_buffered <= g.window + hop + g.step

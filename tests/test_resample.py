@@ -1,4 +1,4 @@
-"""Streaming resampler: matches one-shot soxr, has the right length, flushes its tail, keeps a sine's pitch."""
+"""Streaming resampler: matches one-shot soxr, right length, flushes its tail, keeps a sine's pitch."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_stream_matches_one_shot_and_length(in_rate: int) -> None:
 
 
 def test_flush_emits_the_tail() -> None:
-    """Without the final flush the output would be short by the filter delay; with it the last samples are there."""
+    """Without the final flush the output is short by the filter delay; with it the tail is there."""
     x = np.random.default_rng(0).standard_normal(44100).astype(np.float32)
     stream = soxr.ResampleStream(44100, 16000, 1, dtype="float32", quality="HQ")
     unflushed = stream.resample_chunk(x)  # independent: what a stream gives without last=True
