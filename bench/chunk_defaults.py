@@ -1,7 +1,7 @@
 """Measure chunked vs whole-file transcripts to pick the default --chunk-length / --chunk-overlap.
 
-For one long input (the examples concatenated, repeated to LENGTH seconds) this runs the model once over the whole
-signal (a single window: the reference) and then with every (chunk, overlap) pair, and reports:
+For one long input (the examples concatenated, repeated to LENGTH seconds) this runs the model once over the
+whole signal (a single window: the reference) and then with every (chunk, overlap) pair, and reports:
   agree   fraction of frames whose argmax equals the whole-file argmax
   wer_w   word error rate of the chunked transcript against the whole-file transcript
   wer_r   word error rate against the reference text (examples/*.txt), when there is one
@@ -23,7 +23,6 @@ import soxr
 import torch
 
 from sewcli import chunking, decoding, hub, inference, registry
-from sewcli.records import Emissions
 
 
 def wer(ref: list[str], hyp: list[str]) -> float:
@@ -37,7 +36,7 @@ def wer(ref: list[str], hyp: list[str]) -> float:
 
 
 def long_input(seconds: float, rate: int) -> tuple[np.ndarray, list[str]]:
-    """The examples (any format) resampled, joined with 0.4 s gaps, repeated to at least `seconds`; their words."""
+    """The examples resampled, joined with 0.4 s gaps, repeated to at least `seconds`; and their words."""
     pieces, words = [], []
     files = sorted(f for f in glob.glob("examples/*") if not f.endswith((".txt", ".md")))
     gap = np.zeros(int(0.4 * rate), np.float32)
@@ -51,11 +50,19 @@ def long_input(seconds: float, rate: int) -> tuple[np.ndarray, list[str]]:
     return np.concatenate(pieces), words
 
 
-def run(model: inference.LoadedModel, x: np.ndarray, chunk: float, overlap: float) -> tuple[np.ndarray, str, float]:
+def run(
+    model: inference.LoadedModel, x: np.ndarray, chunk: float, overlap: float
+) -> tuple[np.ndarray, str, float]:
     opts = chunking.ChunkOptions(chunk, overlap)
     t0 = time.perf_counter()
-    wins = chunking.windows([x], sample_rate=model.sample_rate, options=opts, hop_samples=model.hop_samples,
-                            frame_count=model.frame_count, min_samples=model.min_samples)
+    wins = chunking.windows(
+        [x],
+        sample_rate=model.sample_rate,
+        options=opts,
+        hop_samples=model.hop_samples,
+        frame_count=model.frame_count,
+        min_samples=model.min_samples,
+    )
     ems = list(inference.emissions(wins, model, inference.InferenceOptions()))
     text = decoding.build_decoder(model.vocab, decoding.DecodeOptions()).decode(ems).text
     elapsed = time.perf_counter() - t0
@@ -71,13 +78,17 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spec = registry.resolve(args.model, registry.load_registry())
-    model = inference.load(hub.model_directory(spec), inference.InferenceOptions(device="cpu"), name=spec.name)
+    model = inference.load(
+        hub.model_directory(spec), inference.InferenceOptions(device="cpu"), name=spec.name
+    )
     x, ref_words = long_input(args.seconds, model.sample_rate)
     whole_lp, whole_text, whole_t = run(model, x, x.size / model.sample_rate + 1, 0.5)
     dur = x.size / model.sample_rate
     ref = ref_words
-    print(f"model {spec.name}; input {dur:.0f} s; whole-file rtf {whole_t / dur:.4f}; "
-          f"whole-file wer_r {wer(ref, whole_text.lower().split()):.3f}")
+    print(
+        f"model {spec.name}; input {dur:.0f} s; whole-file rtf {whole_t / dur:.4f}; "
+        f"whole-file wer_r {wer(ref, whole_text.lower().split()):.3f}"
+    )
     print(f"{'chunk':>6} {'overlap':>7} {'agree':>7} {'wer_w':>6} {'wer_r':>6} {'rtf':>7}")
     for chunk in (5.0, 10.0, 15.0, 20.0, 30.0):
         for ratio in (0.05, 0.1, 0.2):

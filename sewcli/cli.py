@@ -1,16 +1,17 @@
 """The `sew` command line: the only module that prints results or errors and turns them into exit codes.
 
-Exit status of `sew transcribe`: 0 every input done (or skipped); 1 at least one input failed (each failure is one
-`error: <input>: <problem>` line on stderr, every other input is still done) or the model could not be set up;
-2 usage error (bad option, unknown model, formats that cannot share stdout); 130 on Ctrl-C; 143 on SIGTERM;
-141 when stdout is closed early (`sew transcribe dir | head`: no traceback, no further work).
+Exit status of `sew transcribe`: 0 every input done (or skipped); 1 at least one input failed (each failure is
+one `error: <input>: <problem>` line on stderr, every other input is still done) or the model could not be
+set up; 2 usage error (bad option, unknown model, formats that cannot share stdout); 130 on Ctrl-C; 143 on
+SIGTERM; 141 when stdout is closed early (`sew transcribe dir | head`: no traceback, no further work).
 
 Outputs: one input without --output-dir prints to stdout. Several inputs (or a directory) without --output-dir
 print txt only, each transcript after a header line `==> NAME <==` (like `head`); other formats need
---output-dir. With --output-dir, a file input FILE.ext becomes OUT/FILE.<fmt>, and a directory input DIR mirrors
-its tree (DIR/sub/a.wav -> OUT/sub/a.<fmt>); when two inputs would get the same name, both keep their audio
-extension (a.wav.srt, a.mp3.srt). Outputs are written to a temporary file in the same directory and renamed into
-place, so no partial file is ever visible. An existing output is an error unless --overwrite or --skip-existing.
+--output-dir. With --output-dir, a file input FILE.ext becomes OUT/FILE.<fmt>, and a directory input DIR
+mirrors its tree (DIR/sub/a.wav -> OUT/sub/a.<fmt>); when two inputs would get the same name, both keep their
+audio extension (a.wav.srt, a.mp3.srt). Outputs are written to a temporary file in the same directory and
+renamed into place, so no partial file is ever visible. An existing output is an error unless --overwrite or
+--skip-existing.
 
 torch is imported only once a transcription starts, so `sew --help` and `sew models list` stay fast.
 """
@@ -30,7 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
@@ -53,7 +54,21 @@ log = logging.getLogger("sewcli")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_SIGPIPE, EXIT_SIGINT, EXIT_SIGTERM = 141, 130, 143
 # Extensions picked up when walking a directory (files named explicitly are always tried).
-AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff", "aifc", "au", "caf", "w64", "rf64")
+AUDIO_EXTENSIONS = (
+    "wav",
+    "flac",
+    "ogg",
+    "oga",
+    "opus",
+    "mp3",
+    "aif",
+    "aiff",
+    "aifc",
+    "au",
+    "caf",
+    "w64",
+    "rf64",
+)
 STDIN_STEM = "stdin"
 
 # rich_markup_mode=None: plain click help; typer's rich help formatter alone costs ~0.25 s of imports.
@@ -64,7 +79,9 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="sew: offline speech-to-text with SEW, SEW-D and wav2vec2 CTC models.",
 )
-models_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="List, inspect and download models.")
+models_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="List, inspect and download models."
+)
 app.add_typer(models_app, name="models")
 
 
@@ -95,14 +112,22 @@ class Precision(str, enum.Enum):
 
 # Shared option declarations (one place; `transcribe` and `models` reuse them).
 RegistryOpt = Annotated[
-    Optional[Path],
-    typer.Option("--registry", help="Extra models.toml to read after the shipped and user ones.", dir_okay=False),
+    Path | None,
+    typer.Option(
+        "--registry", help="Extra models.toml to read after the shipped and user ones.", dir_okay=False
+    ),
 ]
 ModelOpt = Annotated[
-    Optional[str],
-    typer.Option("--model", "-m", help="Registry name, checkpoint directory or hub id org/name. [default: sew-synth-en]"),
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Registry name, checkpoint directory or hub id org/name. [default: sew-synth-en]",
+    ),
 ]
-RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit (hub models).")]
+RevisionOpt = Annotated[
+    str | None, typer.Option("--revision", help="Hub branch, tag or commit (hub models).")
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="More logging; tracebacks for errors.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, summary or warnings.")]
 
@@ -160,7 +185,7 @@ class _StdoutClosed(Exception):
     """stdout's reader went away (`| head`)."""
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # messages and logging
 
 
@@ -188,11 +213,13 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
         log.debug("verbose logging on")
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # inputs and outputs
 
 
-def collect_jobs(inputs: tuple[str, ...], extensions: tuple[str, ...]) -> tuple[list[Job], list[tuple[str, str]], bool]:
+def collect_jobs(
+    inputs: tuple[str, ...], extensions: tuple[str, ...]
+) -> tuple[list[Job], list[tuple[str, str]], bool]:
     """Expand the inputs: files as given, directories walked recursively (sorted, extension filter).
 
     Returns:
@@ -241,7 +268,7 @@ def output_paths(
     """Output path per job and format under `out_dir`; inputs that would collide keep their audio extension.
 
     Returns:
-        ({job index: {format: path}}, [(job index, problem)] for jobs that still collide or would escape out_dir).
+        ({job index: {format: path}}, [(job index, problem)] for jobs that collide or would escape out_dir).
     """
     by_rel: dict[Path, list[int]] = {}
     for i, job in enumerate(jobs):
@@ -252,7 +279,8 @@ def output_paths(
     used: dict[Path, int] = {}
     for i, job in enumerate(jobs):
         rel = job.alt if len(by_rel[job.rel]) > 1 else job.rel
-        per_format = {fmt: out_dir / f"{rel}.{ext}" for fmt, ext in zip(formats, _extensions(formats))}
+        exts = _extensions(formats)
+        per_format = {fmt: out_dir / f"{rel}.{ext}" for fmt, ext in zip(formats, exts, strict=True)}
         first = next(iter(per_format.values()))
         resolved = first.parent.resolve() / first.name
         if root not in resolved.parents:
@@ -272,7 +300,7 @@ def _file_mode() -> int:
 
 
 def write_atomic(path: Path, render: Callable[[TextIO], None], mode: int) -> None:
-    """Render into a temporary file next to `path`, then rename it into place; the temp file never survives."""
+    """Render into a temporary file next to `path`, then rename it into place; the temp file never stays."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -328,13 +356,14 @@ def _extensions(formats: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(WRITERS[fmt].extension for fmt in formats)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # the run
 
 
 @contextmanager
 def _signals() -> Iterator[None]:
     """SIGTERM raises _Terminated (so `finally` blocks clean up) for the duration of the run."""
+
     def on_term(signum: int, frame: object) -> None:
         raise _Terminated()
 
@@ -353,13 +382,17 @@ def _signals() -> Iterator[None]:
 def _progress(enabled: bool) -> Iterator[Callable[[str], Callable[[float, float | None], None]]]:
     """A rich progress bar on stderr; yields `start(name) -> update(seconds_done, total_seconds_or_None)`."""
     if not enabled:
-        yield lambda name: (lambda done, total: None)
+        yield lambda name: lambda done, total: None
         return
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f} s"),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f} s"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         current: list[int] = []
 
@@ -372,10 +405,10 @@ def _progress(enabled: bool) -> Iterator[Callable[[str], Callable[[float, float 
         yield start
 
 
-def _summary(tally: Tally, wall: float) -> str:
+def _summary(tally: Tally, wall: float, verb: str = "transcribed") -> str:
     hours = tally.audio_seconds / 3600
     rtf = wall / tally.audio_seconds if tally.audio_seconds > 0 else float("nan")
-    parts = [f"{tally.done} file{'s' if tally.done != 1 else ''} transcribed"]
+    parts = [f"{tally.done} file{'s' if tally.done != 1 else ''} {verb}"]
     if tally.skipped:
         parts.append(f"{tally.skipped} skipped")
     parts.append(f"{tally.failed} failed")
@@ -405,14 +438,14 @@ class Plan:
     several: bool  # headers on stdout
 
 
-def plan_run(request: TranscribeRequest) -> Plan:
+def plan_run(inputs: tuple[str, ...], out: OutputOptions) -> Plan:
     """Expand the inputs, check the stdout/format policy, and assign output paths."""
-    out = request.output
-    jobs, problems, had_dir = collect_jobs(request.inputs, out.extensions)
+    jobs, problems, had_dir = collect_jobs(inputs, out.extensions)
     several = len(jobs) + len(problems) > 1 or had_dir
     if out.output_dir is None and (len(out.formats) > 1 or (several and out.formats != ("txt",))):
         raise UsageError(
-            "several inputs or formats need --output-dir; only txt can be printed to stdout for several inputs"
+            "several inputs or formats need --output-dir; "
+            "only txt can be printed to stdout for several inputs"
         )
     if out.skip_existing and out.overwrite:
         raise UsageError("--skip-existing and --overwrite cannot be combined")
@@ -436,71 +469,126 @@ def _existing_policy(paths: dict[str, Path], out: OutputOptions) -> str | None:
     return f"{existing[0]} exists (use --overwrite or --skip-existing)"
 
 
-def run_transcribe(request: TranscribeRequest) -> int:
-    """Transcribe every input of `request`; returns the exit status (see the module docstring)."""
-    started = time.perf_counter()
-    plan = plan_run(request)
+Render = Callable[[TextIO], None]  # writes one result in one format
+Work = Callable[[Job, object], tuple[dict[str, Render], float]]  # (job, model) -> ({format: render}, seconds)
+
+
+def run_inputs(
+    plan: Plan,
+    out: OutputOptions,
+    *,
+    load: Callable[[], object],
+    work: Work,
+    quiet: bool = False,
+    verbose: bool = False,
+    verb: str = "transcribed",
+    started: float | None = None,
+) -> int:
+    """The per-input loop of transcribe and classify; returns the exit status.
+
+    Args:
+        plan: the inputs and their output paths.
+        out: output options (formats, stdout or --output-dir, existing-output policy).
+        load: builds the model once, when the first input needs it (its errors fail the whole run).
+        work: (job, loaded model) -> ({format: render}, seconds of audio); raises SewError for a bad input.
+        quiet, verbose: no summary line / tracebacks with error lines.
+        verb: the summary's verb ("transcribed", "classified").
+        started: perf_counter() at the start of the command (for the summary's wall time).
+    """
+    started = time.perf_counter() if started is None else started
     tally = Tally()
     for display, message in plan.problems:
         _error(display, message)
         tally.failed += 1
-    loaded: tuple[object, object] | None = None
+    loaded: object = None
     mode = _file_mode()
-    with _progress(not request.quiet and sys.stderr.isatty()) as start:
-        for i, job in enumerate(plan.jobs):
-            # Checked now, not up front: another `sew --skip-existing` may have done this input meanwhile.
-            policy = _existing_policy(plan.paths.get(i, {}), request.output)
-            if policy == "skip":
-                log.info("%s: skipped, outputs exist", job.display)
-                tally.skipped += 1
-                continue
-            if policy is not None:
-                _error(job.display, policy)
-                tally.failed += 1
-                continue
-            if loaded is None:
-                loaded = _load(request)  # a model that cannot be had fails the run (exit 1), not each input
-            try:
-                transcript = _transcribe_one(job, *loaded, request.pipeline, start(job.display))
-                _emit(transcript, job, plan, i, request.output, mode)
-            except _StdoutClosed:
-                raise
-            except SewError as e:
-                _error(job.display, str(e), request.verbose)
-                tally.failed += 1
-                continue
-            except Exception as e:  # a bug or a resource problem with one input must not stop the others
-                _error(job.display, f"internal error: {type(e).__name__}: {e}", request.verbose)
-                tally.failed += 1
-                continue
-            tally.done += 1
-            tally.audio_seconds += transcript.duration
-    if not request.quiet:
-        sys.stderr.write(_summary(tally, time.perf_counter() - started) + "\n")
+    for i, job in enumerate(plan.jobs):
+        # Checked now, not up front: another `sew --skip-existing` may have done this input meanwhile.
+        policy = _existing_policy(plan.paths.get(i, {}), out)
+        if policy == "skip":
+            log.info("%s: skipped, outputs exist", job.display)
+            tally.skipped += 1
+            continue
+        if policy is not None:
+            _error(job.display, policy)
+            tally.failed += 1
+            continue
+        if loaded is None:
+            loaded = load()  # a model that cannot be had fails the run (exit 1), not each input
+        try:
+            renders, seconds = work(job, loaded)
+            _emit(renders, job, plan, i, out, mode)
+        except _StdoutClosed:
+            raise
+        except SewError as e:
+            _error(job.display, str(e), verbose)
+            tally.failed += 1
+            continue
+        except Exception as e:  # a bug or a resource problem with one input must not stop the others
+            _error(job.display, f"internal error: {type(e).__name__}: {e}", verbose)
+            tally.failed += 1
+            continue
+        tally.done += 1
+        tally.audio_seconds += seconds
+    if not quiet:
+        sys.stderr.write(_summary(tally, time.perf_counter() - started, verb) + "\n")
     return EXIT_FAILED if tally.failed else EXIT_OK
 
 
-def _emit(transcript: Transcript, job: Job, plan: Plan, i: int, out: OutputOptions, mode: int) -> None:
-    """Print the transcript (stdout) or write each format's file atomically."""
+def _emit(renders: dict[str, Render], job: Job, plan: Plan, i: int, out: OutputOptions, mode: int) -> None:
+    """Print one input's result (stdout, first format) or write each format's file atomically."""
     if out.output_dir is None:
         buf = io.StringIO()
         if plan.several:
             buf.write(f"==> {job.display} <==\n")
-        _render(transcript, out.formats[0])(buf)
+        renders[out.formats[0]](buf)
         _write_stdout(buf.getvalue())
         return
     for fmt, path in plan.paths[i].items():
-        write_atomic(path, _render(transcript, fmt), mode)
+        write_atomic(path, renders[fmt], mode)
 
 
-def _transcribe_one(job: Job, model: object, decoder: object, options: PipelineOptions,
-                    update: Callable[[float, float | None], None]) -> Transcript:
+def run_transcribe(request: TranscribeRequest) -> int:
+    """Transcribe every input of `request`; returns the exit status (see the module docstring)."""
+    started = time.perf_counter()
+    plan = plan_run(request.inputs, request.output)
+    with _progress(not request.quiet and sys.stderr.isatty()) as start:
+
+        def work(job: Job, loaded: object) -> tuple[dict[str, Render], float]:
+            model, decoder = loaded  # type: ignore[misc]
+            transcript = _transcribe_one(job, model, decoder, request.pipeline, start(job.display))
+            return {fmt: _render(transcript, fmt) for fmt in request.output.formats}, transcript.duration
+
+        return run_inputs(
+            plan,
+            request.output,
+            load=lambda: _load(request),
+            work=work,
+            quiet=request.quiet,
+            verbose=request.verbose,
+            started=started,
+        )
+
+
+def _transcribe_one(
+    job: Job,
+    model: object,
+    decoder: object,
+    options: PipelineOptions,
+    update: Callable[[float, float | None], None],
+) -> Transcript:
     from sewcli import pipeline
 
-    return pipeline.transcribe_file(job.source, model, decoder, options, progress=update)  # type: ignore[arg-type]
+    return pipeline.transcribe_file(
+        job.source,
+        model,  # type: ignore[arg-type]
+        decoder,  # type: ignore[arg-type]
+        options,
+        progress=update,
+    )
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # commands
 
 
@@ -511,38 +599,87 @@ def _root() -> None:
 
 @app.command()
 def transcribe(
-    inputs: Annotated[list[str], typer.Argument(help="Audio files, directories (recursive) or - for stdin.",
-                                                metavar="INPUT...", show_default=False)],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Audio files, directories (recursive) or - for stdin.",
+            metavar="INPUT...",
+            show_default=False,
+        ),
+    ],
     model: ModelOpt = None,
-    fmt: Annotated[Optional[list[Format]], typer.Option("--format", "-f", help="Output format; repeatable.",
-                                                        show_default="txt")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", file_okay=False,
-                                                       help="Write files here (mirrors directory inputs).")] = None,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs exist.")] = False,
+    fmt: Annotated[
+        list[Format] | None,
+        typer.Option("--format", "-f", help="Output format; repeatable.", show_default="txt"),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir", "-o", file_okay=False, help="Write files here (mirrors directory inputs)."
+        ),
+    ] = None,
+    skip_existing: Annotated[
+        bool, typer.Option("--skip-existing", help="Skip inputs whose outputs exist.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
-    ext: Annotated[Optional[list[str]], typer.Option("--ext", help="Extensions taken from directories; repeatable.",
-                                                     show_default=",".join(AUDIO_EXTENSIONS))] = None,
+    ext: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ext",
+            help="Extensions taken from directories; repeatable.",
+            show_default=",".join(AUDIO_EXTENSIONS),
+        ),
+    ] = None,
     decoder: Annotated[Decoder, typer.Option("--decoder", help="CTC decoder.")] = Decoder.greedy,
-    beam_width: Annotated[Optional[int], typer.Option("--beam-width", min=1, help="Beams kept (beam decoder).",
-                                                      show_default="32")] = None,
-    lm: Annotated[Optional[Path], typer.Option("--lm", dir_okay=False, help="KenLM model (.arpa/.bin) for beam.")] = None,
-    alpha: Annotated[Optional[float], typer.Option("--alpha", help="LM weight.", show_default="0.5")] = None,
-    beta: Annotated[Optional[float], typer.Option("--beta", help="Word insertion bonus.", show_default="1.5")] = None,
-    hotword: Annotated[Optional[list[str]], typer.Option("--hotword", help="Boost this word or phrase; repeatable.")] = None,
-    hotword_weight: Annotated[Optional[float], typer.Option("--hotword-weight", show_default="10")] = None,
-    chunk_length: Annotated[Optional[float], typer.Option("--chunk-length", help="Seconds per model window.",
-                                                          show_default="20")] = None,
-    chunk_overlap: Annotated[Optional[float], typer.Option("--chunk-overlap", help="Seconds shared by neighbouring "
-                                                           "windows.", show_default="chunk/10")] = None,
+    beam_width: Annotated[
+        int | None, typer.Option("--beam-width", min=1, help="Beams kept (beam decoder).", show_default="32")
+    ] = None,
+    lm: Annotated[
+        Path | None, typer.Option("--lm", dir_okay=False, help="KenLM model (.arpa/.bin) for beam.")
+    ] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", help="LM weight.", show_default="0.5")] = None,
+    beta: Annotated[
+        float | None, typer.Option("--beta", help="Word insertion bonus.", show_default="1.5")
+    ] = None,
+    hotword: Annotated[
+        list[str] | None, typer.Option("--hotword", help="Boost this word or phrase; repeatable.")
+    ] = None,
+    hotword_weight: Annotated[float | None, typer.Option("--hotword-weight", show_default="10")] = None,
+    chunk_length: Annotated[
+        float | None, typer.Option("--chunk-length", help="Seconds per model window.", show_default="20")
+    ] = None,
+    chunk_overlap: Annotated[
+        float | None,
+        typer.Option(
+            "--chunk-overlap", help="Seconds shared by neighbouring windows.", show_default="chunk/10"
+        ),
+    ] = None,
     device: Annotated[Device, typer.Option("--device", help="auto = cuda when available.")] = Device.auto,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the model.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Equal-length windows per forward.")] = 1,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="CPU threads for the model.")
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Equal-length windows per forward.")
+    ] = 1,
     precision: Annotated[Precision, typer.Option("--precision", help="Model precision.")] = Precision.fp32,
-    exit_layer: Annotated[Optional[str], typer.Option("--exit-layer", help="Early-exit models: stop after layer N "
-                                                      "(2, 4, ...) or 'auto' (confidence).", show_default="last")] = None,
-    exit_threshold: Annotated[Optional[float], typer.Option("--exit-threshold", min=0.0, max=1.0,
-                                                            help="--exit-layer auto: a window exits once its mean "
-                                                            "max posterior reaches this.", show_default="0.9")] = None,
+    exit_layer: Annotated[
+        str | None,
+        typer.Option(
+            "--exit-layer",
+            help="Early-exit models: stop after layer N (2, 4, ...) or 'auto' (confidence).",
+            show_default="last",
+        ),
+    ] = None,
+    exit_threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--exit-threshold",
+            min=0.0,
+            max=1.0,
+            help="--exit-layer auto: a window exits once its mean max posterior reaches this.",
+            show_default="0.9",
+        ),
+    ] = None,
     revision: RevisionOpt = None,
     registry: RegistryOpt = None,
     quiet: QuietOpt = False,
@@ -557,10 +694,21 @@ def transcribe(
             revision=revision,
             registry=registry,
             pipeline=_pipeline_options(
-                decoder=decoder, beam_width=beam_width, lm=lm, alpha=alpha, beta=beta, hotwords=tuple(hotword or ()),
-                hotword_weight=hotword_weight, chunk_length=chunk_length, chunk_overlap=chunk_overlap,
-                device=device, threads=threads, batch_size=batch_size, precision=precision,
-                exit_layer=exit_layer, exit_threshold=exit_threshold,
+                decoder=decoder,
+                beam_width=beam_width,
+                lm=lm,
+                alpha=alpha,
+                beta=beta,
+                hotwords=tuple(hotword or ()),
+                hotword_weight=hotword_weight,
+                chunk_length=chunk_length,
+                chunk_overlap=chunk_overlap,
+                device=device,
+                threads=threads,
+                batch_size=batch_size,
+                precision=precision,
+                exit_layer=exit_layer,
+                exit_threshold=exit_threshold,
             ),
             output=OutputOptions(
                 formats=tuple(dict.fromkeys(f.value for f in (fmt or [Format.txt]))),
@@ -586,17 +734,25 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
     def given(**values: object) -> dict[str, object]:
         return {k: v for k, v in values.items() if v is not None}
 
-    if kw["decoder"] is Decoder.greedy and (kw["lm"] is not None or kw["hotwords"] or kw["beam_width"] is not None):
+    if kw["decoder"] is Decoder.greedy and (
+        kw["lm"] is not None or kw["hotwords"] or kw["beam_width"] is not None
+    ):
         raise UsageError("--lm, --hotword and --beam-width need --decoder beam")
     decode = decoding.DecodeOptions(
         kind=kw["decoder"].value,  # type: ignore[attr-defined]
-        **given(beam_width=kw["beam_width"], lm_path=None if kw["lm"] is None else str(kw["lm"]), alpha=kw["alpha"],
-                beta=kw["beta"], hotword_weight=kw["hotword_weight"]),
+        **given(
+            beam_width=kw["beam_width"],
+            lm_path=None if kw["lm"] is None else str(kw["lm"]),
+            alpha=kw["alpha"],
+            beta=kw["beta"],
+            hotword_weight=kw["hotword_weight"],
+        ),
         hotwords=kw["hotwords"],  # type: ignore[arg-type]
     )
     overlap = kw["chunk_overlap"]
     if overlap is None and kw["chunk_length"] is not None:
-        overlap = kw["chunk_length"] / 10  # type: ignore[operator]  # the default ratio: 20 s windows, 2 s overlap
+        # the default ratio: 20 s windows, 2 s overlap
+        overlap = kw["chunk_length"] / 10  # type: ignore[operator]
     chunk = chunking.ChunkOptions(**given(chunk_seconds=kw["chunk_length"], overlap_seconds=overlap))
     infer = inference.InferenceOptions(
         device=kw["device"].value,  # type: ignore[attr-defined]
@@ -615,7 +771,9 @@ def _exit_layer(value: object) -> int | str | None:
     try:
         return int(str(value))
     except ValueError:
-        raise UsageError(f"--exit-layer must be a layer number (2, 4, ...) or 'auto', got {value!r}") from None
+        raise UsageError(
+            f"--exit-layer must be a layer number (2, 4, ...) or 'auto', got {value!r}"
+        ) from None
 
 
 def _guarded(run: Callable[[], int], verbose: bool) -> int:
@@ -641,7 +799,7 @@ def _guarded(run: Callable[[], int], verbose: bool) -> int:
 
 
 def _silence_stdout() -> None:
-    """After EPIPE: point fd 1 at /dev/null so the interpreter's final flush cannot complain (Python signal docs)."""
+    """After EPIPE: point fd 1 at /dev/null so the final flush cannot complain (Python `signal` docs)."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -653,6 +811,7 @@ def _silence_stdout() -> None:
 @models_app.command("list")
 def models_list(registry: RegistryOpt = None) -> None:
     """Table of known models: name, architecture, size, language, and whether it is available offline."""
+
     def body() -> int:
         reg = registry_mod.load_registry(registry)
         rows = [("name", "arch", "size", "language", "cached", "source")]
@@ -662,7 +821,7 @@ def models_list(registry: RegistryOpt = None) -> None:
             marker = " *" if name == reg.default_model else ""
             rows.append((name + marker, spec.arch or "?", size, spec.language or "?", cached, spec.source))
         widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
         sys.stdout.write("\n".join(lines) + "\n* default model; size: parameters in millions\n")
         return EXIT_OK
 
@@ -670,7 +829,7 @@ def models_list(registry: RegistryOpt = None) -> None:
 
 
 def _availability(spec: registry_mod.ModelSpec) -> tuple[str, str]:
-    """(size, cached) columns: registry params or the checkpoint's own count; embedded/local/missing/yes/no."""
+    """(size, cached) columns: registry params or the checkpoint's count; embedded/local/missing/yes/no."""
     from sewcli import hub
 
     status = hub.cache_status(spec)
@@ -698,6 +857,7 @@ def models_info(
     registry: RegistryOpt = None,
 ) -> None:
     """Everything the registry and the cache know about one model."""
+
     def body() -> int:
         from sewcli import hub
 
@@ -713,9 +873,14 @@ def models_info(
             ("parameters", size if size != "-" else "unknown"),
             ("license", spec.license or "unknown"),
             ("description", spec.description or "-"),
-            ("available", f"{status.directory} ({_mb(status.size_bytes)})" if status.directory else
-             "no: the directory does not exist" if spec.is_local else
-             "no (run `sew models download " + spec.name + "`)"),
+            (
+                "available",
+                f"{status.directory} ({_mb(status.size_bytes)})"
+                if status.directory
+                else "no: the directory does not exist"
+                if spec.is_local
+                else "no (run `sew models download " + spec.name + "`)",
+            ),
         ]
         width = max(len(k) for k, _ in rows)
         sys.stdout.write("".join(f"{k:<{width}}  {v}\n" for k, v in rows))
@@ -746,7 +911,7 @@ def models_download(
     raise typer.Exit(_guarded(body, verbose))
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # sew classify (sequence-classification checkpoints; stage in sewcli/classify.py)
 
 
@@ -777,47 +942,24 @@ def run_classify(request: ClassifyRequest) -> int:
     from sewcli import classify as stage
 
     started = time.perf_counter()
-    plan = plan_run(request)  # type: ignore[arg-type]  # reads only .inputs and .output
+    plan = plan_run(request.inputs, request.output)
     options = stage.ClassifyOptions(top_k=request.top_k, window_seconds=request.window_seconds)
-    tally = Tally()
-    for display, message in plan.problems:
-        _error(display, message)
-        tally.failed += 1
-    model = None
-    mode = _file_mode()
-    for i, job in enumerate(plan.jobs):
-        policy = _existing_policy(plan.paths.get(i, {}), request.output)
-        if policy is not None:
-            if policy == "skip":
-                tally.skipped += 1
-            else:
-                _error(job.display, policy)
-                tally.failed += 1
-            continue
-        if model is None:
-            model = _load_classifier(request)
-        try:
-            result = stage.classify_file(job.source, model, options)
-            renders = {fmt: (lambda fh, f=fmt: stage.WRITERS[f](result, fh)) for fmt in request.output.formats}
-            if request.output.output_dir is None:
-                buf = io.StringIO()
-                if plan.several:
-                    buf.write(f"==> {job.display} <==\n")
-                renders[request.output.formats[0]](buf)
-                _write_stdout(buf.getvalue())
-            else:
-                for fmt, path in plan.paths[i].items():
-                    write_atomic(path, renders[fmt], mode)
-        except SewError as e:
-            _error(job.display, str(e), request.verbose)
-            tally.failed += 1
-            continue
-        tally.done += 1
-        tally.audio_seconds += result.duration
-    if not request.quiet:
-        line = _summary(tally, time.perf_counter() - started).replace("transcribed", "classified")
-        sys.stderr.write(line + "\n")
-    return EXIT_FAILED if tally.failed else EXIT_OK
+
+    def work(job: Job, model: object) -> tuple[dict[str, Render], float]:
+        result = stage.classify_file(job.source, model, options)
+        renders = {fmt: (lambda fh, f=fmt: stage.WRITERS[f](result, fh)) for fmt in request.output.formats}
+        return renders, result.duration
+
+    return run_inputs(
+        plan,
+        request.output,
+        load=lambda: _load_classifier(request),
+        work=work,
+        quiet=request.quiet,
+        verbose=request.verbose,
+        verb="classified",
+        started=started,
+    )
 
 
 def _load_classifier(request: ClassifyRequest) -> object:
@@ -832,21 +974,50 @@ def _load_classifier(request: ClassifyRequest) -> object:
 
 @app.command()
 def classify(
-    inputs: Annotated[list[str], typer.Argument(help="Audio files, directories (recursive) or - for stdin.",
-                                                metavar="INPUT...", show_default=False)],
-    model: Annotated[str, typer.Option("--model", "-m", help="A *ForSequenceClassification checkpoint: registry "
-                                       "name, directory or hub id.", show_default=False)],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Audio files, directories (recursive) or - for stdin.",
+            metavar="INPUT...",
+            show_default=False,
+        ),
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A *ForSequenceClassification checkpoint: registry name, directory or hub id.",
+            show_default=False,
+        ),
+    ],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels reported per input.")] = 5,
-    fmt: Annotated[Optional[list[ClassifyFormat]], typer.Option("--format", "-f", help="txt or json; repeatable.",
-                                                                show_default="txt")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", file_okay=False,
-                                                       help="Write files here (mirrors directory inputs).")] = None,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs exist.")] = False,
+    fmt: Annotated[
+        list[ClassifyFormat] | None,
+        typer.Option("--format", "-f", help="txt or json; repeatable.", show_default="txt"),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir", "-o", file_okay=False, help="Write files here (mirrors directory inputs)."
+        ),
+    ] = None,
+    skip_existing: Annotated[
+        bool, typer.Option("--skip-existing", help="Skip inputs whose outputs exist.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
-    window: Annotated[float, typer.Option("--window", min=0.1, help="Seconds per model window; longer inputs "
-                                          "average the windows' probabilities.")] = 30.0,
+    window: Annotated[
+        float,
+        typer.Option(
+            "--window",
+            min=0.1,
+            help="Seconds per model window; longer inputs average the windows' probabilities.",
+        ),
+    ] = 30.0,
     device: Annotated[Device, typer.Option("--device", help="auto = cuda when available.")] = Device.auto,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the model.")] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="CPU threads for the model.")
+    ] = None,
     revision: RevisionOpt = None,
     registry: RegistryOpt = None,
     quiet: QuietOpt = False,
@@ -855,10 +1026,22 @@ def classify(
     """Classify audio (keyword spotting, emotion, language, ...) with a sequence-classification checkpoint."""
     _setup_logging(verbose, quiet)
     request = ClassifyRequest(
-        inputs=tuple(inputs), model=model, revision=revision, registry=registry,
-        output=OutputOptions(formats=tuple(dict.fromkeys(f.value for f in (fmt or [ClassifyFormat.txt]))),
-                             output_dir=output_dir, skip_existing=skip_existing, overwrite=overwrite),
-        top_k=top_k, window_seconds=window, device=device.value, threads=threads, quiet=quiet, verbose=verbose,
+        inputs=tuple(inputs),
+        model=model,
+        revision=revision,
+        registry=registry,
+        output=OutputOptions(
+            formats=tuple(dict.fromkeys(f.value for f in (fmt or [ClassifyFormat.txt]))),
+            output_dir=output_dir,
+            skip_existing=skip_existing,
+            overwrite=overwrite,
+        ),
+        top_k=top_k,
+        window_seconds=window,
+        device=device.value,
+        threads=threads,
+        quiet=quiet,
+        verbose=verbose,
     )
     raise typer.Exit(_guarded(lambda: run_classify(request), verbose))
 

@@ -1,8 +1,9 @@
 """Model files from the Hugging Face hub: only the files we need, kept in huggingface_hub's own cache.
 
-A cached model is used without any network call (even for a branch revision like "main"); `sew models download`
-refreshes it. `HF_HUB_OFFLINE=1` (read at call time) forbids downloads: a model that is not cached then fails with
-one line that says how to get it. `HF_HUB_CACHE` / `HF_HOME` choose the cache directory, as for every HF tool.
+A cached model is used without any network call (even for a branch revision like "main");
+`sew models download` refreshes it. `HF_HUB_OFFLINE=1` (read at call time) forbids downloads: a model that is
+not cached then fails with one line that says how to get it. `HF_HUB_CACHE` / `HF_HOME` choose the cache
+directory, as for every HF tool.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ METADATA_FILES = (
     "special_tokens_map.json",
     "added_tokens.json",
 )
-# Weight files in order of preference: safetensors first (no pickle), the legacy .bin only when it is all there is.
+# Weight files by preference: safetensors first (no pickle), the legacy .bin only when it is all there is.
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _TRUE = {"1", "on", "yes", "true"}
 
@@ -83,7 +84,7 @@ def cache_status(spec: ModelSpec) -> CacheStatus:
 
 
 def safetensors_params(directory: Path) -> int | None:
-    """Number of parameters in `directory`/model.safetensors, from its JSON header only (no tensor is read)."""
+    """Parameters in `directory`/model.safetensors, from its JSON header only (no tensor is read)."""
     path = directory / "model.safetensors"
     try:
         with open(path, "rb") as fh:
@@ -91,11 +92,16 @@ def safetensors_params(directory: Path) -> int | None:
             header = json.loads(fh.read(size))
     except (OSError, ValueError, struct.error):
         return None
-    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict))
+    return sum(
+        math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
+    )
 
 
 def _how_to_get(spec: ModelSpec) -> str:
-    return f"run `sew models download {spec.name}` with network access, or pass --model DIR (a checkpoint directory)"
+    return (
+        f"run `sew models download {spec.name}` with network access, "
+        "or pass --model DIR (a checkpoint directory)"
+    )
 
 
 def download(spec: ModelSpec) -> Path:
@@ -129,7 +135,9 @@ def download(spec: ModelSpec) -> Path:
     except RevisionNotFoundError:
         raise DownloadError(f"{spec.name}: revision {spec.revision!r} not found in {spec.repo}") from None
     except GatedRepoError:
-        raise DownloadError(f"{spec.name}: {spec.repo} is gated; accept its terms on the hub and log in") from None
+        raise DownloadError(
+            f"{spec.name}: {spec.repo} is gated; accept its terms on the hub and log in"
+        ) from None
     except RepositoryNotFoundError:
         raise DownloadError(f"{spec.name}: no such hub repository {spec.repo!r} (or it is private)") from None
     except HfHubHTTPError as e:
@@ -137,7 +145,9 @@ def download(spec: ModelSpec) -> Path:
     except OSError as e:  # includes connection errors and a full disk
         raise DownloadError(f"{spec.name}: download of {spec.source} failed: {e}") from None
     except Exception as e:  # httpx/httpx2 transport errors are not OSErrors
-        raise DownloadError(f"{spec.name}: download of {spec.source} failed: {type(e).__name__}: {e}") from None
+        raise DownloadError(
+            f"{spec.name}: download of {spec.source} failed: {type(e).__name__}: {e}"
+        ) from None
     return Path(path)
 
 

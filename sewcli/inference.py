@@ -2,8 +2,9 @@
 
 torch is imported here and in sewcli/model/* only. Each window is normalised on its own exactly like the HF
 feature extractor does for one utterance, windows are batched only when they have the same length (group-norm
-models must never see padding, sew_spec.md P7, so batched == unbatched), the logits become float32 log-softmax,
-and only each window's kept rows [keep_start:keep_end] leave this module, as a generator so memory stays flat.
+models must never see padding, sew_spec.md P7, so batched == unbatched), the logits become float32
+log-softmax, and only each window's kept rows [keep_start:keep_end] leave this module, as a generator so
+memory stays flat.
 """
 
 from __future__ import annotations
@@ -124,7 +125,11 @@ def load(
         from sewcli.model.early_exit import ExitPolicy, configure_exit
 
         auto = options.exit_layer == "auto"
-        policy = ExitPolicy(threshold=options.exit_threshold) if auto else ExitPolicy(layer=int(options.exit_layer))
+        policy = (
+            ExitPolicy(threshold=options.exit_threshold)
+            if auto
+            else ExitPolicy(layer=int(options.exit_layer))
+        )
         configure_exit(module, policy, name or str(directory))
     return LoadedModel(
         name=name or str(directory),
@@ -164,7 +169,10 @@ def window_log_probs(model: LoadedModel, batch: list[Window]) -> list[FloatArray
     """
     valid = batch[0].valid
     assert all(w.valid == valid for w in batch), "only equal-length windows may share a batch"
-    rows = [normalize_waveform(w.samples) if model.do_normalize else np.asarray(w.samples, np.float32) for w in batch]
+    rows = [
+        normalize_waveform(w.samples) if model.do_normalize else np.asarray(w.samples, np.float32)
+        for w in batch
+    ]
     x = np.stack(rows)  # (B, valid)
     frames = model.frame_count(valid)
     if valid < model.min_samples:
@@ -179,7 +187,9 @@ def window_log_probs(model: LoadedModel, batch: list[Window]) -> list[FloatArray
     return [out[i] for i in range(out.shape[0])]
 
 
-def emissions(windows: Iterable[Window], model: LoadedModel, options: InferenceOptions) -> Iterator[Emissions]:
+def emissions(
+    windows: Iterable[Window], model: LoadedModel, options: InferenceOptions
+) -> Iterator[Emissions]:
     """Run the model over consecutive windows of one input and yield each window's kept log-probs.
 
     Args:
@@ -190,9 +200,11 @@ def emissions(windows: Iterable[Window], model: LoadedModel, options: InferenceO
         an iterator of Emissions, one per window, log_probs (kept frames, vocab) float32, consecutive.
     """
     for batch in _batches(windows, options.batch_size):
-        for window, log_probs in zip(batch, window_log_probs(model, batch)):
+        for window, log_probs in zip(batch, window_log_probs(model, batch), strict=True):
             if window.start % model.hop_samples:
-                raise ValueError(f"window {window.index} starts at sample {window.start}, not on the frame grid")
+                raise ValueError(
+                    f"window {window.index} starts at sample {window.start}, not on the frame grid"
+                )
             kept = log_probs[window.keep_start : window.keep_end]  # (kept frames, vocab)
             yield Emissions(
                 log_probs=np.ascontiguousarray(kept),

@@ -1,4 +1,4 @@
-"""Composition of the stages for one input: audio -> resample -> chunking -> inference -> decoding -> segments.
+"""The stages composed for one input: audio -> resample -> chunking -> inference -> decoding -> segments.
 
 Nothing here decides policy (that is cli.py) or does numerical work (that is each stage): every stage is a
 generator over blocks, windows or emissions, so one input of any length is transcribed in bounded memory.
@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from sewcli import audio, chunking, decoding, inference, resample, segmenting
 from sewcli.records import Emissions, Transcript
 
-ProgressCallback = Callable[[float, "float | None"], None]  # (seconds done, total seconds if the header knows)
+ProgressCallback = Callable[
+    [float, "float | None"], None
+]  # (seconds done, total seconds if the header knows)
 
 
 @dataclass(frozen=True)

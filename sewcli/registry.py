@@ -100,7 +100,9 @@ def _entry(path: Path, name: str, table: object, base: ModelSpec | None) -> Mode
             raise RegistryError(f"{where}: {key} must be a string, got {table[key]!r}")
     if "sample_rate" in table and (type(table["sample_rate"]) is not int or table["sample_rate"] <= 0):
         raise RegistryError(f"{where}: sample_rate must be a positive integer, got {table['sample_rate']!r}")
-    if "params" in table and (not isinstance(table["params"], (int, float)) or isinstance(table["params"], bool)):
+    if "params" in table and (
+        not isinstance(table["params"], (int, float)) or isinstance(table["params"], bool)
+    ):
         raise RegistryError(f"{where}: params must be a number (millions), got {table['params']!r}")
     if "arch" in table and table["arch"] not in ARCHES:
         raise RegistryError(f"{where}: arch must be one of {', '.join(ARCHES)}, got {table['arch']!r}")
@@ -163,7 +165,9 @@ def load_registry(user_file: Path | None = None, *, include_user_config: bool = 
     if default is None:
         raise RegistryError(f"{files[0]}: [defaults] model is not set")
     if default not in models:
-        raise RegistryError(f"[defaults] model {default!r} is not a registry entry (known: {', '.join(sorted(models))})")
+        raise RegistryError(
+            f"[defaults] model {default!r} is not a registry entry (known: {', '.join(sorted(models))})"
+        )
     return Registry(models=models, default_model=default, files=tuple(files))
 
 
@@ -194,6 +198,8 @@ def resolve(name: str | None, registry: Registry, revision: str | None = None) -
             )
     if revision is not None:
         if spec.is_local:
-            raise ModelNotFoundError(f"{name}: --revision applies to hub models, but this is a local directory")
+            raise ModelNotFoundError(
+                f"{name}: --revision applies to hub models, but this is a local directory"
+            )
         spec = replace(spec, revision=revision)
     return spec

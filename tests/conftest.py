@@ -15,17 +15,56 @@ import pytest
 
 # The 32-token English CTC vocabulary of the asapp and facebook checkpoints (sew_spec.md section 5.3).
 ENGLISH_VOCAB = {
-    "<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "E": 5, "T": 6, "A": 7, "O": 8, "N": 9, "I": 10, "H": 11,
-    "S": 12, "R": 13, "D": 14, "L": 15, "U": 16, "M": 17, "W": 18, "C": 19, "F": 20, "G": 21, "Y": 22, "P": 23,
-    "B": 24, "V": 25, "K": 26, "'": 27, "X": 28, "J": 29, "Q": 30, "Z": 31,
+    "<pad>": 0,
+    "<s>": 1,
+    "</s>": 2,
+    "<unk>": 3,
+    "|": 4,
+    "E": 5,
+    "T": 6,
+    "A": 7,
+    "O": 8,
+    "N": 9,
+    "I": 10,
+    "H": 11,
+    "S": 12,
+    "R": 13,
+    "D": 14,
+    "L": 15,
+    "U": 16,
+    "M": 17,
+    "W": 18,
+    "C": 19,
+    "F": 20,
+    "G": 21,
+    "Y": 22,
+    "P": 23,
+    "B": 24,
+    "V": 25,
+    "K": 26,
+    "'": 27,
+    "X": 28,
+    "J": 29,
+    "Q": 30,
+    "Z": 31,
 }
 TOKENIZER_CONFIG = {
-    "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "do_lower_case": False,
-    "word_delimiter_token": "|", "tokenizer_class": "Wav2Vec2CTCTokenizer",
+    "unk_token": "<unk>",
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "pad_token": "<pad>",
+    "do_lower_case": False,
+    "word_delimiter_token": "|",
+    "tokenizer_class": "Wav2Vec2CTCTokenizer",
 }
 PREPROCESSOR = {
-    "do_normalize": True, "feature_size": 1, "padding_side": "right", "padding_value": 0.0,
-    "return_attention_mask": False, "sampling_rate": 16000, "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+    "do_normalize": True,
+    "feature_size": 1,
+    "padding_side": "right",
+    "padding_value": 0.0,
+    "return_attention_mask": False,
+    "sampling_rate": 16000,
+    "feature_extractor_type": "Wav2Vec2FeatureExtractor",
 }
 # Real SEW conv geometry (hop 320, receptive field 400) with few channels; 2 small transformer layers.
 TINY_SEW = {
@@ -87,7 +126,9 @@ def speechlike(seconds: float, rate: int = 16000, seed: int = 0, channels: int =
     return x.astype(np.float32)
 
 
-def write_audio(path: Path, seconds: float, rate: int = 16000, seed: int = 0, channels: int = 1, **kw: object) -> Path:
+def write_audio(
+    path: Path, seconds: float, rate: int = 16000, seed: int = 0, channels: int = 1, **kw: object
+) -> Path:
     """Write `speechlike` audio with soundfile (format from the extension unless given)."""
     import soundfile as sf
 

@@ -48,30 +48,84 @@ def _part_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.endswith(".part") or p.name.startswith(".sew-write-test")]
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # option resolution (the heavy call patched, the resolved request asserted)
 
 
 def test_options_resolve_into_stage_dataclasses(tmp_path: Path, clean_env: dict[str, str]) -> None:
     with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
-        result = sew("transcribe", "x.wav", "-", "--model", "sew-tiny", "--revision", "v1", "-f", "srt", "-f", "json",
-                     "-f", "srt", "-o", str(tmp_path / "out"), "--decoder", "beam", "--beam-width", "8",
-                     "--hotword", "sew", "--hotword", "new york", "--hotword-weight", "5", "--alpha", "0.7",
-                     "--chunk-length", "10", "--chunk-overlap", "1.5", "--device", "cpu", "--threads", "2",
-                     "--batch-size", "4", "--precision", "bf16", "--skip-existing", "--ext", "wav", "-q")
+        result = sew(
+            "transcribe",
+            "x.wav",
+            "-",
+            "--model",
+            "sew-tiny",
+            "--revision",
+            "v1",
+            "-f",
+            "srt",
+            "-f",
+            "json",
+            "-f",
+            "srt",
+            "-o",
+            str(tmp_path / "out"),
+            "--decoder",
+            "beam",
+            "--beam-width",
+            "8",
+            "--hotword",
+            "sew",
+            "--hotword",
+            "new york",
+            "--hotword-weight",
+            "5",
+            "--alpha",
+            "0.7",
+            "--chunk-length",
+            "10",
+            "--chunk-overlap",
+            "1.5",
+            "--device",
+            "cpu",
+            "--threads",
+            "2",
+            "--batch-size",
+            "4",
+            "--precision",
+            "bf16",
+            "--skip-existing",
+            "--ext",
+            "wav",
+            "-q",
+        )
     assert result.exit_code == 0, result.output
     (request,), _ = run.call_args
     assert request.inputs == ("x.wav", "-")
-    assert (request.model, request.revision, request.quiet, request.verbose) == ("sew-tiny", "v1", True, False)
-    assert request.output == cli.OutputOptions(formats=("srt", "json"), output_dir=tmp_path / "out",
-                                               skip_existing=True, overwrite=False, extensions=("wav",))
+    assert (request.model, request.revision, request.quiet, request.verbose) == (
+        "sew-tiny",
+        "v1",
+        True,
+        False,
+    )
+    assert request.output == cli.OutputOptions(
+        formats=("srt", "json"),
+        output_dir=tmp_path / "out",
+        skip_existing=True,
+        overwrite=False,
+        extensions=("wav",),
+    )
     p = request.pipeline
     assert isinstance(p, pipeline.PipelineOptions)
     assert (p.decode.kind, p.decode.beam_width, p.decode.hotwords) == ("beam", 8, ("sew", "new york"))
     assert (p.decode.hotword_weight, p.decode.alpha, p.decode.beta) == (5.0, 0.7, 1.5)
     assert (p.chunk.chunk_seconds, p.chunk.overlap_seconds) == (10.0, 1.5)
     assert (p.inference.device, p.inference.threads, p.inference.batch_size, p.inference.precision) == (
-        "cpu", 2, 4, "bf16")
+        "cpu",
+        2,
+        4,
+        "bf16",
+    )
 
 
 def test_defaults(clean_env: dict[str, str]) -> None:
@@ -108,7 +162,7 @@ def test_several_inputs_need_output_dir_for_non_txt(audio_tree: Path, clean_env:
     assert result.exit_code == 2 and "need --output-dir" in result.stderr
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # end to end, in process
 
 
@@ -123,14 +177,25 @@ def test_single_file_to_stdout(tmp_path: Path, tiny_sew_dir: Path, clean_env: di
     assert quiet.stdout == result.stdout and quiet.stderr == ""
 
 
-def test_directory_to_output_dir_mirrors_the_tree(audio_tree: Path, tmp_path: Path, tiny_sew_dir: Path,
-                                                  clean_env: dict[str, str]) -> None:
+def test_directory_to_output_dir_mirrors_the_tree(
+    audio_tree: Path, tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
     out = tmp_path / "out"
-    result = sew("transcribe", str(audio_tree), "-o", str(out), "-f", "srt", "-f", "json", "-m", str(tiny_sew_dir))
+    result = sew(
+        "transcribe", str(audio_tree), "-o", str(out), "-f", "srt", "-f", "json", "-m", str(tiny_sew_dir)
+    )
     assert result.exit_code == 0, result.stderr
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == ["a.mp3.json", "a.mp3.srt", "a.wav.json", "a.wav.srt",  # same stem: both keep the extension
-                     "sub/b.json", "sub/b.srt", "sub/c.json", "sub/c.srt"]
+    assert files == [
+        "a.mp3.json",
+        "a.mp3.srt",
+        "a.wav.json",
+        "a.wav.srt",  # same stem: both keep the extension
+        "sub/b.json",
+        "sub/b.srt",
+        "sub/c.json",
+        "sub/c.srt",
+    ]
     doc = json.loads((out / "sub" / "b.json").read_text(encoding="utf-8"))
     assert doc["source"] == str(audio_tree / "sub" / "b.flac") and doc["duration"] == pytest.approx(2.5)
     cues = list(srt.parse((out / "sub" / "b.srt").read_text(encoding="utf-8")))
@@ -138,7 +203,9 @@ def test_directory_to_output_dir_mirrors_the_tree(audio_tree: Path, tmp_path: Pa
     assert "4 files transcribed, 0 failed" in result.stderr
 
 
-def test_several_files_print_txt_with_headers(audio_tree: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+def test_several_files_print_txt_with_headers(
+    audio_tree: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
     names = [str(audio_tree / "a.mp3"), str(audio_tree / "sub" / "b.flac"), str(audio_tree / "sub" / "c.ogg")]
     result = sew("transcribe", *names, "-m", str(tiny_sew_dir))
     assert result.exit_code == 0, result.stderr
@@ -148,8 +215,9 @@ def test_several_files_print_txt_with_headers(audio_tree: Path, tiny_sew_dir: Pa
     assert f"==> {names[1]} <==\n{single}" in result.stdout
 
 
-def test_bad_inputs_are_reported_and_the_rest_is_done(audio_tree: Path, tmp_path: Path, tiny_sew_dir: Path,
-                                                      clean_env: dict[str, str]) -> None:
+def test_bad_inputs_are_reported_and_the_rest_is_done(
+    audio_tree: Path, tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
     (audio_tree / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
     (audio_tree / "sub" / "empty.flac").write_bytes(b"")
     out = tmp_path / "out"
@@ -158,7 +226,8 @@ def test_bad_inputs_are_reported_and_the_rest_is_done(audio_tree: Path, tmp_path
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert sorted(e.split(":")[1].strip() for e in errors) == sorted(
-        [str(audio_tree / "broken.wav"), str(audio_tree / "sub" / "empty.flac"), missing])
+        [str(audio_tree / "broken.wav"), str(audio_tree / "sub" / "empty.flac"), missing]
+    )
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in out.rglob("*.txt")) == ["a.mp3.txt", "a.wav.txt", "b.txt", "c.txt"]
     assert not _part_files(out)
@@ -167,7 +236,9 @@ def test_bad_inputs_are_reported_and_the_rest_is_done(audio_tree: Path, tmp_path
     assert verbose.exit_code == 1 and "Traceback" in verbose.stderr
 
 
-def test_existing_outputs_skip_overwrite_or_fail(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+def test_existing_outputs_skip_overwrite_or_fail(
+    tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
     wav = write_audio(tmp_path / "a.wav", 1.5)
     out = tmp_path / "out"
     target = out / "a.txt"
@@ -175,7 +246,9 @@ def test_existing_outputs_skip_overwrite_or_fail(tmp_path: Path, tiny_sew_dir: P
     original = target.read_text()
     target.write_text("edited\n")
     refused = sew("transcribe", str(wav), "-o", str(out), "-m", str(tiny_sew_dir))
-    assert refused.exit_code == 1 and f"{target} exists" in refused.stderr and target.read_text() == "edited\n"
+    assert (
+        refused.exit_code == 1 and f"{target} exists" in refused.stderr and target.read_text() == "edited\n"
+    )
     skipped = sew("transcribe", str(wav), "-o", str(out), "-m", str(tiny_sew_dir), "--skip-existing")
     assert skipped.exit_code == 0 and "1 skipped" in skipped.stderr and target.read_text() == "edited\n"
     replaced = sew("transcribe", str(wav), "-o", str(out), "-m", str(tiny_sew_dir), "--overwrite")
@@ -215,9 +288,11 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path: Path) -> None:
 
 
 def test_output_names_never_collide_or_escape(tmp_path: Path) -> None:
-    jobs = [cli.Job("d1/x.wav", "d1/x.wav", Path("x"), Path("x.wav")),
-            cli.Job("d2/x.wav", "d2/x.wav", Path("x"), Path("x.wav")),
-            cli.Job("e/../../evil.wav", "e/../../evil.wav", Path("../../evil"), Path("../../evil.wav"))]
+    jobs = [
+        cli.Job("d1/x.wav", "d1/x.wav", Path("x"), Path("x.wav")),
+        cli.Job("d2/x.wav", "d2/x.wav", Path("x"), Path("x.wav")),
+        cli.Job("e/../../evil.wav", "e/../../evil.wav", Path("../../evil"), Path("../../evil.wav")),
+    ]
     paths, problems = cli.output_paths(jobs, tmp_path / "out", ("srt",))
     assert paths == {0: {"srt": tmp_path / "out" / "x.wav.srt"}}
     assert [i for i, _ in problems] == [1, 2]
@@ -244,7 +319,7 @@ def test_hub_id_from_a_fake_cache(tmp_path: Path, tiny_sew_dir: Path, clean_env:
     assert via_hub.stdout == via_dir.stdout
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # models commands
 
 
@@ -261,14 +336,17 @@ def test_models_list_info_download(tmp_path: Path, tiny_sew_dir: Path, clean_env
     assert "sew-synth-en" in rows
     info = sew("models", "info", "sew-d-mid")
     assert info.exit_code == 0
-    assert "asapp/sew-d-mid-400k-ft-ls100h@main" in info.stdout and "sew models download sew-d-mid" in info.stdout
+    assert (
+        "asapp/sew-d-mid-400k-ft-ls100h@main" in info.stdout
+        and "sew models download sew-d-mid" in info.stdout
+    )
     unknown = sew("models", "info", "nope")
     assert unknown.exit_code == 2 and "known models:" in unknown.stderr
     offline = sew("models", "download", "sew-tiny")
     assert offline.exit_code == 1 and "HF_HUB_OFFLINE" in offline.stderr
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # subprocesses: stdin, pipes, signals
 
 
@@ -295,13 +373,28 @@ def test_closed_stdout_ends_quietly(audio_tree: Path, tiny_sew_dir: Path, clean_
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_mid_batch(sig: int, code: int, tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+def test_signal_mid_batch(
+    sig: int, code: int, tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
     src = tmp_path / "many"
     for i in range(24):
         write_audio(src / f"f{i:02d}.wav", 25.0, seed=i)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "sewcli", "transcribe", str(src), "-o", str(out), "-f", "json",
-           "-m", str(tiny_sew_dir), "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sewcli",
+        "transcribe",
+        str(src),
+        "-o",
+        str(out),
+        "-f",
+        "json",
+        "-m",
+        str(tiny_sew_dir),
+        "--threads",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(clean_env))
     deadline = time.monotonic() + 120
     while not list(out.glob("*.json")) and time.monotonic() < deadline and proc.poll() is None:
@@ -317,20 +410,43 @@ def test_signal_mid_batch(sig: int, code: int, tmp_path: Path, tiny_sew_dir: Pat
     assert b"Traceback" not in err
 
 
-def test_two_processes_share_an_output_dir(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+def test_two_processes_share_an_output_dir(
+    tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
     src = tmp_path / "src"
     for i in range(6):
         write_audio(src / f"f{i}.wav", 3.0, seed=i)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "sewcli", "transcribe", str(src), "-o", str(out), "-f", "json", "-f", "srt",
-           "-m", str(tiny_sew_dir), "--skip-existing", "--threads", "1", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sewcli",
+        "transcribe",
+        str(src),
+        "-o",
+        str(out),
+        "-f",
+        "json",
+        "-f",
+        "srt",
+        "-m",
+        str(tiny_sew_dir),
+        "--skip-existing",
+        "--threads",
+        "1",
+        "-q",
+    ]
     procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, env=_env(clean_env)) for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, err.decode()
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"f{i}.{x}" for i in range(6) for x in ("json", "srt"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"f{i}.{x}" for i in range(6) for x in ("json", "srt")
+    )
     for i in range(6):
         doc = json.loads((out / f"f{i}.json").read_text(encoding="utf-8"))
         assert doc["duration"] == pytest.approx(3.0)
-        assert " ".join(c.content for c in srt.parse((out / f"f{i}.srt").read_text(encoding="utf-8"))).split() \
+        assert (
+            " ".join(c.content for c in srt.parse((out / f"f{i}.srt").read_text(encoding="utf-8"))).split()
             == doc["text"].split()
+        )

@@ -13,7 +13,9 @@ from sewcli.registry import ModelSpec
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
-def make_fake_cache(root: Path, repo: str, files: dict[str, bytes], ref: str = "main", sha: str = SHA) -> Path:
+def make_fake_cache(
+    root: Path, repo: str, files: dict[str, bytes], ref: str = "main", sha: str = SHA
+) -> Path:
     """Lay out models--org--name/{blobs,refs/<ref>,snapshots/<sha>/...} like huggingface_hub does."""
     repo_dir = root / ("models--" + repo.replace("/", "--"))
     (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
@@ -47,7 +49,9 @@ def test_cached_model_is_found_offline(hf_cache: Path) -> None:
 
 def test_revision_by_ref_and_by_sha(hf_cache: Path) -> None:
     other = "f" * 40
-    snap = make_fake_cache(hf_cache, "org/tiny", {"config.json": b"{}", "pytorch_model.bin": b"w"}, "v2", other)
+    snap = make_fake_cache(
+        hf_cache, "org/tiny", {"config.json": b"{}", "pytorch_model.bin": b"w"}, "v2", other
+    )
     assert hub.model_directory(ModelSpec(name="t", repo="org/tiny", revision="v2")) == snap
     assert hub.model_directory(ModelSpec(name="t", repo="org/tiny", revision=other)) == snap
     with pytest.raises(DownloadError):
@@ -91,7 +95,7 @@ def test_local_directory_spec(tmp_path: Path) -> None:
 
 
 def test_download_fetches_only_needed_files(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Online path with the hub calls patched: safetensors preferred, only metadata + one weight file requested."""
+    """Online path, hub calls patched: safetensors preferred, only metadata + one weight file requested."""
     import huggingface_hub
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -100,7 +104,14 @@ def test_download_fetches_only_needed_files(hf_cache: Path, monkeypatch: pytest.
     class FakeApi:
         def list_repo_files(self, repo: str, revision: str) -> list[str]:
             calls["listed"] = (repo, revision)
-            return ["config.json", "vocab.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5", "README.md"]
+            return [
+                "config.json",
+                "vocab.json",
+                "model.safetensors",
+                "pytorch_model.bin",
+                "tf_model.h5",
+                "README.md",
+            ]
 
     def fake_snapshot(repo: str, **kwargs: object) -> str:
         calls["snapshot"] = (repo, kwargs)
@@ -113,5 +124,8 @@ def test_download_fetches_only_needed_files(hf_cache: Path, monkeypatch: pytest.
     assert calls["listed"] == ("facebook/wav2vec2-base-960h", "r1")
     repo, kwargs = calls["snapshot"]  # type: ignore[misc]
     assert repo == "facebook/wav2vec2-base-960h"
-    assert kwargs == {"revision": "r1", "allow_patterns": ["config.json", "vocab.json", "model.safetensors"],
-                      "cache_dir": str(hf_cache)}
+    assert kwargs == {
+        "revision": "r1",
+        "allow_patterns": ["config.json", "vocab.json", "model.safetensors"],
+        "cache_dir": str(hf_cache),
+    }

@@ -66,12 +66,14 @@ def test_single_window_equals_direct_forward(model: inference.LoadedModel) -> No
 
 def test_windows_are_normalised_alone_and_tile_the_frames(model: inference.LoadedModel) -> None:
     x = _signal(7.9, seed=1)
-    x[: x.size // 2] *= 20  # a loud first half: a whole-file normalisation would change the second half's windows
+    x[: x.size // 2] *= (
+        20  # a loud first half: a whole-file normalisation would change the second half's windows
+    )
     windows = _windows(x, model, 2.0, 0.4)
     ems = list(inference.emissions(windows, model, inference.InferenceOptions()))
     assert len(ems) == len(windows) > 3
     expected_first = 0
-    for w, em in zip(windows, ems):
+    for w, em in zip(windows, ems, strict=True):
         assert em.first_frame == expected_first == w.start // 320 + w.keep_start
         ref = _reference_log_probs(model, w.samples)[w.keep_start : w.keep_end]
         np.testing.assert_allclose(em.log_probs, ref, atol=2e-5)
@@ -80,14 +82,16 @@ def test_windows_are_normalised_alone_and_tile_the_frames(model: inference.Loade
 
 
 def test_batched_equals_unbatched(model: inference.LoadedModel) -> None:
-    """Only equal-length windows share a batch (no padding), so batching changes nothing beyond float rounding."""
+    """Only equal-length windows share a batch (no padding): batching changes nothing but float rounding."""
     windows = _windows(_signal(8.71, seed=2), model, 2.0, 0.4)
     lengths = [w.valid for w in windows]
-    assert len(set(lengths[:-1])) == 1 and lengths[-1] != lengths[0]  # the last window is longer: its own batch
+    assert (
+        len(set(lengths[:-1])) == 1 and lengths[-1] != lengths[0]
+    )  # the last window is longer: its own batch
     one = list(inference.emissions(windows, model, inference.InferenceOptions(batch_size=1)))
     four = list(inference.emissions(windows, model, inference.InferenceOptions(batch_size=4)))
     assert [e.first_frame for e in one] == [e.first_frame for e in four]
-    for a, b in zip(one, four):
+    for a, b in zip(one, four, strict=True):
         # BLAS picks other kernels for other batch sizes: equal up to float32 rounding (measured <= 2.4e-7).
         np.testing.assert_allclose(a.log_probs, b.log_probs, atol=1e-5, rtol=0)
         assert np.array_equal(a.log_probs.argmax(1), b.log_probs.argmax(1))
@@ -95,7 +99,9 @@ def test_batched_equals_unbatched(model: inference.LoadedModel) -> None:
 
 def test_batches_group_equal_lengths_only() -> None:
     def w(i: int, n: int) -> Window:
-        return Window(index=i, start=i * 320, samples=np.zeros(n, np.float32), keep_start=0, keep_end=1, is_last=False)
+        return Window(
+            index=i, start=i * 320, samples=np.zeros(n, np.float32), keep_start=0, keep_end=1, is_last=False
+        )
 
     groups = list(inference._batches([w(0, 800), w(1, 800), w(2, 800), w(3, 960), w(4, 800)], batch_size=2))
     assert [[x.index for x in g] for g in groups] == [[0, 1], [2], [3], [4]]
@@ -144,7 +150,9 @@ def test_device_resolution_and_fp16_on_cpu(tiny_sew_dir: Path) -> None:
 def test_threads_and_bf16(tiny_sew_dir: Path) -> None:
     before = torch.get_num_threads()
     try:
-        m = inference.load(tiny_sew_dir, inference.InferenceOptions(device="cpu", threads=1, precision="bf16"))
+        m = inference.load(
+            tiny_sew_dir, inference.InferenceOptions(device="cpu", threads=1, precision="bf16")
+        )
         assert torch.get_num_threads() == 1
         x = _signal(2.0)
         (em,) = inference.emissions(_windows(x, m, 30.0, 3.0), m, inference.InferenceOptions())

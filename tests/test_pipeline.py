@@ -1,4 +1,4 @@
-"""pipeline.transcribe_file: the stages composed for one input (tiny random SEW checkpoint, generated audio)."""
+"""pipeline.transcribe_file: the stages composed for one input (tiny random SEW, generated audio)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ def greedy(model: inference.LoadedModel) -> decoding.CTCDecoder:
     return decoding.build_decoder(model.vocab, decoding.DecodeOptions())
 
 
-def test_whole_file_matches_an_independent_forward(tmp_path: Path, model: inference.LoadedModel,
-                                                  greedy: decoding.CTCDecoder) -> None:
+def test_whole_file_matches_an_independent_forward(
+    tmp_path: Path, model: inference.LoadedModel, greedy: decoding.CTCDecoder
+) -> None:
     path = write_audio(tmp_path / "a.wav", 4.2, seed=3)
     opts = pipeline.PipelineOptions(chunk=chunking.ChunkOptions(30.0, 3.0))  # one window
     tr = pipeline.transcribe_file(str(path), model, greedy, opts)
@@ -45,8 +46,9 @@ def test_whole_file_matches_an_independent_forward(tmp_path: Path, model: infere
     assert tr.extra["decoder"] == "greedy"
 
 
-def test_resampled_stereo_input_and_segments(tmp_path: Path, model: inference.LoadedModel,
-                                             greedy: decoding.CTCDecoder) -> None:
+def test_resampled_stereo_input_and_segments(
+    tmp_path: Path, model: inference.LoadedModel, greedy: decoding.CTCDecoder
+) -> None:
     path = write_audio(tmp_path / "b.flac", 6.5, rate=44100, channels=2, seed=4)
     seen: list[tuple[float, float | None]] = []
     opts = pipeline.PipelineOptions(chunk=chunking.ChunkOptions(2.0, 0.4))
@@ -61,8 +63,9 @@ def test_resampled_stereo_input_and_segments(tmp_path: Path, model: inference.Lo
     assert [w for s in tr.segments for w in s.words] == list(tr.words)  # every word in exactly one segment
 
 
-def test_too_short_input_names_the_file(tmp_path: Path, model: inference.LoadedModel,
-                                        greedy: decoding.CTCDecoder) -> None:
+def test_too_short_input_names_the_file(
+    tmp_path: Path, model: inference.LoadedModel, greedy: decoding.CTCDecoder
+) -> None:
     path = write_audio(tmp_path / "blip.wav", 0.02)
     with pytest.raises(AudioError) as err:
         pipeline.transcribe_file(path, model, greedy, pipeline.PipelineOptions())
@@ -94,12 +97,18 @@ def test_memory_does_not_grow_with_file_length(tmp_path: Path) -> None:
     The model is biased towards the blank so that the transcript itself (which does grow with the input) stays
     empty and the measurement sees only the stages' buffers.
     """
-    quiet = inference.load(write_sew_checkpoint(tmp_path / "quiet", blank_bias=30.0), inference.InferenceOptions())
+    quiet = inference.load(
+        write_sew_checkpoint(tmp_path / "quiet", blank_bias=30.0), inference.InferenceOptions()
+    )
     decoder = decoding.build_decoder(quiet.vocab, decoding.DecodeOptions())
     short_peak, short_dur = _peak_bytes(_noise_wav(tmp_path / "short.wav", 60), quiet, decoder)
     long_peak, long_dur = _peak_bytes(_noise_wav(tmp_path / "long.wav", 240), quiet, decoder)
     assert (short_dur, long_dur) == (pytest.approx(60), pytest.approx(240))
     growth = long_peak - short_peak
     signal_growth = (240 - 60) * 16000 * 4
-    assert long_peak < 16_000_000, f"peak {long_peak / 1e6:.1f} MB"  # measured 9.4 MB at 60 s, 240 s and 360 s
-    assert growth < signal_growth / 20, f"peak grew {growth / 1e6:.2f} MB for {signal_growth / 1e6:.0f} MB more audio"
+    assert long_peak < 16_000_000, (
+        f"peak {long_peak / 1e6:.1f} MB"
+    )  # measured 9.4 MB at 60 s, 240 s and 360 s
+    assert growth < signal_growth / 20, (
+        f"peak grew {growth / 1e6:.2f} MB for {signal_growth / 1e6:.0f} MB more audio"
+    )

@@ -120,8 +120,8 @@ def test_user_config_dir_is_read(tmp_path: Path) -> None:
         ('[models.x]\nrepo = "a/b"\nsample_rate = "16k"\n', "sample_rate must be a positive integer"),
         ('[models.x]\nrepo = "not a hub id"\n', "repo must be a hub id"),
         ('[models.x]\nrepo = "a/b"\nparams = true\n', "params must be a number"),
-        ("[defaults]\nmodel = \"nope\"\n", "'nope' is not a registry entry"),
-        ("[default]\nmodel = \"x\"\n", "unknown table 'default'"),
+        ('[defaults]\nmodel = "nope"\n', "'nope' is not a registry entry"),
+        ('[default]\nmodel = "x"\n', "unknown table 'default'"),
     ],
 )
 def test_malformed_user_file_is_one_line_naming_the_file(tmp_path: Path, text: str, needle: str) -> None:
