@@ -187,6 +187,10 @@ def resolve(name: str | None, registry: Registry, revision: str | None = None) -
         local = Path(os.path.expanduser(name))
         if local.is_dir():
             spec = ModelSpec(name=name, path=local.resolve())
+        elif local.is_file():  # e.g. `-m clip.wav`: say so instead of looking for a hub repo `clips/clip.wav`
+            raise ModelNotFoundError(
+                f"{name}: is a file, not a checkpoint directory (give the directory holding config.json)"
+            )
         elif _HUB_ID.match(name) and not name.startswith((".", "/")):
             spec = ModelSpec(name=name, repo=name)
         else:
