@@ -201,6 +201,7 @@ def test_hub_config_translation_and_round_trip() -> None:
         ("hidden_act", "mish"),
         ("hidden_size", "wide"),
         ("num_attention_heads", 7),
+        ("attention_head_size", 32),
         ("add_adapter", True),
         ("model_type", "sew"),
         ("conv_stride", 5),
@@ -488,3 +489,33 @@ def test_too_short_input_is_refused() -> None:
         assert model(torch.zeros(1, n)).shape[1] == model.config.squeeze_factor
         with pytest.raises(ValueError, match=str(n)):
             model(torch.zeros(1, n - 1))
+
+
+def test_model_built_under_inference_mode_is_not_cached_stale() -> None:
+    """Inference tensors have no version counter: no caching, and in-place weight changes still show."""
+    x = _signal(8_000, 32)
+    with torch.inference_mode():
+        model = _small_model().eval()
+        deberta = model.sew_d.encoder.encoder
+        before = model(x)
+        assert deberta._cache_key is None
+        deberta.layer[1].attention.self.query_proj.bias.add_(0.5)
+        after = model(x)
+    assert not torch.equal(before, after)
+    reference = _small_model().eval()
+    reference.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(reference(x), after)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_runs_close_to_float32(dtype: torch.dtype) -> None:
+    model = _small_model(seed=3).eval()
+    x = _signal(16_000, 33)
+    with torch.inference_mode():
+        ref = model(x)
+        half = _small_model(seed=3).eval()
+        half.load_state_dict(model.state_dict())
+        out = half.to(dtype)(x.to(dtype))
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    assert _max_diff(out.float(), ref) < 0.05 * float(ref.abs().max())

@@ -146,7 +146,6 @@ _HF_FIELDS: dict[str, Callable[[Any], Any]] = {
 _UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
     "conv_kernel_size": lambda v: bool(v) and v > 0,  # DeBERTa ConvLayer after layer 0 (never used by SEW-D)
     "add_adapter": lambda v: bool(v),
-    "use_weighted_layer_sum": lambda v: False,  # only for sequence classification; harmless for CTC
 }
 
 
@@ -206,6 +205,9 @@ class SEWDConfig:
         check_activation("hidden_act", self.hidden_act)
         check_activation("feat_extract_activation", self.feat_extract_activation)
         check_divisible(self.hidden_size, self.num_attention_heads, self.num_conv_pos_embedding_groups)
+        if self.attention_head_size not in (None, self.hidden_size // self.num_attention_heads):
+            # transformers builds attention.output.dense as Linear(hidden, hidden): other head sizes fail
+            _unsupported("attention_head_size", self.attention_head_size, "must be hidden_size / heads")
         if self.squeeze_factor < 1:
             _unsupported("squeeze_factor", self.squeeze_factor, "must be >= 1")
         if self.vocab_size < 1:
@@ -437,8 +439,7 @@ class SelfOutput(nn.Module):
 
     def __init__(self, config: SEWDConfig) -> None:
         super().__init__()
-        all_head = config.num_attention_heads * config.head_size
-        self.dense = nn.Linear(all_head, config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.activation_dropout)
 
@@ -532,6 +533,7 @@ class TransformerEncoder(nn.Module):
             self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self._cache_key: tuple[object, ...] | None = None
         self._cache: list[tuple[Tensor | None, Tensor | None]] = []
+        self.register_load_state_dict_post_hook(lambda module, keys: module.clear_cache())
 
     def layers(self) -> list[Layer]:
         """The layers, typed."""
@@ -544,10 +546,10 @@ class TransformerEncoder(nn.Module):
 
     def position_projections(self) -> list[tuple[Tensor | None, Tensor | None]]:
         """Per-layer (pos_key, pos_query); cached in eval mode when autograd is off (input-independent)."""
-        if self.training or torch.is_grad_enabled():
+        key = None if self.training or torch.is_grad_enabled() else self._parameter_key()
+        if key is None:
             rel = self.rel_embedding()
             return [layer.attention.self.project_positions(rel) for layer in self.layers()]
-        key = self._parameter_key()
         if key != self._cache_key:
             with torch.no_grad():
                 rel = self.rel_embedding()
@@ -555,10 +557,16 @@ class TransformerEncoder(nn.Module):
             self._cache_key = key
         return self._cache
 
-    def _parameter_key(self) -> tuple[object, ...]:
-        """Identity of every parameter the projections read: storage, version counter, dtype, device, mode."""
+    def _parameter_key(self) -> tuple[object, ...] | None:
+        """Identity of every parameter: storage, version counter, dtype, device; None = do not cache.
+
+        Parameters created under torch.inference_mode have no version counter, so an in-place update of them
+        could not be detected: such models recompute the projections on every forward.
+        """
         parts: list[object] = [torch.is_inference_mode_enabled()]
         for p in self.parameters():
+            if p.is_inference():
+                return None
             parts.append((p.data_ptr(), p._version, p.dtype, p.device))
         return tuple(parts)
 
