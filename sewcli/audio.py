@@ -129,6 +129,9 @@ class _SoundFileStream:
             subtype=str(f.subtype),
         )
         self.frames_read = 0
+        self._buf = np.empty((block_frames, self.info.channels), dtype=np.float32)  # reused by every read
+        self._pending: FloatArray | None = None  # the block decoded by prime(), not yet yielded
+        self._primed_frames = 0
         self._warn_if_truncated()
 
     def _warn_if_truncated(self) -> None:
@@ -148,25 +151,39 @@ class _SoundFileStream:
                 (self.info.frames or 0) / self.info.sample_rate,
             )
 
+    def _read(self) -> FloatArray | None:
+        """Decode the next block as mono, or None at EOF; _DecodeError if libsndfile fails."""
+        try:
+            n = self._f.read(self._block, dtype="float32", always_2d=True, out=self._buf).shape[0]
+        except (sf.SoundFileError, RuntimeError) as e:
+            done = (self.frames_read + self._primed_frames) / self.info.sample_rate
+            raise _DecodeError(
+                f"{self._name}: decoding failed after {done:.2f} s: {_sf_reason(e)} "
+                "(truncated or damaged file?)"
+            ) from e
+        return None if n == 0 else _downmix(self._buf[:n])
+
+    def prime(self) -> None:
+        """Decode the first block now: some damaged files (a truncated FLAC) open fine but cannot be read."""
+        self._pending = self._read()
+        self._primed_frames = 0 if self._pending is None else len(self._pending)
+
     def blocks(self) -> Iterator[FloatArray]:
         """Yield mono blocks until EOF."""
-        rate = self.info.sample_rate
-        buf = np.empty((self._block, self.info.channels), dtype=np.float32)
-        while True:
-            try:
-                n = self._f.read(self._block, dtype="float32", always_2d=True, out=buf).shape[0]
-            except (sf.SoundFileError, RuntimeError) as e:
-                raise AudioError(
-                    f"{self._name}: decoding failed after {self.frames_read / rate:.2f} s: {_sf_reason(e)}"
-                ) from e
-            if n == 0:
-                break
-            mono = _downmix(buf[:n])
-            _check_finite(mono, self._name, self.frames_read, rate)
-            self.frames_read += n
-            yield mono
+        block, self._pending, self._primed_frames = self._pending, None, 0
+        if block is None:
+            block = self._read()
+        while block is not None:
+            _check_finite(block, self._name, self.frames_read, self.info.sample_rate)
+            self.frames_read += len(block)
+            yield block
+            block = self._read()
         if self.frames_read == 0:
             raise AudioError(f"{self._name}: contains no audio samples")
+
+
+class _DecodeError(AudioError):
+    """libsndfile opened the input but failed to decode it."""
 
 
 class _FfmpegError(AudioError):
@@ -394,7 +411,19 @@ def _open_path(
                 raise AudioError(f"{name}: {reason} ({fe.detail})") from e
         raise AudioError(f"{name}: {reason}") from e
     stack.enter_context(f)
-    return _SoundFileStream(f, name, source, options.block_frames)
+    stream = _SoundFileStream(f, name, source, options.block_frames)
+    try:
+        stream.prime()
+    except _DecodeError as e:
+        if not (options.use_ffmpeg and shutil.which("ffmpeg")):
+            raise
+        logger.warning("%s; trying ffmpeg", e)
+        f.close()
+        try:
+            return _open_ffmpeg(path, name, source, options.block_frames, stack)
+        except _FfmpegError as fe:
+            raise AudioError(f"{e} ({fe.detail})") from e
+    return stream
 
 
 @contextlib.contextmanager

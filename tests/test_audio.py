@@ -338,6 +338,44 @@ def test_truncated_wav_decodes_prefix_and_warns(tmp_path: Path, caplog: pytest.L
     assert not caplog.records
 
 
+def test_truncated_flac_without_ffmpeg_is_a_decode_error(tmp_path: Path) -> None:
+    """libsndfile opens a FLAC cut in half but cannot decode it (psf_fseek fails)."""
+    path = tmp_path / "half.flac"
+    x = signal(44100, 2, seconds=3.0)
+    sf.write(tmp_path / "full.flac", x, 44100)
+    data = (tmp_path / "full.flac").read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    try:
+        y, _, _ = decode(path)
+    except AudioError as err:
+        assert str(err).startswith(f"{path}: decoding failed after 0.00 s") and "\n" not in str(err)
+    else:  # a libsndfile that decodes the prefix is fine too
+        np.testing.assert_allclose(y, expected_mono(x)[: len(y)], atol=2e-4)
+
+
+@needs_ffmpeg
+def test_truncated_flac_falls_back_to_ffmpeg_and_decodes_the_prefix(tmp_path: Path) -> None:
+    x = signal(44100, 2, seconds=3.0)
+    sf.write(tmp_path / "full.flac", x, 44100)
+    data = (tmp_path / "full.flac").read_bytes()
+    path = tmp_path / "half.flac"
+    path.write_bytes(data[: len(data) // 2])
+    y, info, _ = decode(path, AudioOptions())
+    assert 0.3 * len(x) < len(y) < 0.7 * len(x)
+    np.testing.assert_allclose(y, expected_mono(x)[: len(y)], atol=2e-4)
+
+
+def test_stdin_terminal_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tty(io.TextIOWrapper):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Tty(io.BytesIO(b"")))
+    with pytest.raises(AudioError, match=r"^<stdin>: standard input is a terminal"):
+        with open_audio("-"):
+            pass
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can read any file")
 def test_unreadable_file(tmp_path: Path) -> None:
     path = tmp_path / "secret.wav"
