@@ -3,10 +3,11 @@
 Why soundfile (libsndfile): it is a small wheel with its own libsndfile that reads WAV (every PCM/float
 subtype), FLAC, OGG/Vorbis/Opus, MP3 (libsndfile >= 1.1) and a dozen older formats, and it can read a file
 block by block, so memory does not grow with the file length (whisper and faster-whisper decode whole files
-into RAM). What it cannot read (AAC/M4A, WMA, video containers, ...) is streamed through `ffmpeg` when that
-program is on PATH: it writes 32-bit float WAV to a pipe that we read block by block too. Both paths downmix
-the same way: the mean over the channel axis of soundfile's (frames, channels) array (transformers once
-averaged the wrong axis, #47886).
+into RAM). What it cannot open (AAC/M4A, WMA, video containers, ...) or opens but cannot decode from the
+first block (a truncated FLAC) is streamed through `ffmpeg` when that program is on PATH: it writes 32-bit
+float WAV to a pipe that we read block by block too. Plain-text files are never handed to ffmpeg (its raw
+demuxers "detect" text as AMR-NB). Both paths downmix the same way: the mean over the channel axis of
+soundfile's (frames, channels) array (transformers once averaged the wrong axis, #47886).
 
 Inputs:
 - a path (str or os.PathLike; unicode, spaces, quotes and leading dashes are fine: ffmpeg gets `file:PATH`
