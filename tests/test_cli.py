@@ -6,6 +6,7 @@ In-process (typer's CliRunner) where possible; subprocesses for stdin pipes, `| 
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -450,3 +451,17 @@ def test_two_processes_share_an_output_dir(
             " ".join(c.content for c in srt.parse((out / f"f{i}.srt").read_text(encoding="utf-8"))).split()
             == doc["text"].split()
         )
+
+
+def test_readme_quick_start_is_two_commands_and_ci_runs_its_test_command() -> None:
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```sh\n(.*?)\n```", quick, re.S)
+    assert len(commands) == 2 and all("\n" not in c for c in commands)
+    install_run, install_test = commands
+    assert install_run.endswith("&& sew transcribe examples/hello.wav")
+    assert (root / "examples" / "hello.wav").is_file()
+    test_command = install_test.rsplit("&& ", 1)[1]
+    assert test_command == "python -m pytest -q"
+    assert test_command in (root / ".ci" / "run").read_text(encoding="utf-8")
