@@ -6,8 +6,8 @@ In-process (typer's CliRunner) where possible; subprocesses for stdin pipes, `| 
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
