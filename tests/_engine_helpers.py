@@ -6,10 +6,12 @@ transformers is the independent reference here (test-only dependency); nothing i
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 ENGLISH_VOCAB = {
@@ -269,3 +271,13 @@ def max_diff_valid(a: torch.Tensor, b: torch.Tensor, frames: list[int] | None = 
     if frames is None:
         return float((a - b).abs().max())
     return max(float((a[i, :n] - b[i, :n]).abs().max()) for i, n in enumerate(frames))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Run a test module with one intra-op thread (import this fixture into the module to activate it)."""
+    # On the shared, oversubscribed 2-core box, OpenMP barriers between 2 threads cost more than they gain.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

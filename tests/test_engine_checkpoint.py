@@ -16,6 +16,7 @@ from _engine_helpers import (
     SEW_TOKENIZER_CONFIG,
     hf_model,
     legacy_state_dict,
+    one_thread,  # noqa: F401 (autouse fixture: one intra-op thread)
     save_both,
     waveform,
     write_metadata,

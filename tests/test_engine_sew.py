@@ -7,7 +7,14 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from _engine_helpers import SEW_TINY, hf_model, max_diff_valid, save_both, waveform
+from _engine_helpers import (
+    SEW_TINY,
+    hf_model,
+    max_diff_valid,
+    one_thread,  # noqa: F401 (autouse fixture: one intra-op thread)
+    save_both,
+    waveform,
+)
 
 from sewcli import records
 from sewcli.errors import UnsupportedConfigError

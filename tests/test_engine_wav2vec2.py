@@ -11,6 +11,7 @@ from _engine_helpers import (
     XLSR_VOCAB,
     hf_model,
     max_diff_valid,
+    one_thread,  # noqa: F401 (autouse fixture: one intra-op thread)
     save_both,
     waveform,
 )
