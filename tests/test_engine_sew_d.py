@@ -519,3 +519,24 @@ def test_half_precision_runs_close_to_float32(dtype: torch.dtype) -> None:
         out = half.to(dtype)(x.to(dtype))
     assert out.dtype == dtype and torch.isfinite(out).all()
     assert _max_diff(out.float(), ref) < 0.05 * float(ref.abs().max())
+
+
+def test_int8_fast_path_after_a_cached_forward() -> None:
+    """`--precision int8` deep-copies and quantises the linears: the copy must not reuse the fp32 cache."""
+    from sewcli.model.fastpath import quantize_linear_int8
+
+    model = _small_model(seed=4).eval()
+    x = _signal(16_000, 34)
+    with torch.inference_mode():
+        ref = model(x)  # fills the fp32 position cache
+    quantized = quantize_linear_int8(model)
+    deberta = quantized.sew_d.encoder.encoder
+    with torch.inference_mode():
+        out = quantized(x)
+        fresh = [t for pair in deberta.position_projections() for t in pair if t is not None]
+    deberta.clear_cache()
+    with torch.inference_mode():
+        recomputed = [t for pair in deberta.position_projections() for t in pair if t is not None]
+        assert torch.equal(quantized(x), out)
+    assert all(torch.equal(a, b) for a, b in zip(fresh, recomputed, strict=True))
+    assert 0 < _max_diff(out, ref) < 0.05 * float(ref.abs().max())
