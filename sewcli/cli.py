@@ -406,13 +406,15 @@ def _progress(enabled: bool) -> Iterator[Callable[[str], Callable[[float, float 
 
 
 def _summary(tally: Tally, wall: float, verb: str = "transcribed") -> str:
-    hours = tally.audio_seconds / 3600
-    rtf = wall / tally.audio_seconds if tally.audio_seconds > 0 else float("nan")
+    """The one-line end-of-run summary: files, skips, failures, audio hours, wall time, real-time factor."""
     parts = [f"{tally.done} file{'s' if tally.done != 1 else ''} {verb}"]
     if tally.skipped:
         parts.append(f"{tally.skipped} skipped")
     parts.append(f"{tally.failed} failed")
-    return f"sew: {', '.join(parts)}; {hours:.3f} h audio in {wall:.1f} s (real-time factor {rtf:.3f})"
+    line = f"sew: {', '.join(parts)}; {tally.audio_seconds / 3600:.3f} h audio in {wall:.1f} s"
+    if tally.audio_seconds > 0:
+        line += f" (real-time factor {wall / tally.audio_seconds:.3f})"
+    return line
 
 
 def _load(request: TranscribeRequest) -> tuple[object, object]:
