@@ -1049,7 +1049,7 @@ def classify(
 
 
 def _utf8_stdout() -> None:
-    """Print transcripts as UTF-8 whatever the locale (files are UTF-8 too); PYTHONIOENCODING still overrides."""
+    """Print transcripts as UTF-8 whatever the locale (files are UTF-8 too); PYTHONIOENCODING overrides."""
     if os.environ.get("PYTHONIOENCODING"):
         return
     encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "").replace("_", "")
