@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import numpy as np
@@ -45,6 +46,11 @@ def _sew(args: list[str], clean_env: dict[str, str], cwd: Path | None = None, **
     """Run `python -m sewcli ARGS` to completion; text stdout/stderr."""
     return subprocess.run([*SEW, *args], capture_output=True, text=True, env=_env(clean_env), cwd=cwd,
                           timeout=TIMEOUT, **kw)  # type: ignore[call-overload]
+
+
+def _invoke(args: list[str], input: bytes | None = None) -> Any:
+    """Run the CLI in this process (torch is already imported here; a subprocess pays ~5 s to import it)."""
+    return CliRunner().invoke(cli.app, args, input=input)
 
 
 def _leftovers(root: Path) -> list[Path]:
@@ -200,9 +206,9 @@ def test_traceback_only_with_verbose(tmp_path: Path, tiny_sew_dir: Path, clean_e
     bad.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00garbage")
     good = write_audio(tmp_path / "good.wav", 1.0)
     base = ["transcribe", "-m", str(tiny_sew_dir), "--threads", "1", str(bad), str(good)]
-    quiet, verbose = _sew(base, clean_env), _sew([*base, "--verbose"], clean_env)
+    quiet, verbose = _invoke(base), _invoke([*base, "--verbose"])
     for result in (quiet, verbose):
-        assert result.returncode == 1
+        assert result.exit_code == 1
         assert [e.split(": ")[1] for e in _error_lines(result.stderr)] == [str(bad)]
         assert f"==> {good} <==" in result.stdout  # the good file is still transcribed
     assert "Traceback" not in quiet.stderr
@@ -212,10 +218,10 @@ def test_traceback_only_with_verbose(tmp_path: Path, tiny_sew_dir: Path, clean_e
 def test_stdin_faults(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
     """Empty and non-audio standard input: one line naming <stdin>, exit 1, nothing on stdout."""
     base = ["transcribe", "-m", str(tiny_sew_dir), "--threads", "1", "-"]
-    empty = _sew(base, clean_env, input="")
-    text = _sew(base, clean_env, input="just some text\n" * 50)
+    empty = _invoke(base, input=b"")
+    text = _invoke(base, input=b"just some text\n" * 50)
     for result, phrase in ((empty, "input is empty (0 bytes)"), (text, "looks like a text file")):
-        assert result.returncode == 1 and result.stdout == ""
+        assert result.exit_code == 1 and result.stdout == ""
         line, summary = result.stderr.strip().splitlines()
         assert line.startswith("error: <stdin>: ") and phrase in line, line
         assert summary.startswith("sew: 0 files transcribed, 1 failed")
@@ -233,18 +239,20 @@ def test_directory_where_a_file_is_expected_and_back(args: list[str], needle: st
                                                       tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
     wav = write_audio(tmp_path / "a.wav", 1.0)
     args = [a.format(dir=tmp_path, file=wav) for a in args]
-    result = CliRunner().invoke(cli.app, ["transcribe", str(wav), "-m", str(tiny_sew_dir), *args])
+    result = _invoke(["transcribe", str(wav), "-m", str(tiny_sew_dir), *args])
     assert result.exit_code == 2
     assert needle in result.stderr and ("is a directory" in result.stderr or "is a file" in result.stderr)
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
 @pytest.mark.parametrize("name", ["a.wav", "clips/a.wav"])  # the second one is shaped like a hub id org/name
-def test_audio_file_given_as_model(name: str, tmp_path: Path, clean_env: dict[str, str]) -> None:
+def test_audio_file_given_as_model(name: str, tmp_path: Path, clean_env: dict[str, str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """`-m a.wav` (a file where a checkpoint directory is expected) must say so, not look for a hub repo."""
     wav = write_audio(tmp_path / name, 1.0)
-    result = _sew(["transcribe", "-m", name, name], clean_env, cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
+    monkeypatch.chdir(tmp_path)
+    result = _invoke(["transcribe", "-m", name, name])
+    assert result.exit_code == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line == f"error: {name}: is a file, not a checkpoint directory (give the directory holding config.json)"
     assert wav.exists() and result.stdout == ""
@@ -325,7 +333,7 @@ def test_model_faults(case: str, tmp_path: Path, tiny_sew_dir: Path, clean_env: 
     named = _break_model(case, tiny_sew_dir, tmp_path / "model", marker)
     wavs = [write_audio(tmp_path / f"{i}.wav", 1.0, seed=i) for i in range(2)]
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli.app, ["transcribe", "-m", str(tmp_path / "model"), "-o", str(out),
+    result = _invoke(["transcribe", "-m", str(tmp_path / "model"), "-o", str(out),
                                           "--threads", "1", *map(str, wavs)])
     assert result.exit_code == 1, result.stderr
     (line,) = result.stderr.strip().splitlines()
@@ -399,7 +407,7 @@ def test_disk_full_mid_run(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[s
     wavs = [write_audio(tmp_path / f"{n}.wav", 1.0, seed=i) for i, n in enumerate("abc")]
     out = tmp_path / "out"
     with mock.patch.object(cli.os, "fsync", _no_space(after=2)):  # a.json, a.txt fit; then the disk is full
-        result = CliRunner().invoke(cli.app, ["transcribe", "-m", str(tiny_sew_dir), "-o", str(out), "-f", "json",
+        result = _invoke(["transcribe", "-m", str(tiny_sew_dir), "-o", str(out), "-f", "json",
                                               "-f", "txt", "--threads", "1", *map(str, wavs)])
     assert result.exit_code == 1
     errors = _error_lines(result.stderr)
@@ -442,7 +450,7 @@ def test_unwritable_output_dir(kind: str, tmp_path: Path, tiny_sew_dir: Path, cl
         context = mock.patch.object(cli.tempfile, "mkstemp",
                                     side_effect=PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
     with context:
-        result = CliRunner().invoke(cli.app, ["transcribe", "-m", str(tiny_sew_dir), "-o", str(out),
+        result = _invoke(["transcribe", "-m", str(tiny_sew_dir), "-o", str(out),
                                               "--threads", "1", str(wav)])
     assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()
@@ -458,8 +466,8 @@ def test_two_processes_skip_existing_never_corrupt(tmp_path: Path, tiny_sew_dir:
     base = ["transcribe", str(src), "-m", str(tiny_sew_dir), "-f", "json", "-f", "vtt", "--threads", "1", "-q"]
     procs = [subprocess.Popen([*SEW, *base, "-o", str(out), "--skip-existing"], stderr=subprocess.PIPE,
                               env=_env(clean_env)) for _ in range(2)]
-    reference = _sew([*base, "-o", str(ref)], clean_env)
-    assert reference.returncode == 0, reference.stderr
+    reference = _invoke([*base, "-o", str(ref)])  # meanwhile, in this process
+    assert reference.exit_code == 0, reference.stderr
     for proc in procs:
         _, err = proc.communicate(timeout=TIMEOUT)
         assert proc.returncode == 0 and not err, err.decode()
