@@ -108,6 +108,7 @@ class Precision(str, enum.Enum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
+    int8 = "int8"
 
 
 # Shared option declarations (one place; `transcribe` and `models` reuse them).
@@ -884,11 +885,27 @@ def models_info(
                 else "no (run `sew models download " + spec.name + "`)",
             ),
         ]
+        if status.directory is not None:
+            rows.append(("checkpoint", _checkpoint_summary(status.directory)))
         width = max(len(k) for k, _ in rows)
         sys.stdout.write("".join(f"{k:<{width}}  {v}\n" for k, v in rows))
         return EXIT_OK
 
     raise typer.Exit(_guarded(body, False))
+
+
+def _checkpoint_summary(directory: Path) -> str:
+    """What config.json and the tokenizer files say (torch-free), or why they cannot be read."""
+    from sewcli import checkpoint
+
+    try:
+        info = checkpoint.read_checkpoint(directory)
+    except SewError as e:
+        return f"unreadable: {e}"
+    return (
+        f"{info.architecture} ({info.family}), {len(info.vocabulary)} output tokens, "
+        f"{info.features.sampling_rate} Hz, {info.weight_format} weights"
+    )
 
 
 @models_app.command("download")
@@ -1058,6 +1075,98 @@ def _utf8_stdout() -> None:
             sys.stdout.reconfigure(encoding="utf-8")
         except (ValueError, OSError):  # pragma: no cover - a stream that cannot change encoding
             pass
+
+
+@app.command()
+def bench(
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="sew-tiny, sew-d-tiny, wav2vec2-base, embedded; repeatable.",
+            show_default="all four",
+        ),
+    ] = None,
+    precision: Annotated[
+        list[str] | None,
+        typer.Option("--precision", help="fp32, bf16, int8; repeatable.", show_default="all"),
+    ] = None,
+    batch_size: Annotated[
+        list[int] | None, typer.Option("--batch-size", help="Repeatable.", show_default="1, 4")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Threads for every engine.", show_default="2")
+    ] = None,
+    repeats: Annotated[
+        int | None, typer.Option("--repeats", min=1, help="Timed repeats (median).", show_default="5")
+    ] = None,
+    pipeline_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--pipeline-minutes",
+            min=0,
+            show_default="10",
+            help="File length for sew vs the HF pipeline; 0 skips.",
+        ),
+    ] = None,
+    rss_minutes: Annotated[
+        list[float] | None,
+        typer.Option("--rss-minutes", help="Durations for the RSS check.", show_default="10, 120"),
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Smoke run: short windows and files, one repeat.")
+    ] = False,
+    reference: Annotated[
+        bool, typer.Option("--reference/--no-reference", help="Also time transformers.")
+    ] = True,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workdir",
+            file_okay=False,
+            help="Keep checkpoints and audio here.",
+            show_default="a temporary directory",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", dir_okay=False, help="Markdown report file.", show_default="stdout"),
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", dir_okay=False, help="Also write JSON here.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Measure speed and memory on this machine, transformers in the same run (docs/benchmarks.md)."""
+    _setup_logging(verbose, False)
+    logging.getLogger("sewcli.bench").setLevel(logging.DEBUG if verbose else logging.INFO)
+    from sewcli import bench as bench_mod
+
+    def body() -> int:
+        opts = bench_mod.options_from_cli(
+            quick,
+            models=model,
+            precisions=precision,
+            batch_sizes=batch_size,
+            threads=threads,
+            repeats=repeats,
+            pipeline_minutes=pipeline_minutes,
+            rss_minutes=rss_minutes,
+            reference=reference,
+            workdir=workdir,
+        )
+        report = bench_mod.run(opts)
+        text = bench_mod.render_markdown(report)
+        if json_path is not None:
+            json_path.write_text(report.to_json(), encoding="utf-8")
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            output.write_text(text, encoding="utf-8")
+        return EXIT_OK
+
+    raise typer.Exit(_guarded(body, verbose))
 
 
 def main() -> None:

@@ -335,6 +335,11 @@ def test_models_list_info_download(tmp_path: Path, tiny_sew_dir: Path, clean_env
     assert rows["wav2vec2-base-960h"][1] == "wav2vec2" and rows["sew-d-tiny"][1] == "sew-d"
     assert rows["mine"][4] == "local"
     assert "sew-synth-en" in rows
+    local = sew("models", "info", str(tiny_sew_dir))
+    assert (
+        local.exit_code == 0
+        and "SEWForCTC (sew), 32 output tokens, 16000 Hz, safetensors weights" in local.stdout
+    )
     info = sew("models", "info", "sew-d-mid")
     assert info.exit_code == 0
     assert (
