@@ -1,6 +1,6 @@
 """SEW-D forward time: this engine (position cache on and off) against transformers' SEWDForCTC.
 
-python bench/sew_d.py [--threads 1] [--seconds 5 10 20] [--repeats 5] [--layers 12] [--size tiny|mid]
+    python bench/sew_d.py [--threads 1] [--seconds 5 10 20] [--repeats 5] [--layers 12] [--size tiny|mid]
 
 The model is the real asapp/sew-d-tiny-100k-ft-ls100h (or sew-d-mid) configuration with random weights (speed
 does not depend on the weights); both implementations get the same weights and the same input, and the script

@@ -442,6 +442,13 @@ def test_position_cache_is_reused_and_invalidated() -> None:
         assert torch.equal(changed, model(x).detach())
     assert not torch.equal(changed, first)
 
+    # .to() drops the cache
+    with torch.inference_mode():
+        model(x)
+    assert deberta._cache_key is not None
+    model.to(torch.float64).to(torch.float32)
+    assert deberta._cache_key is None
+
     # load_state_dict of the original weights brings the original logits back
     fresh = _small_model()
     model.load_state_dict(fresh.state_dict())

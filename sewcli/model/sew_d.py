@@ -533,7 +533,7 @@ class TransformerEncoder(nn.Module):
             self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self._cache_key: tuple[object, ...] | None = None
         self._cache: list[tuple[Tensor | None, Tensor | None]] = []
-        self.register_load_state_dict_post_hook(lambda module, keys: module.clear_cache())
+        self.register_load_state_dict_post_hook(lambda module, keys: module.clear_cache())  # type: ignore[no-untyped-call]
 
     def layers(self) -> list[Layer]:
         """The layers, typed."""
@@ -574,6 +574,11 @@ class TransformerEncoder(nn.Module):
         """Drop the cached position projections (done automatically when parameters change)."""
         self._cache_key = None
         self._cache = []
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> TransformerEncoder:
+        """`.to()`, `.half()`, `.cuda()`...: drop the cache (a freed storage address may be reused)."""
+        self.clear_cache()
+        return cast(TransformerEncoder, super()._apply(fn, recurse))  # type: ignore[no-untyped-call]
 
     def train(self, mode: bool = True) -> TransformerEncoder:
         """Switch mode and drop the eval-mode cache."""
