@@ -11,6 +11,7 @@ cannot fail is a defect).
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -547,3 +548,29 @@ def test_int8_fast_path_after_a_cached_forward() -> None:
         assert torch.equal(quantized(x), out)
     assert all(torch.equal(a, b) for a, b in zip(fresh, recomputed, strict=True))
     assert 0 < _max_diff(out, ref) < 0.05 * float(ref.abs().max())
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The real checkpoint (opt-in: needs the network or a filled HF cache)
+
+
+@pytest.mark.hub
+@pytest.mark.skipif(
+    os.environ.get("SEW_HUB_TESTS") != "1", reason="set SEW_HUB_TESTS=1 to download checkpoints"
+)
+def test_real_sew_d_tiny_matches_transformers() -> None:
+    """asapp/sew-d-tiny-100k-ft-ls100h (2021 pytorch_model.bin, weight_g/weight_v) through our loader."""
+    from huggingface_hub import snapshot_download
+
+    directory = Path(
+        snapshot_download("asapp/sew-d-tiny-100k-ft-ls100h", allow_patterns=["*.json", "pytorch_model.bin"])
+    )
+    ours = _load(directory)
+    ref = hf_sew_d.SEWDForCTC.from_pretrained(directory).eval()
+    assert sum(p.numel() for p in ref.parameters()) == 24_127_423
+    assert ours.config.layer_norm_eps == ref.config.layer_norm_eps
+    x = _signal(3 * 16_000 + 123, 40)
+    x = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-7)  # as Wav2Vec2FeatureExtractor normalises
+    diff = _max_diff(_our_logits(ours, x), _hf_logits(ref, x))
+    print(f"real sew-d-tiny: max|diff| = {diff:.3g}")
+    assert diff <= TOL
