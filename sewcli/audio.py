@@ -115,6 +115,33 @@ def _check_finite(block: FloatArray, name: str, offset: int, rate: int) -> None:
         raise AudioError(f"{name}: contains NaN or infinite samples (first at {bad / rate:.3f} s)")
 
 
+@contextlib.contextmanager
+def _c_stderr_to_debug_log(name: str) -> Iterator[None]:
+    """Send what C code writes to fd 2 meanwhile to the debug log (libmpg123 inside libsndfile prints its own
+    "Note: Illegal Audio-MPEG-Header ..." lines for damaged or non-MP3 input; sew's one error line says it)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (a daemon): nothing to protect
+        yield
+        return
+    sink = tempfile.TemporaryFile()
+    try:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            chatter = sink.read().decode("utf-8", "replace").split()
+            if chatter:
+                logger.debug("%s: libsndfile said: %s", name, " ".join(chatter))
+    finally:
+        os.close(saved)
+        sink.close()
+
+
 class _SoundFileStream:
     """An input opened with libsndfile."""
 
@@ -154,8 +181,10 @@ class _SoundFileStream:
 
     def _read(self) -> FloatArray | None:
         """Decode the next block as mono, or None at EOF; _DecodeError if libsndfile fails."""
+        quiet = _c_stderr_to_debug_log(self._name) if self.info.format in ("MP3", "MPEG") else contextlib.nullcontext()
         try:
-            n = self._f.read(self._block, dtype="float32", always_2d=True, out=self._buf).shape[0]
+            with quiet:
+                n = self._f.read(self._block, dtype="float32", always_2d=True, out=self._buf).shape[0]
         except (sf.SoundFileError, RuntimeError) as e:
             done = (self.frames_read + self._primed_frames) / self.info.sample_rate
             raise _DecodeError(
@@ -399,7 +428,8 @@ def _open_path(
 ) -> AudioStream:
     """Open a regular file with libsndfile, else with ffmpeg if allowed and present."""
     try:
-        f = sf.SoundFile(path)
+        with _c_stderr_to_debug_log(name):
+            f = sf.SoundFile(path)
     except (sf.SoundFileError, RuntimeError, TypeError) as e:
         reason = _sf_reason(e)
         if _looks_like_text(path):
