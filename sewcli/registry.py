@@ -6,6 +6,7 @@ Anything else is an error that lists the known names. This module is torch-free 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -85,11 +86,15 @@ def _read_toml(path: Path) -> dict[str, object]:
         raise RegistryError(f"{path}: cannot read registry: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise RegistryError(f"{path}: invalid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise RegistryError(f"{path}: invalid TOML: not UTF-8 text (byte {e.start})") from None
 
 
 def _entry(path: Path, name: str, table: object, base: ModelSpec | None) -> ModelSpec:
     """Validate one [models.NAME] table and merge it over `base` (an earlier entry of the same name)."""
-    where = f"{path}: [models.{name}]"
+    # Quoted like TOML does when the name is not a bare key, so a name with a newline cannot split the message.
+    key = name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name, ensure_ascii=False)
+    where = f"{path}: [models.{key}]"
     if not isinstance(table, dict):
         raise RegistryError(f"{where} must be a table")
     unknown = sorted(set(table) - _KEYS)
