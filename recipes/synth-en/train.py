@@ -87,12 +87,14 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--ce-steps", type=int, default=600, help="frame cross-entropy warm start steps")
+    ap.add_argument("--ce-decay", type=int, default=400, help="then CTC + CE, the CE weight falling 1 -> 0 over these steps")
     ap.add_argument("--batch-seconds", type=float, default=50.0)
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-n", type=int, default=120)
     ap.add_argument("--save-every", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--augment-from", type=int, default=1500, help="clean audio before this step (curriculum)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -125,13 +127,15 @@ def main() -> None:
     while step < args.max_steps:
         rows = load_manifest(corpus, "train")  # re-read: the corpus may still be growing
         batches = make_batches(rows, args.batch_seconds, random.Random(args.seed * 1000 + epoch))
-        ds = BatchDataset(corpus, rows, batches, seed=args.seed * 1000 + epoch, augment_opt=aug,
-                          with_frame_targets=step < args.ce_steps)
+        ds = BatchDataset(corpus, rows, batches, seed=args.seed * 1000 + epoch,
+                          augment_opt=aug if step >= args.augment_from else None,
+                          with_frame_targets=step < args.ce_steps + args.ce_decay)
         idx = list(range(batch_in_epoch, len(ds)))
         loader = torch.utils.data.DataLoader(
             torch.utils.data.Subset(ds, idx), batch_size=None, shuffle=False, num_workers=1, prefetch_factor=4,
             persistent_workers=False, collate_fn=None)
-        print(f"epoch {epoch}: {len(rows)} utterances, {len(batches)} batches", flush=True)
+        print(f"epoch {epoch}: {len(rows)} utterances, {len(batches)} batches, from batch {batch_in_epoch}, "
+              f"augment {ds.opt is not None}, frame targets {ds.with_ft}", flush=True)
         for batch in loader:
             x = torch.as_tensor(batch["input_values"])
             mask = torch.as_tensor(batch["attention_mask"])
@@ -141,16 +145,21 @@ def main() -> None:
                 logits = model(x, mask)  # (B, frames, vocab)
             logits = logits.float()
             flen = model.output_lengths(mask.sum(-1))
-            if step < args.ce_steps and "frame_targets" in batch:
-                ft = torch.as_tensor(batch["frame_targets"])[:, : logits.shape[1]]
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ft.reshape(-1), ignore_index=-100)
-                kind = "ce"
-            else:
+            ce_w = 1.0 if step < args.ce_steps else max(0.0, 1 - (step - args.ce_steps) / max(1, args.ce_decay))
+            loss = torch.zeros(())
+            kind = []
+            if step >= args.ce_steps:
                 lp = logits.log_softmax(-1).transpose(0, 1)  # (frames, B, vocab)
-                loss = F.ctc_loss(lp, torch.as_tensor(batch["labels"]), flen,
-                                  torch.as_tensor(batch["label_lengths"]), blank=0, reduction="mean",
-                                  zero_infinity=True)
-                kind = "ctc"
+                loss = loss + F.ctc_loss(lp, torch.as_tensor(batch["labels"]), flen,
+                                         torch.as_tensor(batch["label_lengths"]), blank=0, reduction="mean",
+                                         zero_infinity=True)
+                kind.append("ctc")
+            if ce_w > 0 and "frame_targets" in batch:
+                ft = torch.as_tensor(batch["frame_targets"])[:, : logits.shape[1]]
+                ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ft.reshape(-1), ignore_index=-100)
+                loss = loss + ce_w * ce
+                kind.append(f"{ce_w:.2f}ce")
+            kind = "+".join(kind)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -191,8 +200,8 @@ def main() -> None:
                 os.replace(out / "last.tmp", ckpt)
                 print(f"stopping at step {step} after {el / 60:.1f} min", flush=True)
                 return
-            if step == args.ce_steps:
-                break  # rebuild the dataset without frame targets
+            if step in (args.ce_steps + args.ce_decay, args.augment_from):
+                break  # rebuild the dataset without frame targets / with augmentation
         else:
             epoch += 1
             batch_in_epoch = 0

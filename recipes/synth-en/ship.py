@@ -1,0 +1,89 @@
+"""Copy the better export (by eval json) into the package and write its model card (README.md).
+
+Usage: python ship.py --work work --dest ../../sewcli/assets/sew-synth-en
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from safetensors import safe_open
+
+FILES = ["config.json", "model.safetensors", "vocab.json", "tokenizer_config.json", "special_tokens_map.json",
+         "preprocessor_config.json"]
+
+
+def score(ev: dict) -> float:
+    """Selection score: CER on (a) + CER on (b) (the synthetic held-out sets; never the real recordings)."""
+    return ev["test_a"]["cer"] + ev["test_b"]["cer"]
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def render_card(template: str, ev: dict, curve: list[dict], meta: dict) -> str:
+    """Fill the card template's {placeholders} with measured numbers."""
+    rows = []
+    for key in ("test_a", "test_b", "test_b2", "alsa"):
+        if key in ev:
+            e = ev[key]
+            hours = f"{e['hours'] * 60:.1f} min" if "hours" in e else "12 s"
+            rows.append(f"| {e['name']} | {e['n']} | {hours} | {pct(e['cer'])} | {pct(e['wer'])} |")
+    alsa = "\n".join(f"| {n} | {r} | {h} |" for n, r, h in ev.get("alsa", {}).get("examples", []))
+    cur = ["| step | minutes | CER (a) | CER (b) | CER (b2) |", "|---|---|---|---|---|"]
+    for c in curve:
+        cur.append(f"| {c['step']} | {c['minutes']:.0f} | {pct(c.get('cer_test_a', float('nan')))} | "
+                   f"{pct(c.get('cer_test_b', float('nan')))} | {pct(c.get('cer_test_b2', float('nan')))} |")
+    return template.format(results="\n".join(rows), alsa=alsa, curve="\n".join(cur), **meta)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default="work")
+    ap.add_argument("--dest", required=True)
+    ap.add_argument("--pick", choices=["auto", "best", "latest"], default="auto")
+    ap.add_argument("--limits", default=str(Path(__file__).resolve().parent / "limits.md"),
+                    help="markdown for the card's Limits section (written after looking at the results)")
+    args = ap.parse_args()
+    work, dest = Path(args.work), Path(args.dest)
+    evals = {k: json.loads((work / f"eval_{k}.json").read_text()) for k in ("best", "latest")
+             if (work / f"eval_{k}.json").exists()}
+    pick = min(evals, key=lambda k: score(evals[k])) if args.pick == "auto" else args.pick
+    src = work / "export" / pick
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in FILES:
+        shutil.copy2(src / f, dest / f)
+    with safe_open(str(src / "model.safetensors"), "pt") as fh:
+        step = fh.metadata().get("step", "?")
+        n_params = sum(_prod(fh.get_slice(k).get_shape()) for k in fh.keys()
+                       if not k.endswith("masked_spec_embed") and not k.endswith("weight_g"))
+    curve = [json.loads(x) for x in (work / "train" / "curve.jsonl").read_text().splitlines() if x.strip()]
+    train_args = json.loads((work / "train" / "args.json").read_text())
+    minutes = next((c["minutes"] for c in curve if str(c["step"]) == str(step)), curve[-1]["minutes"])
+    n_train = sum(1 for p in (work / "corpus").glob("manifest.*.jsonl") for line in p.read_text().splitlines()
+                  if '"split": "train"' in line)
+    hours = sum(json.loads(line)["samples"] for p in (work / "corpus").glob("manifest.*.jsonl")
+                for line in p.read_text().splitlines() if '"split": "train"' in line) / 16000 / 3600
+    meta = {"step": step, "minutes": f"{minutes:.0f}", "params": f"{n_params / 1e6:.2f}", "n_train": n_train,
+            "hours": f"{hours:.1f}", "size_mb": f"{(dest / 'model.safetensors').stat().st_size / 1e6:.1f}",
+            "lr": train_args["lr"], "batch_seconds": train_args["batch_seconds"],
+            "ce_steps": train_args["ce_steps"], "pick": pick,
+            "limits": Path(args.limits).read_text().strip() if Path(args.limits).exists() else "(not written)"}
+    template = (Path(__file__).resolve().parent / "MODEL_CARD.md.in").read_text()
+    (dest / "README.md").write_text(render_card(template, evals[pick], curve, meta))
+    print(f"shipped {src} (step {step}) -> {dest}")
+
+
+def _prod(shape: list[int]) -> int:
+    out = 1
+    for s in shape:
+        out *= s
+    return out
+
+
+if __name__ == "__main__":
+    main()
