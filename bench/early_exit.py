@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=8, help="windows for the auto-rule measurement")
     ap.add_argument("--thresholds", default="0.3,0.5,0.7,0.9")
     ap.add_argument("--fit-heads", action="store_true")
+    ap.add_argument("--no-auto", action="store_true", help="only the per-exit timing table")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -89,8 +90,9 @@ def main() -> None:
     x = torch.from_numpy(signal(args.window, 0))[None]
     print(f"# wav2vec2-base config, random weights, {args.window:g} s window, {args.threads} threads, "
           f"torch {torch.__version__}; median (min) of {args.repeats} runs")
-    print("| exit layer | GFLOP / window | s / window | speed-up vs layer 12 (FLOPs / measured) |")
-    print("|---|---|---|---|")
+    print("| exit layer | GFLOP / window | wall s / window: median (min) | CPU s / window | "
+          "speed-up vs layer 12: FLOPs / wall / CPU |")
+    print("|---|---|---|---|---|")
     times = {}
     flops = {}
     from torch.utils.flop_counter import FlopCounterMode
@@ -103,18 +105,23 @@ def main() -> None:
             flops[layer] = counter.get_total_flops() / 1e9
         model.policy = ExitPolicy(layer=2)
         model(x)  # warm-up
-        for layer in model.exit_layers:
-            model.policy = ExitPolicy(layer=layer)
-            runs = []
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
+        runs: dict[int, list[float]] = {n: [] for n in model.exit_layers}
+        cpu: dict[int, list[float]] = {n: [] for n in model.exit_layers}
+        for _ in range(args.repeats):  # interleaved, so a change in machine load hits every exit alike
+            for layer in model.exit_layers:
+                model.policy = ExitPolicy(layer=layer)
+                t0, c0 = time.perf_counter(), time.process_time()
                 model(x)
-                runs.append(time.perf_counter() - t0)
-            times[layer] = (statistics.median(runs), min(runs))
-    for layer, (med, low) in times.items():
-        print(f"| {layer} | {flops[layer]:.1f} | {med:.3f} ({low:.3f}) | "
-              f"{flops[12] / flops[layer]:.2f}x / {times[12][0] / med:.2f}x |")
+                runs[layer].append(time.perf_counter() - t0)
+                cpu[layer].append(time.process_time() - c0)
+        for layer in model.exit_layers:
+            times[layer] = (statistics.median(runs[layer]), min(runs[layer]), statistics.median(cpu[layer]))
+    for layer, (med, low, c) in times.items():
+        print(f"| {layer} | {flops[layer]:.1f} | {med:.3f} ({low:.3f}) | {c:.3f} | "
+              f"{flops[12] / flops[layer]:.2f}x / {times[12][0] / med:.2f}x / {times[12][2] / c:.2f}x |")
 
+    if args.no_auto:
+        return
     windows = torch.from_numpy(np.stack([signal(args.window, 10 + i) for i in range(args.windows)]))
     with torch.inference_mode():
         model.policy = ExitPolicy()
