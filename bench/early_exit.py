@@ -129,6 +129,12 @@ def main() -> None:
         final = torch.cat([model(windows[i : i + 1]) for i in range(args.windows)])  # (W, T, V)
         t_last = time.perf_counter() - t0
         ref_ids = final.argmax(-1)
+        from sewcli.model.early_exit import window_confidence
+
+        every = {n: window_confidence(v) for n, v in model.all_exits(windows).items()}
+        print()
+        print("# mean window confidence (mean over frames of the max posterior) per exit: "
+              + ", ".join(f"L{n} {float(c.mean()):.3f}" for n, c in every.items()))
         print()
         print(f"# auto rule over {args.windows} windows (batch 1); agreement with the last exit"
               + (" (exit heads fitted to the last exit)" if args.fit_heads else " (random heads: meaningless)"))
