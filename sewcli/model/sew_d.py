@@ -323,6 +323,32 @@ def build_relative_position(length: int, bucket_size: int, max_position: int, de
     return rel.to(torch.long)
 
 
+@dataclass(frozen=True)
+class RelativeIndex:
+    """Where each (query, key) pair of T frames reads the relative embeddings, shared by all layers.
+
+    `c2p[i, j]` = clamp(bucket(i - j) + S, 0, 2S - 1) and `p2c[i, j]` = clamp(-bucket(i - j) + S, 0, 2S - 1)
+    (S = att_span), both shifted by -lo: only embedding rows lo..hi-1 are reachable from T frames (for T
+    below the bucket range, a band around S), so the position projections are multiplied for those rows only.
+    """
+
+    c2p: Tensor  # int64 (T, T)
+    p2c: Tensor  # int64 (T, T)
+    lo: int
+    hi: int
+
+    @classmethod
+    def build(cls, frames: int, config: SEWDConfig, device: torch.device) -> RelativeIndex:
+        """Indices for self-attention over `frames` frames."""
+        span = config.att_span
+        rel = build_relative_position(frames, config.position_buckets, config.max_position, device)  # (T, T)
+        c2p = torch.clamp(rel + span, 0, 2 * span - 1)  # (T, T)
+        p2c = torch.clamp(-rel + span, 0, 2 * span - 1)  # (T, T)
+        lo = int(torch.minimum(c2p.min(), p2c.min()))
+        hi = int(torch.maximum(c2p.max(), p2c.max())) + 1
+        return cls(c2p - lo, p2c - lo, lo, hi)
+
+
 class DisentangledSelfAttention(nn.Module):
     """DeBERTa-v2 self-attention with c2p/p2c relative terms (keys `attention.self.*`)."""
 
@@ -374,7 +400,7 @@ class DisentangledSelfAttention(nn.Module):
         self,
         hidden: Tensor,
         key_mask: Tensor | None,
-        relative_pos: Tensor,
+        index: RelativeIndex,
         positions: tuple[Tensor | None, Tensor | None],
     ) -> Tensor:
         """Disentangled attention.
@@ -382,7 +408,7 @@ class DisentangledSelfAttention(nn.Module):
         Args:
             hidden: (batch, frames, hidden).
             key_mask: bool (batch, frames), True for valid keys; None when every key is valid.
-            relative_pos: int64 (frames, frames) bucketed query-minus-key distances.
+            index: gather indices of the relative embeddings for these frames (`RelativeIndex.build`).
             positions: `project_positions` output for this layer.
         Returns:
             context (batch, frames, nh*d), before `attention.output`.
@@ -392,7 +418,7 @@ class DisentangledSelfAttention(nn.Module):
         v = self._heads(self.value_proj(hidden))  # (B, nh, T, d)
         scale = torch.sqrt(torch.tensor(self.head_size, dtype=torch.float) * self.scale_factor).to(q.dtype)
         scores = torch.matmul(q, k.transpose(-1, -2) / scale)  # (B, nh, T, T); HF scales k before the matmul
-        rel_att = self._relative_scores(q, k, relative_pos, positions, scale)
+        rel_att = self._relative_scores(q, k, index, positions, scale)
         if rel_att is not None:
             scores = scores + rel_att
         if key_mask is not None:
@@ -412,24 +438,23 @@ class DisentangledSelfAttention(nn.Module):
         self,
         q: Tensor,
         k: Tensor,
-        relative_pos: Tensor,
+        index: RelativeIndex,
         positions: tuple[Tensor | None, Tensor | None],
         scale: Tensor,
     ) -> Tensor | None:
         """c2p + p2c score terms (B, nh, T, T), each divided by the same sqrt(d * scale_factor)."""
         pos_key, pos_query = positions
-        span = self.att_span
         b, nh, t, _ = q.shape
         score: Tensor | None = None
         if pos_key is not None:
-            c2p = torch.matmul(q, pos_key.transpose(-1, -2))  # (B, nh, T, 2S)
-            c2p_pos = torch.clamp(relative_pos + span, 0, 2 * span - 1)  # (T, T)
-            c2p = torch.gather(c2p, -1, c2p_pos.expand(b, nh, t, t))  # (B, nh, T, T): q_i . Kr[delta(i, j)]
+            band = pos_key[:, index.lo : index.hi]  # (nh, R, d): only the embedding rows T frames can reach
+            c2p = torch.matmul(q, band.transpose(-1, -2))  # (B, nh, T, R)
+            c2p = torch.gather(c2p, -1, index.c2p.expand(b, nh, t, t))  # (B, nh, T, T): q_i . Kr[delta(i, j)]
             score = c2p / scale
         if pos_query is not None:
-            p2c = torch.matmul(k, pos_query.transpose(-1, -2))  # (B, nh, T, 2S)
-            p2c_pos = torch.clamp(-relative_pos + span, 0, 2 * span - 1)  # (T, T)
-            p2c = torch.gather(p2c, -1, p2c_pos.expand(b, nh, t, t)).transpose(-1, -2)  # (B, nh, Tq, Tk)
+            band = pos_query[:, index.lo : index.hi]  # (nh, R, d)
+            p2c = torch.matmul(k, band.transpose(-1, -2))  # (B, nh, T, R)
+            p2c = torch.gather(p2c, -1, index.p2c.expand(b, nh, t, t)).transpose(-1, -2)  # (B, nh, Tq, Tk)
             score = p2c / scale if score is None else score + p2c / scale
         return score
 
@@ -461,11 +486,11 @@ class Attention(nn.Module):
         self,
         hidden: Tensor,
         key_mask: Tensor | None,
-        relative_pos: Tensor,
+        index: RelativeIndex,
         positions: tuple[Tensor | None, Tensor | None],
     ) -> Tensor:
         """(B, T, H) -> (B, T, H)."""
-        out: Tensor = self.output(self.self(hidden, key_mask, relative_pos, positions), hidden)
+        out: Tensor = self.output(self.self(hidden, key_mask, index, positions), hidden)
         return out
 
 
@@ -511,11 +536,11 @@ class Layer(nn.Module):
         self,
         hidden: Tensor,
         key_mask: Tensor | None,
-        relative_pos: Tensor,
+        index: RelativeIndex,
         positions: tuple[Tensor | None, Tensor | None],
     ) -> Tensor:
         """(B, T, H) -> (B, T, H)."""
-        attn = self.attention(hidden, key_mask, relative_pos, positions)
+        attn = self.attention(hidden, key_mask, index, positions)
         out: Tensor = self.output(self.intermediate(attn), attn)
         return out
 
@@ -594,13 +619,10 @@ class TransformerEncoder(nn.Module):
         Returns:
             (batch, frames, hidden).
         """
-        cfg = self.config
-        relative_pos = build_relative_position(
-            hidden.shape[1], cfg.position_buckets, cfg.max_position, hidden.device
-        )
+        index = RelativeIndex.build(hidden.shape[1], self.config, hidden.device)
         positions = self.position_projections()
         for layer, pos in zip(self.layer, positions, strict=True):
-            hidden = layer(hidden, key_mask, relative_pos, pos)
+            hidden = layer(hidden, key_mask, index, pos)
         return hidden
 
 
