@@ -88,8 +88,7 @@ HUB_TINY: dict[str, Any] = {
     "vocab_size": 32,
     "feature_layer_norm_eps": 1e-05,
 }
-# The same repo as first uploaded (and community copies made before the fix): gelu, 1e-5, no
-# feature_layer_norm_eps.
+# The repo as first uploaded (and community copies made before the fix): gelu, 1e-5, no feature eps key.
 HUB_TINY_OLD = {k: v for k, v in HUB_TINY.items() if k != "feature_layer_norm_eps"} | {
     "hidden_act": "gelu",
     "layer_norm_eps": 1e-05,
@@ -159,8 +158,7 @@ def test_defaults_equal_transformers_defaults() -> None:
     for key, value in ours.to_hf().items():
         if key in ("architectures", "norm_rel_ebd"):
             continue
-        # modeling_sew_d reads max_relative_positions with getattr(config, ..., -1); the others are config
-        # fields
+        # modeling_sew_d reads max_relative_positions with getattr(config, ..., -1); the rest are fields
         expected = getattr(ref, key) if key != "max_relative_positions" else getattr(ref, key, -1)
         assert value == (list(expected) if isinstance(expected, tuple) else expected), key
     assert ours.norm_rel_ebd == ("layer_norm",) and ref.norm_rel_ebd == "layer_norm"

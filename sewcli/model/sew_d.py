@@ -96,10 +96,8 @@ def _opt_int(value: Any) -> int | None:
 
 
 # The ONE translation table between transformers' SEWDConfig (config.json) and SEWDConfig below: field name
-# (equal
-# to the HF key) -> converter. Keys absent from config.json take the dataclass default, which equals the
-# default of
-# transformers 5.23 `SEWDConfig` (tests/test_engine_sew_d.py checks this against transformers itself).
+# (equal to the HF key) -> converter. Keys absent from config.json take the dataclass default, which equals
+# the default of transformers 5.23 `SEWDConfig` (tests/test_engine_sew_d.py checks this against transformers).
 _HF_FIELDS: dict[str, Callable[[Any], Any]] = {
     "vocab_size": _int,
     "hidden_size": _int,
@@ -141,8 +139,7 @@ _HF_FIELDS: dict[str, Callable[[Any], Any]] = {
     "pad_token_id": _opt_int,
 }
 
-# Keys that would change the network but that this engine does not implement: HF key -> predicate
-# "unsupported".
+# Keys that would change the network but that this engine does not implement: HF key -> "is unsupported".
 _UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
     "conv_kernel_size": lambda v: bool(v) and v > 0,  # DeBERTa ConvLayer after layer 0 (never used by SEW-D)
     "add_adapter": lambda v: bool(v),
