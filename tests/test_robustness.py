@@ -124,6 +124,7 @@ BAD: dict[str, str] = {
     "inf.wav": "contains NaN or infinite samples (first at 0.500 s)",
     "one-sample.wav": "audio too short: 0.000 s (1 samples at 16000 Hz); the model needs at least 0.045 s (720",
     "719-samples.wav": "audio too short: 0.045 s (719 samples at 16000 Hz)",
+    "damaged-at-90%.flac": "decoding failed after 8.19 s",  # libsndfile fails mid-file; the input fails whole
     "missing.wav": "no such file or directory",
     "no-audio-dir": "no audio files",
     "tree/loop-a.wav": "Too many levels of symbolic links",
@@ -162,6 +163,11 @@ def _make_inputs(d: Path) -> None:
         sf.write(str(d / name), x, 16000, subtype="FLOAT")
     sf.write(str(d / "one-sample.wav"), np.array([0.1], np.float32), 16000)
     sf.write(str(d / "719-samples.wav"), speechlike(1.0, seed=11)[:719], 16000)
+    flac = write_audio(d / "damaged-at-90%.flac", 10.0, seed=13)
+    raw = bytearray(flac.read_bytes())
+    at = len(raw) * 9 // 10
+    raw[at : at + 2000] = rng.integers(0, 256, 2000, dtype=np.uint8).tobytes()
+    flac.write_bytes(bytes(raw))
     (d / "no-audio-dir").mkdir()
     (d / "no-audio-dir" / "readme.txt").write_text("nothing to see")
     tree = d / "tree"
