@@ -10,7 +10,8 @@ Agreement: the fraction of frames whose argmax at the chosen exit equals the las
 of windows whose greedy token sequence (collapse repeats, drop blanks) equals the last exit's. On random weights
 this is NOT a measure of accuracy. `--fit-heads` makes it a little more meaningful: each earlier exit head is
 fitted by least squares to reproduce the last exit's logits from its own layer (a linear probe distilled on other
-windows), so the exits genuinely approximate the final output, better with depth, as trained exits do.
+windows), so the exits genuinely approximate the final output, better with depth, as trained exits do; the last
+head is first made peaky (weights x10, blank bias +4) so that confidences resemble a trained CTC model's.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def collapse(ids: torch.Tensor, blank: int = 0) -> list[int]:
 def fit_heads(model: EarlyExitWav2Vec2ForCTC, train: torch.Tensor) -> None:
     """Least-squares exit heads that map each exit's hidden states to the last exit's logits."""
     with torch.no_grad():
+        last_head = model.exit_head(model.exit_layers[-1])
+        last_head.weight.mul_(10.0)  # peaky final posteriors with a dominant blank, like a trained CTC model
+        last_head.bias[0] += 4.0
         x, mask = model._features(train, None)
         from sewcli.model.early_exit import encoder_input
 
