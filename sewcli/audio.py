@@ -429,7 +429,8 @@ def _open_path(
     """Open a regular file with libsndfile, else with ffmpeg if allowed and present."""
     try:
         with _c_stderr_to_debug_log(name):
-            f = sf.SoundFile(path)
+            # bytes on POSIX: soundfile encodes a str path strictly, so a valid non-UTF-8 name would fail
+            f = sf.SoundFile(path if sys.platform == "win32" else os.fsencode(path))
     except (sf.SoundFileError, RuntimeError, TypeError) as e:
         reason = _sf_reason(e)
         if _looks_like_text(path):
