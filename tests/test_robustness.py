@@ -113,6 +113,8 @@ GOOD: dict[str, float] = {
     "it's an apostrophe.ogg": 1.0,
     "-leading-dash.wav": 1.0,
 }
+if sys.platform.startswith("linux"):  # a valid Linux file name that is not UTF-8 (b"caf\xe9.wav", latin-1)
+    GOOD[os.fsdecode(b"latin-1 caf\xe9.wav")] = 1.0
 # name -> a phrase its one error line must contain
 BAD: dict[str, str] = {
     "empty.wav": "file is empty (0 bytes)",
@@ -151,6 +153,9 @@ def _make_inputs(d: Path) -> None:
     write_audio(d / "ünïcödé 名前 with spaces.flac", 1.0, seed=7)
     write_audio(d / "it's an apostrophe.ogg", 1.0, seed=8)
     write_audio(d / "-leading-dash.wav", 1.0, seed=9)
+    for name in GOOD:
+        if not (d / name).exists():  # the non-UTF-8 name: written under a plain name, then renamed
+            os.rename(write_audio(d / "plain.wav", GOOD[name], seed=14), d / name)
 
     (d / "empty.wav").write_bytes(b"")
     (d / "random.wav").write_bytes(rng.integers(0, 256, 6000, dtype=np.uint8).tobytes())
