@@ -196,17 +196,34 @@ def _error(display: str | None, message: str, verbose: bool = False) -> None:
         message = f"{display}: {message}"
     if verbose and sys.exc_info()[0] is not None:
         traceback.print_exc(file=sys.stderr)
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {_one_line(message)}\n")
     sys.stderr.flush()
 
 
-def _setup_logging(verbose: bool, quiet: bool) -> None:
-    from rich.console import Console
-    from rich.logging import RichHandler
+def _one_line(text: str) -> str:
+    """Escape line breaks (a file name may contain one) so that one message stays one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
+
+class _LineFormatter(logging.Formatter):
+    """`warning: <message>` on one line, like the error lines (for logs and pipes, which rich would wrap)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {_one_line(record.getMessage())}"
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
-    handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LineFormatter())
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
