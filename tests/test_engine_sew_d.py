@@ -572,3 +572,22 @@ def test_real_sew_d_tiny_matches_transformers() -> None:
     diff = _max_diff(_our_logits(ours, x), _hf_logits(ref, x))
     print(f"real sew-d-tiny: max|diff| = {diff:.3g}")
     assert diff <= TOL
+
+
+def test_inference_stage_runs_a_sew_d_checkpoint(tiny: dict[str, Any], tmp_path: Path) -> None:
+    """sewcli.inference loads the family and its log-probs equal log_softmax of transformers' logits."""
+    from sewcli.inference import InferenceOptions, load, window_log_probs
+    from sewcli.records import Window
+
+    st_dir, _ = _save_both(tiny["hf"], tmp_path)
+    model = load(st_dir, InferenceOptions(device="cpu", threads=1))
+    assert isinstance(model.module, SEWDForCTC)
+    assert (model.hop_samples, model.min_samples, model.sample_rate) == (320, 720, 16_000)
+    samples = _signal(20_000, 50)[0].numpy()
+    windows = [Window(i, 0, samples, 0, 62, True) for i in range(2)]
+    got = window_log_probs(model, windows)
+    x = torch.from_numpy(samples)[None]
+    x = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-7)  # the feature extractor's normalisation
+    ref = torch.log_softmax(_hf_logits(tiny["hf"], x)[0], -1)
+    assert len(got) == 2 and got[0].shape == (62, 32)
+    assert _max_diff(torch.from_numpy(got[1]), ref) <= TOL
