@@ -122,6 +122,7 @@ BAD: dict[str, str] = {
     "random.mp3": "not a recognised audio format",
     "header-only.wav": "contains no audio samples",
     "notes.wav": "looks like a text file",
+    "line\nbreak.wav": "looks like a text file",  # reported as `error: line\nbreak.wav: ...`, one line
     "nan.wav": "contains NaN or infinite samples (first at 0.250 s)",
     "inf.wav": "contains NaN or infinite samples (first at 0.500 s)",
     "one-sample.wav": "audio too short: 0.000 s (1 samples at 16000 Hz); the model needs at least 0.045 s (720",
@@ -162,6 +163,7 @@ def _make_inputs(d: Path) -> None:
     (d / "random.mp3").write_bytes(rng.integers(0, 256, 6000, dtype=np.uint8).tobytes())
     (d / "header-only.wav").write_bytes(_wav_header(16000, 1, 16, 32000))
     (d / "notes.wav").write_text("these are meeting notes, not audio\n" * 40, encoding="utf-8")
+    (d / "line\nbreak.wav").write_text("a name with a line break\n", encoding="utf-8")
     for name, value, at in (("nan.wav", np.nan, 4000), ("inf.wav", np.inf, 8000)):
         x = speechlike(1.0, seed=10)
         x[at] = value
@@ -196,9 +198,10 @@ def test_bad_input_matrix_in_one_run(tmp_path: Path, tiny_sew_dir: Path, clean_e
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and "Exception" not in result.stderr
     errors = _errors_by_input(result.stderr)
-    assert set(errors) == set(BAD), result.stderr  # every bad input named, no good one
+    shown = {name: name.replace("\n", "\\n") for name in BAD}  # a line break in a name is escaped
+    assert set(errors) == set(shown.values()), result.stderr  # every bad input named, no good one
     for name, phrase in BAD.items():
-        assert len(errors[name]) == 1 and phrase in errors[name][0], (name, errors[name])
+        assert len(errors[shown[name]]) == 1 and phrase in errors[shown[name]][0], (name, errors[shown[name]])
     assert f"{len(GOOD) + 1} files transcribed, {len(BAD)} failed" in result.stderr.splitlines()[-1]
 
     # every good input is complete on disk: json (its duration) and txt (the same text)
@@ -222,6 +225,7 @@ def test_bad_input_matrix_in_one_run(tmp_path: Path, tiny_sew_dir: Path, clean_e
     assert not _leftovers(out)
     # Nothing else on stderr: the error lines, the summary, and warnings that name their file (the truncated
     # ones). No C library chatter (libmpg123 prints "Note: Illegal Audio-MPEG-Header" for random.mp3 by itself).
+    assert not [line for line in result.stderr.splitlines() if not line.strip() or line[:1].isspace()]
     others = [r for r in _records(result.stderr) if not r.startswith(("error: ", "sew: "))]
     assert all(r.split()[0].lower().rstrip(":") == "warning" for r in others), others
     assert sorted(r.split()[1] for r in others) == ["header-only.wav:", "truncated.wav:"], others
