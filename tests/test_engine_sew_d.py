@@ -317,6 +317,9 @@ def test_batch_of_equal_lengths_equals_one_at_a_time(tiny: dict[str, Any]) -> No
         f"batch of 3 vs one at a time: max|diff| = {diff:.3g}, torch.equal = {torch.equal(batched, single)}"
     )
     assert diff <= 1e-5
+    ones = torch.ones_like(x, dtype=torch.long)  # an all-valid mask is the same as no mask, here and in HF
+    assert torch.equal(_our_logits(model, x, ones), batched)
+    assert _max_diff(_hf_logits(tiny["hf"], x, ones), batched) <= TOL
 
 
 def test_old_style_config_matches_transformers(tmp_path: Path) -> None:
