@@ -1,16 +1,21 @@
-"""Early-exit wav2vec2: time per window at each exit, and the `auto` rule's speed against agreement with the last exit.
+"""Early-exit wav2vec2: time per window at each exit; the `auto` rule's speed vs agreement with the last exit.
 
     python bench/early_exit.py [--threads 2] [--window 10] [--repeats 3] [--windows 8] [--fit-heads]
 
 The model is wav2vec2-base's real configuration (768 hidden, 12 layers, 7-layer CNN) with an exit head after
-every second layer, random weights (speed does not depend on the weights). Each window is the same 16 kHz signal
+every second layer, random weights (speed does not depend on the weights). Each window is the same 16 kHz
+signal
 (speech-like tones + noise), normalised as the feature extractor does.
 
-Agreement: the fraction of frames whose argmax at the chosen exit equals the last exit's argmax, and the fraction
-of windows whose greedy token sequence (collapse repeats, drop blanks) equals the last exit's. On random weights
+Agreement: the fraction of frames whose argmax at the chosen exit equals the last exit's argmax, and the
+fraction
+of windows whose greedy token sequence (collapse repeats, drop blanks) equals the last exit's. On random
+weights
 this is NOT a measure of accuracy. `--fit-heads` makes it a little more meaningful: each earlier exit head is
-fitted by least squares to reproduce the last exit's logits from its own layer (a linear probe distilled on other
-windows), so the exits genuinely approximate the final output, better with depth, as trained exits do; the last
+fitted by least squares to reproduce the last exit's logits from its own layer (a linear probe distilled on
+other
+windows), so the exits genuinely approximate the final output, better with depth, as trained exits do; the
+last
 head is first made peaky (weights x10, blank bias +4) so that confidences resemble a trained CTC model's.
 """
 
@@ -31,7 +36,9 @@ def signal(seconds: float, seed: int) -> np.ndarray:
     """A normalised speech-like test signal at 16 kHz."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * 16000)) / 16000
-    x = np.sin(2 * np.pi * (150 + 80 * np.sin(2 * np.pi * 2.5 * t)) * t) * (np.sin(2 * np.pi * 0.7 * t) > -0.3)
+    x = np.sin(2 * np.pi * (150 + 80 * np.sin(2 * np.pi * 2.5 * t)) * t) * (
+        np.sin(2 * np.pi * 0.7 * t) > -0.3
+    )
     x = 0.3 * x + 0.05 * rng.standard_normal(t.shape[0])
     return ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32)
 
@@ -92,10 +99,14 @@ def main() -> None:
     if args.fit_heads:
         fit_heads(model, torch.from_numpy(np.stack([signal(args.window, 100 + i) for i in range(4)])))
     x = torch.from_numpy(signal(args.window, 0))[None]
-    print(f"# wav2vec2-base config, random weights, {args.window:g} s window, {args.threads} threads, "
-          f"torch {torch.__version__}; median (min) of {args.repeats} runs")
-    print("| exit layer | GFLOP / window | wall s / window: median (min) | CPU s / window | "
-          "speed-up vs layer 12: FLOPs / wall / CPU |")
+    print(
+        f"# wav2vec2-base config, random weights, {args.window:g} s window, {args.threads} threads, "
+        f"torch {torch.__version__}; median (min) of {args.repeats} runs"
+    )
+    print(
+        "| exit layer | GFLOP / window | wall s / window: median (min) | CPU s / window | "
+        "speed-up vs layer 12: FLOPs / wall / CPU |"
+    )
     print("|---|---|---|---|---|")
     times = {}
     flops = {}
@@ -121,8 +132,10 @@ def main() -> None:
         for layer in model.exit_layers:
             times[layer] = (statistics.median(runs[layer]), min(runs[layer]), statistics.median(cpu[layer]))
     for layer, (med, low, c) in times.items():
-        print(f"| {layer} | {flops[layer]:.1f} | {med:.3f} ({low:.3f}) | {c:.3f} | "
-              f"{flops[12] / flops[layer]:.2f}x / {times[12][0] / med:.2f}x / {times[12][2] / c:.2f}x |")
+        print(
+            f"| {layer} | {flops[layer]:.1f} | {med:.3f} ({low:.3f}) | {c:.3f} | "
+            f"{flops[12] / flops[layer]:.2f}x / {times[12][0] / med:.2f}x / {times[12][2] / c:.2f}x |"
+        )
 
     if args.no_auto:
         return
@@ -137,12 +150,18 @@ def main() -> None:
 
         every = {n: window_confidence(v) for n, v in model.all_exits(windows).items()}
         print()
-        print("# mean window confidence (mean over frames of the max posterior) per exit: "
-              + ", ".join(f"L{n} {float(c.mean()):.3f}" for n, c in every.items()))
+        print(
+            "# mean window confidence (mean over frames of the max posterior) per exit: "
+            + ", ".join(f"L{n} {float(c.mean()):.3f}" for n, c in every.items())
+        )
         print()
-        print(f"# auto rule over {args.windows} windows (batch 1); agreement with the last exit"
-              + (" (exit heads fitted to the last exit)" if args.fit_heads else " (random heads: meaningless)"))
-        print("| threshold | mean exit layer | s total | speed-up | frame agreement | window text agreement |")
+        print(
+            f"# auto rule over {args.windows} windows (batch 1); agreement with the last exit"
+            + (" (exit heads fitted to the last exit)" if args.fit_heads else " (random heads: meaningless)")
+        )
+        print(
+            "| threshold | mean exit layer | s total | speed-up | frame agreement | window text agreement |"
+        )
         print("|---|---|---|---|---|---|")
         print(f"| last exit | 12.0 | {t_last:.2f} | 1.00x | 1.000 | 1.000 |")
         for thr in [float(v) for v in args.thresholds.split(",")]:
@@ -157,7 +176,10 @@ def main() -> None:
             ids = torch.cat(outs).argmax(-1)
             frame = float((ids == ref_ids).float().mean())
             text = np.mean([collapse(ids[i]) == collapse(ref_ids[i]) for i in range(args.windows)])
-            print(f"| {thr:g} | {np.mean(exits):.1f} | {dt:.2f} | {t_last / dt:.2f}x | {frame:.3f} | {text:.3f} |")
+            print(
+                f"| {thr:g} | {np.mean(exits):.1f} | {dt:.2f} | {t_last / dt:.2f}x | "
+                f"{frame:.3f} | {text:.3f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 """The classify stage: one audio input -> the top-k labels of a sequence-classification checkpoint.
 
 Supported checkpoints: transformers' `Wav2Vec2ForSequenceClassification` and `SEWForSequenceClassification`
-(config.json `id2label` names the classes; no vocab.json). The input is decoded and resampled like `transcribe`
-(sewcli.audio, sewcli.resample) and cut into consecutive windows of `window_seconds` (default 30 s, no overlap);
-each window is normalised on its own as Wav2Vec2FeatureExtractor does and classified; the reported probabilities
+(config.json `id2label` names the classes; no vocab.json). The input is decoded and resampled like
+`transcribe`
+(sewcli.audio, sewcli.resample) and cut into consecutive windows of `window_seconds` (default 30 s, no
+overlap);
+each window is normalised on its own as Wav2Vec2FeatureExtractor does and classified; the reported
+probabilities
 are the windows' softmax outputs averaged with weights proportional to their lengths. An input no longer than
-one window is therefore exactly one transformers forward pass. A trailing piece shorter than the model's minimum
+one window is therefore exactly one transformers forward pass. A trailing piece shorter than the model's
+minimum
 input (400 samples wav2vec2, 720 SEW) is dropped unless it is the whole input (then it is zero-padded).
 
 torch-free at import: the model is loaded through sewcli.model.classify only when `load` is called.
@@ -23,7 +27,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from sewcli import audio, resample
-from sewcli.checkpoint import FeatureConfig, find_weight_files, normalize_waveform, read_config, read_feature_config
+from sewcli.checkpoint import (
+    FeatureConfig,
+    find_weight_files,
+    normalize_waveform,
+    read_config,
+    read_feature_config,
+)
 from sewcli.errors import AudioError, CheckpointError, UnsupportedConfigError, UsageError
 from sewcli.records import FloatArray
 
@@ -101,7 +111,7 @@ def _labels(config: dict[str, Any], path: Path) -> tuple[str, ...]:
 
 
 def read_classifier_info(directory: Path | str) -> ClassifierInfo:
-    """config.json (architecture, id2label), preprocessor_config.json and weight files of a classifier directory."""
+    """config.json (architecture, id2label), preprocessor config and weight files of a classifier."""
     d = Path(directory)
     if not d.is_dir():
         raise CheckpointError(f"{d}: not a checkpoint directory")
@@ -115,7 +125,12 @@ def read_classifier_info(directory: Path | str) -> ClassifierInfo:
         )
     _, files = find_weight_files(d)
     return ClassifierInfo(
-        d, CLASSIFIER_ARCHITECTURES[arch], arch, config, _labels(config, d / "config.json"), read_feature_config(d),
+        d,
+        CLASSIFIER_ARCHITECTURES[arch],
+        arch,
+        config,
+        _labels(config, d / "config.json"),
+        read_feature_config(d),
         files,
     )
 
@@ -176,7 +191,7 @@ def _windows(blocks: Iterable[FloatArray], size: int) -> Iterator[FloatArray]:
 
 
 def _probabilities(model: LoadedClassifier, window: FloatArray) -> FloatArray:
-    """(num_labels,) softmax probabilities for one window (normalised, zero-padded to the minimum if needed)."""
+    """(num_labels,) softmax probabilities for one window (normalised; zero-padded if too short)."""
     from sewcli.model.classify import class_probabilities
 
     x = normalize_waveform(window) if model.do_normalize else np.asarray(window, np.float32)

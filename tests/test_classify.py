@@ -10,17 +10,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _engine_helpers import PREPROCESSOR, SEW_TINY, W2V2_BASE
 from conftest import write_audio
+
 from sewcli.classify import ClassifyOptions, classify_file, load, read_classifier_info
 from sewcli.errors import CheckpointError, UnsupportedConfigError
 from sewcli.model.classify import load_classifier
 
 LABELS = {0: "yes", 1: "no", 2: "up", 3: "down", 4: "left", 5: "ünknown"}
-SMALL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 3,
-         "num_conv_pos_embedding_groups": 4, "classifier_proj_size": 16, "id2label": LABELS,
-         "label2id": {v: k for k, v in LABELS.items()}}
+SMALL = {
+    "hidden_size": 32,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "num_hidden_layers": 3,
+    "num_conv_pos_embedding_groups": 4,
+    "classifier_proj_size": 16,
+    "id2label": LABELS,
+    "label2id": {v: k for k, v in LABELS.items()},
+}
 W2V2 = dict(W2V2_BASE, **SMALL, conv_dim=[32] * 7, num_conv_pos_embeddings=16)
 W2V2_STABLE = dict(W2V2, do_stable_layer_norm=True, feat_extract_norm="layer", conv_bias=True)
 SEW = dict(SEW_TINY, **SMALL, conv_dim=[16] * 12 + [24], num_conv_pos_embeddings=31)
@@ -33,7 +40,9 @@ def _hf(kind: str, config: dict, seed: int = 0, **overrides: object) -> torch.nn
         "sew": (transformers.SEWConfig, transformers.SEWForSequenceClassification),
         "wav2vec2": (transformers.Wav2Vec2Config, transformers.Wav2Vec2ForSequenceClassification),
     }[kind]
-    cfg = {k: v for k, v in config.items() if k not in ("architectures", "transformers_version", "torch_dtype")}
+    cfg = {
+        k: v for k, v in config.items() if k not in ("architectures", "transformers_version", "torch_dtype")
+    }
     cfg.update(overrides)
     torch.manual_seed(seed)
     model = model_cls(cfg_cls(**cfg)).eval()
@@ -111,7 +120,7 @@ def test_classify_file_top_k_and_windows(tmp_path: Path, kws_dir: Path):
 
     x, sr = sf.read(str(wav), dtype="float32")
     x16 = soxr.resample(x, sr, 16000, quality="HQ").astype(np.float32)
-    fe = transformers.Wav2Vec2FeatureExtractor(**{k: v for k, v in PREPROCESSOR.items()})
+    fe = transformers.Wav2Vec2FeatureExtractor(**PREPROCESSOR)
     inputs = fe(x16, sampling_rate=16000, return_tensors="pt")
     hf = _hf("wav2vec2", W2V2, use_weighted_layer_sum=True)
     with torch.no_grad():
@@ -153,5 +162,7 @@ def test_cli_classify(tmp_path: Path, kws_dir: Path, tiny_sew_dir: Path):
     assert {e["label"] for e in doc["labels"]} <= set(LABELS.values())
     r = runner.invoke(app, ["classify", str(d / "a.wav"), "-m", str(tiny_sew_dir), "-q"])
     assert r.exit_code == 1 and "SequenceClassification" in r.stderr
-    r = runner.invoke(app, ["classify", str(d / "a.wav"), str(tmp_path / "missing.wav"), "-m", str(kws_dir), "-q"])
+    r = runner.invoke(
+        app, ["classify", str(d / "a.wav"), str(tmp_path / "missing.wav"), "-m", str(kws_dir), "-q"]
+    )
     assert r.exit_code == 1 and "missing.wav" in r.stderr and "==> " in r.stdout

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _engine_helpers import W2V2_BASE, write_metadata
 from safetensors.torch import save_file
 
-from _engine_helpers import W2V2_BASE, write_metadata
 from sewcli.errors import UsageError
 from sewcli.model.early_exit import EarlyExitWav2Vec2ForCTC, ExitPolicy, configure_exit, window_confidence
 from sewcli.model.load import load_model
@@ -30,7 +30,9 @@ SMALL = dict(
     num_conv_pos_embedding_groups=4,
     num_hidden_layers=12,
 )
-STABLE = dict(SMALL, do_stable_layer_norm=True, feat_extract_norm="layer", conv_bias=True, num_hidden_layers=6)
+STABLE = dict(
+    SMALL, do_stable_layer_norm=True, feat_extract_norm="layer", conv_bias=True, num_hidden_layers=6
+)
 
 
 def _hf(config: dict, seed: int = 0) -> torch.nn.Module:
@@ -53,7 +55,9 @@ def _heads(hf: torch.nn.Module, n: int, tied: bool, seed: int = 1) -> list[torch
     return heads
 
 
-def _write(directory: Path, hf: torch.nn.Module, heads: list[torch.nn.Linear], fmt: str, keep: str = "all") -> Path:
+def _write(
+    directory: Path, hf: torch.nn.Module, heads: list[torch.nn.Linear], fmt: str, keep: str = "all"
+) -> Path:
     """An EE checkpoint: transformers state dict + decoders.i.*; `keep` drops de-duplicated tied copies."""
     directory.mkdir(parents=True)
     config = hf.config.to_dict()
@@ -66,12 +70,20 @@ def _write(directory: Path, hf: torch.nn.Module, heads: list[torch.nn.Linear], f
     if keep == "lm_head":  # tied safetensors, the copy kept is lm_head
         state = {k: v for k, v in state.items() if not k.startswith("decoders.")}
     elif keep == "decoders.0":  # tied safetensors, the copy kept is decoders.0
-        state = {k: v for k, v in state.items() if not (k.startswith("lm_head.") or k.startswith("decoders.")) or
-                 k.startswith("decoders.0.")}
+        state = {
+            k: v
+            for k, v in state.items()
+            if not (k.startswith("lm_head.") or k.startswith("decoders.")) or k.startswith("decoders.0.")
+        }
     if fmt == "safetensors":
-        save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(directory / "model.safetensors"))
+        save_file(
+            {k: v.detach().clone().contiguous() for k, v in state.items()},
+            str(directory / "model.safetensors"),
+        )
     else:
-        torch.save(state, directory / "pytorch_model.bin")  # tied tensors stay one storage, as Trainer saved them
+        torch.save(
+            state, directory / "pytorch_model.bin"
+        )  # tied tensors stay one storage, as Trainer saved them
     return directory
 
 
@@ -104,7 +116,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("case", "config", "tied", "fmt", "keep"), CASES, ids=[c[0] for c in CASES])
-def test_each_exit_matches_transformers(tmp_path: Path, case: str, config: dict, tied: bool, fmt: str, keep: str):
+def test_each_exit_matches_transformers(
+    tmp_path: Path, case: str, config: dict, tied: bool, fmt: str, keep: str
+):
     hf = _hf(config)
     n = config["num_hidden_layers"] // 2
     heads = _heads(hf, n, tied)
@@ -191,9 +205,9 @@ def test_plain_models_refuse_exit_layer(tmp_path: Path, tiny_sew_dir: Path):
 
 
 def test_transcribe_cli_exit_layer(tmp_path: Path, tiny_sew_dir: Path):
+    from conftest import write_audio
     from typer.testing import CliRunner
 
-    from conftest import write_audio
     from sewcli.cli import app
 
     wav = write_audio(tmp_path / "a.wav", 1.5)

@@ -1,5 +1,6 @@
-"""XLSR-style multilingual CTC: unicode vocabularies (umlauts, kana/kanji without a word delimiter, Devanagari with
-multi-code-point tokens), pad/blank at the end of vocab.json, do_lower_case, and UTF-8 on stdout whatever the locale.
+"""XLSR-style multilingual CTC: unicode vocabularies (umlauts, kana/kanji without a word delimiter,
+Devanagari with multi-code-point tokens), pad/blank at the end of vocab.json, do_lower_case, and UTF-8 on
+stdout whatever the locale.
 
 The reference for the text is transformers: Wav2Vec2ForCTC logits on the same window, decoded by
 Wav2Vec2CTCTokenizer.batch_decode (the argmax ids), compared with what `sew transcribe` prints.
@@ -16,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _engine_helpers import PREPROCESSOR, XLSR_LARGE
 from conftest import speechlike, write_audio
 
@@ -52,13 +52,22 @@ LANGS = {
 }
 
 
-def _write_model(directory: Path, vocab: dict[str, int], lower: bool, seed: int) -> tuple[Path, torch.nn.Module]:
+def _write_model(
+    directory: Path, vocab: dict[str, int], lower: bool, seed: int
+) -> tuple[Path, torch.nn.Module]:
     import transformers
 
     directory.mkdir(parents=True)
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    tok_cfg = {"unk_token": "[UNK]", "pad_token": "[PAD]", "bos_token": "<s>", "eos_token": "</s>",
-               "word_delimiter_token": "|", "do_lower_case": lower, "tokenizer_class": "Wav2Vec2CTCTokenizer"}
+    tok_cfg = {
+        "unk_token": "[UNK]",
+        "pad_token": "[PAD]",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "word_delimiter_token": "|",
+        "do_lower_case": lower,
+        "tokenizer_class": "Wav2Vec2CTCTokenizer",
+    }
     (directory / "tokenizer_config.json").write_text(json.dumps(tok_cfg), encoding="utf-8")
     (directory / "preprocessor_config.json").write_text(json.dumps(XLSR_PRE))
     tok = transformers.Wav2Vec2CTCTokenizer.from_pretrained(directory)
@@ -111,7 +120,9 @@ def test_unicode_vocabulary_text_matches_transformers(tmp_path: Path, lang: str)
     if lang == "hi":
         assert set(expected) & set("ािीं्")
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, ["transcribe", str(wav), "-m", str(directory), "-f", "json", "-o", str(out), "-q"])
+    r = CliRunner().invoke(
+        app, ["transcribe", str(wav), "-m", str(directory), "-f", "json", "-o", str(out), "-q"]
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((out / "a.json").read_text(encoding="utf-8"))
     assert doc["text"] == expected
@@ -131,10 +142,23 @@ def test_stdout_is_utf8_in_an_ascii_locale(tmp_path: Path):
     assert set(expected) & set("äöüß")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "PYTHONIOENCODING", "PYTHONUTF8"))}
     env.update(LC_ALL="C", LANG="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0")
-    probe = subprocess.run([sys.executable, "-c", "import sys; print(sys.stdout.encoding)"], env=env,
-                           capture_output=True, text=True)
-    assert probe.stdout.strip().lower() in ("ascii", "ansi_x3.4-1968", "us-ascii")  # the locale really is ASCII
-    r = subprocess.run([sys.executable, "-m", "sewcli", "transcribe", str(wav), "-m", str(directory), "-q"],
-                       env=env, capture_output=True, cwd=ROOT, timeout=300)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys; print(sys.stdout.encoding)"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert probe.stdout.strip().lower() in (
+        "ascii",
+        "ansi_x3.4-1968",
+        "us-ascii",
+    )  # the locale really is ASCII
+    r = subprocess.run(
+        [sys.executable, "-m", "sewcli", "transcribe", str(wav), "-m", str(directory), "-q"],
+        env=env,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr.decode("utf-8", "replace")
     assert r.stdout.decode("utf-8").rstrip("\n") == expected

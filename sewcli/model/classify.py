@@ -2,13 +2,16 @@
 
 Order of operations (sew_spec.md 3.6; transformers 5.23 Wav2Vec2ForSequenceClassification.forward):
 base model -> [softmax(layer_weights)-weighted sum of the hidden states, when `use_weighted_layer_sum`] ->
-`projector` Linear(hidden -> classifier_proj_size) -> mean over frames (masked: padded frames zeroed, sum / valid
+`projector` Linear(hidden -> classifier_proj_size) -> mean over frames (masked: padded frames zeroed, sum /
+valid
 frames) -> `classifier` Linear(-> num_labels). Keys: `{wav2vec2|sew}.*`, `projector.*`, `classifier.*`,
 `layer_weights`.
 
 The weighted sum uses transformers 5.23's `hidden_states`: index 0 is the input of the first layer and index i
-the output of layer i (for stable wav2vec2 the last one is taken before the final LayerNorm). SEW's hidden states
-are at the squeezed rate (T/2), and a padding mask there is built from the un-squeezed valid lengths; that quirk
+the output of layer i (for stable wav2vec2 the last one is taken before the final LayerNorm). SEW's hidden
+states
+are at the squeezed rate (T/2), and a padding mask there is built from the un-squeezed valid lengths; that
+quirk
 is kept so the probabilities equal transformers' (spec 3.6).
 """
 
@@ -30,6 +33,7 @@ from sewcli.model.sew import SEWConfig, SEWModel
 from sewcli.model.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class HeadConfig:
@@ -61,7 +65,9 @@ class SequenceClassifier(nn.Module):
         base_cfg: Wav2Vec2Config | SEWConfig
         if family == "wav2vec2":
             if hf_config.get("add_adapter"):
-                raise UnsupportedConfigError("config.json add_adapter=true is not supported for classification")
+                raise UnsupportedConfigError(
+                    "config.json add_adapter=true is not supported for classification"
+                )
             base_cfg = Wav2Vec2Config.from_hf(hf_config)
             self.wav2vec2 = Wav2Vec2Model(base_cfg)
         elif family == "sew":
@@ -80,7 +86,9 @@ class SequenceClassifier(nn.Module):
         frames = 1 if family == "wav2vec2" else base_cfg.squeeze_factor  # type: ignore[union-attr]
         self.min_input_samples = min_input_length(frames, base_cfg.conv_kernel, base_cfg.conv_stride)
 
-    def _layer_states(self, input_values: Tensor, attention_mask: Tensor | None) -> tuple[list[Tensor], Tensor | None]:
+    def _layer_states(
+        self, input_values: Tensor, attention_mask: Tensor | None
+    ) -> tuple[list[Tensor], Tensor | None]:
         """Every hidden state transformers returns as `hidden_states`, and the frame mask at their rate."""
         cfg = self.config
         base = self.wav2vec2 if self.family == "wav2vec2" else self.sew
@@ -110,7 +118,9 @@ class SequenceClassifier(nn.Module):
             states.append(x)
         return states, mask
 
-    def _last_hidden(self, input_values: Tensor, attention_mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def _last_hidden(
+        self, input_values: Tensor, attention_mask: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
         """last_hidden_state (batch, frames, hidden) at the CNN rate, and its frame mask."""
         cfg = self.config
         base = self.wav2vec2 if self.family == "wav2vec2" else self.sew
@@ -131,7 +141,9 @@ class SequenceClassifier(nn.Module):
             (batch, num_labels) logits.
         """
         if input_values.shape[-1] < self.min_input_samples:
-            raise ValueError(f"needs at least {self.min_input_samples} samples per input, got {input_values.shape[-1]}")
+            raise ValueError(
+                f"needs at least {self.min_input_samples} samples per input, got {input_values.shape[-1]}"
+            )
         if self.head.use_weighted_layer_sum:
             states, mask = self._layer_states(input_values, attention_mask)
             stacked = torch.stack(states, dim=1)  # (B, layers+1, frames, H)
@@ -145,7 +157,8 @@ class SequenceClassifier(nn.Module):
         else:
             h = h.masked_fill(~mask[:, :, None], 0.0)
             pooled = h.sum(dim=1) / mask.sum(dim=1, keepdim=True).to(h.dtype)  # (B, proj)
-        return self.classifier(pooled)
+        logits: Tensor = self.classifier(pooled)
+        return logits
 
 
 def load_classifier(

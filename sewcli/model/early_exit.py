@@ -1,19 +1,25 @@
-"""Early-exit wav2vec 2.0 (Wright et al. 2024, github augustgw/wav2vec2-ee): CTC heads after every second layer.
+"""Early-exit wav2vec 2.0 (Wright et al. 2024, augustgw/wav2vec2-ee): CTC heads after every second layer.
 
-Checkpoint layout (sew_spec.md 10.4, P15): a Wav2Vec2ForCTC state dict plus `decoders.{i}.{weight,bias}`, exit i
-reading the output of encoder layer 2(i+1). In the published training code the six heads are the *same* module as
-`lm_head` (tied), so a safetensors file keeps only one copy (`lm_head.*` or `decoders.0.*`); untied checkpoints
+Checkpoint layout (sew_spec.md 10.4, P15): a Wav2Vec2ForCTC state dict plus `decoders.{i}.{weight,bias}`, exit
+i
+reading the output of encoder layer 2(i+1). In the published training code the six heads are the *same* module
+as
+`lm_head` (tied), so a safetensors file keeps only one copy (`lm_head.*` or `decoders.0.*`); untied
+checkpoints
 carry every head. `attach_exits` rebuilds whatever is missing from the tied copy.
 
 Exit policies (`ExitPolicy`):
-- fixed layer N: the encoder stops after layer N, so layers N+1.. are never computed, and `decoders.{N/2-1}` gives
+- fixed layer N: the encoder stops after layer N, so layers N+1.. are never computed, and `decoders.{N/2-1}`
+  gives
   the logits. N = the last layer equals the plain Wav2Vec2ForCTC output.
 - auto (threshold c): after each exit, a window's confidence is the mean over its frames of the largest CTC
-  posterior, `mean_t max_v softmax(logits)[t, v]`; the window leaves at the first exit whose confidence is >= c
+  posterior, `mean_t max_v softmax(logits)[t, v]`; the window leaves at the first exit whose confidence is >=
+  c
   (always at the last exit). Rows of a batch leave independently (windows never share padding, so rows do not
   interact). The rule needs no calibration data; its speed/agreement trade-off is measured in README.md.
 
-Stable (pre-LN) encoders apply the final `encoder.layer_norm` before an exit head (the transformers 4.x meaning
+Stable (pre-LN) encoders apply the final `encoder.layer_norm` before an exit head (the transformers 4.x
+meaning
 of `hidden_states[-1]`, spec P13), so the last exit equals the ordinary CTC output for both encoder flavours.
 """
 
@@ -47,7 +53,9 @@ class ExitPolicy:
 
     def __post_init__(self) -> None:
         if self.layer is not None and self.threshold is not None:
-            raise UsageError("an exit policy is either a fixed --exit-layer or auto with a threshold, not both")
+            raise UsageError(
+                "an exit policy is either a fixed --exit-layer or auto with a threshold, not both"
+            )
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise UsageError(f"--exit-threshold must be in [0, 1], got {self.threshold}")
 
@@ -77,14 +85,15 @@ def window_confidence(logits: Tensor) -> Tensor:
 
 
 class EarlyExitWav2Vec2ForCTC(Wav2Vec2ForCTC):
-    """Wav2Vec2ForCTC plus exit heads `decoders.{i}` after layers 2(i+1); `policy` picks the exit per forward."""
+    """Wav2Vec2ForCTC plus exit heads `decoders.{i}` after layers 2(i+1); `policy` picks the exit."""
 
     def __init__(self, config: Wav2Vec2Config, num_exits: int | None = None, tied: bool = True):
         super().__init__(config)
         n = config.num_hidden_layers // EXIT_EVERY if num_exits is None else num_exits
         if not 1 <= n <= config.num_hidden_layers // EXIT_EVERY:
             raise CheckpointError(
-                f"{n} exit heads do not fit {config.num_hidden_layers} layers (one head per {EXIT_EVERY} layers)"
+                f"{n} exit heads do not fit {config.num_hidden_layers} layers "
+                f"(one head per {EXIT_EVERY} layers)"
             )
         if tied:
             self.decoders = nn.ModuleList([self.lm_head] * n)  # one module, as in wav2vec2-ee's training code
@@ -100,10 +109,11 @@ class EarlyExitWav2Vec2ForCTC(Wav2Vec2ForCTC):
         return tuple(EXIT_EVERY * (i + 1) for i in range(len(self.decoders)))
 
     def head_input(self, hidden: Tensor) -> Tensor:
-        """Hidden states of an exit as its head sees them (final LayerNorm for stable encoders, then dropout)."""
+        """Hidden states of an exit as its head sees them (final LN for stable encoders, then dropout)."""
         if self.config.do_stable_layer_norm:
             hidden = self.wav2vec2.encoder.layer_norm(hidden)
-        return self.dropout(hidden)
+        out: Tensor = self.dropout(hidden)
+        return out
 
     def exit_head(self, layer: int) -> nn.Module:
         """The CTC head of the exit after `layer`."""
@@ -113,18 +123,21 @@ class EarlyExitWav2Vec2ForCTC(Wav2Vec2ForCTC):
         """Waveform -> projected features (batch, frames, hidden) and the frame mask, as Wav2Vec2Model."""
         if input_values.shape[-1] < self.min_input_samples:
             raise ValueError(
-                f"wav2vec2 needs at least {self.min_input_samples} samples per input, got {input_values.shape[-1]}"
+                f"wav2vec2 needs at least {self.min_input_samples} samples per input, "
+                f"got {input_values.shape[-1]}"
             )
         w2v = self.wav2vec2
         x = w2v.feature_extractor(input_values).transpose(1, 2)  # (B, frames, C)
         mask = None
         if attention_mask is not None:
-            lengths = conv_output_length(attention_mask.sum(-1).long(), self.config.conv_kernel, self.config.conv_stride)
+            lengths = conv_output_length(
+                attention_mask.sum(-1).long(), self.config.conv_kernel, self.config.conv_stride
+            )
             mask = frame_mask(x.shape[1], lengths)
         return w2v.feature_projection(x), mask
 
     def all_exits(self, input_values: Tensor, attention_mask: Tensor | None = None) -> dict[int, Tensor]:
-        """Logits (batch, frames, vocab) at every exit, keyed by layer (one encoder pass; for tests and reports)."""
+        """Logits (batch, frames, vocab) at every exit, keyed by layer (one encoder pass)."""
         x, mask = self._features(input_values, attention_mask)
         x, key_mask = encoder_input(self.wav2vec2.encoder, x, mask)
         out: dict[int, Tensor] = {}
@@ -154,7 +167,8 @@ class EarlyExitWav2Vec2ForCTC(Wav2Vec2ForCTC):
         for layer in self.wav2vec2.encoder.layers[:stop]:  # layers after `stop` are never run
             x = layer(x, key_mask)
         self.last_exits = [stop] * x.shape[0]
-        return self.exit_head(stop)(self.head_input(x))
+        logits: Tensor = self.exit_head(stop)(self.head_input(x))
+        return logits
 
     def _auto(self, x: Tensor, key_mask: Tensor | None, threshold: float) -> Tensor:
         """Confidence exits per row: confident rows leave, the others go on as a smaller batch."""
@@ -231,7 +245,8 @@ def attach_exits(model: nn.Module, raw: dict[str, Tensor], architecture: str, wh
     n = cfg.num_hidden_layers // EXIT_EVERY
     if heads and max(heads) >= n:
         raise CheckpointError(
-            f"{where}: decoders.{max(heads)} has no layer to read: {cfg.num_hidden_layers} layers give {n} exits"
+            f"{where}: decoders.{max(heads)} has no layer to read: "
+            f"{cfg.num_hidden_layers} layers give {n} exits"
         )
     lm_w, lm_b = model.lm_head.weight, model.lm_head.bias
     tied = all(
@@ -263,5 +278,7 @@ def attach_exits(model: nn.Module, raw: dict[str, Tensor], architecture: str, wh
                     getattr(lin, part).copy_(value)
             decoders.append(lin)
         ee.decoders = nn.ModuleList(decoders)
-    log.debug("%s: %d exit heads after layers %s (%s)", where, n, ee.exit_layers, "tied" if tied else "untied")
+    log.debug(
+        "%s: %d exit heads after layers %s (%s)", where, n, ee.exit_layers, "tied" if tied else "untied"
+    )
     return ee.eval()
