@@ -1,0 +1,179 @@
+"""Smoke tests of the `sew bench` code paths and of the fast paths (--precision int8 / bf16) on tiny models.
+
+No timing assertions (the machine is shared); what is asserted is what a benchmark must get right to be
+trusted: FLOP counts equal a hand count, peak RSS belongs to the measured process and not to its parent, the
+transformers reference sees the same checkpoint (logits within 1e-4), the ratio column divides the right way,
+and the fast paths stay close to fp32.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sewcli import bench, inference
+from sewcli.errors import UsageError
+
+# Real SEW conv geometry (hop 320) with few channels and 2 small layers: fast, and every code path runs.
+TINY = {
+    "model_type": "sew",
+    "conv_dim": [16] * 12 + [32],
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "num_conv_pos_embeddings": 31,
+    "num_conv_pos_embedding_groups": 4,
+    "squeeze_factor": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight checkpoint written by bench.write_random_checkpoint for the TINY config."""
+    saved = dict(bench.MODEL_CONFIGS)
+    bench.MODEL_CONFIGS["tiny"] = TINY
+    try:
+        return bench.write_random_checkpoint("tiny", tmp_path_factory.mktemp("bench") / "tiny", seed=3)
+    finally:
+        bench.MODEL_CONFIGS.clear()
+        bench.MODEL_CONFIGS.update(saved)
+
+
+def test_options_from_cli_quick_and_overrides() -> None:
+    opts = bench.options_from_cli(True, models=["sew-tiny"], threads=1, precisions=None, batch_sizes=[])
+    assert opts.models == ("sew-tiny",)
+    assert opts.threads == 1
+    assert opts.repeats == bench.QUICK["repeats"] and opts.window_seconds == bench.QUICK["window_seconds"]
+    assert opts.precisions == bench.PRECISION_CHOICES  # None and empty lists keep the default
+    full = bench.options_from_cli(False)
+    assert full.pipeline_minutes == 10.0 and full.rss_minutes == (10.0, 120.0)
+
+
+@pytest.mark.parametrize(
+    "given", [{"models": ["sew-huge"]}, {"precisions": ["fp8"]}, {"batch_sizes": [0]}, {"threads": 0}]
+)
+def test_options_reject_bad_values(given: dict[str, object]) -> None:
+    with pytest.raises(UsageError):
+        bench.options_from_cli(False, **given)
+
+
+def test_count_gflop_matches_hand_count() -> None:
+    layer = torch.nn.Linear(64, 32)
+    # (10, 64) @ (64, 32): 10 * 64 * 32 multiply-adds = 2 * that FLOPs
+    assert bench.count_gflop(layer, torch.randn(10, 64)) == pytest.approx(2 * 10 * 64 * 32 / 1e9)
+    conv = torch.nn.Conv1d(1, 8, kernel_size=10, stride=5, bias=False)
+    frames = (1000 - 10) // 5 + 1
+    assert bench.count_gflop(conv, torch.randn(1, 1, 1000)) == pytest.approx(2 * frames * 8 * 10 / 1e9)
+
+
+def test_run_process_reports_the_child_not_the_parent() -> None:
+    ballast = np.ones(300 * 2**20 // 8)  # 300 MB in this process: a plain fork+exec child would "inherit" it
+    wall, rss, code = bench.run_process([sys.executable, "-S", "-c", "pass"])
+    assert code == 0 and wall > 0
+    assert rss < 100, f"child peak RSS {rss:.0f} MB includes the parent's {ballast.nbytes / 2**20:.0f} MB"
+    wall, rss, code = bench.run_process([sys.executable, "-c", "import numpy as np; a = np.ones(25_000_000)"])
+    assert code == 0 and rss > 190  # 200 MB array
+    assert bench.run_process([sys.executable, "-c", "raise SystemExit(3)"])[2] == 3
+
+
+def test_process_table_ratio_is_baseline_over_ours() -> None:
+    rows = [
+        bench.ProcessResult("f: transformers pipeline", "hf", 60.0, 10.0, 500.0, (10.0,)),
+        bench.ProcessResult("f: sew fp32", "sew", 60.0, 4.0, 200.0, (4.0,)),
+    ]
+    table = bench.process_table(rows)
+    assert "| f: sew fp32 | 60 | 4.00 | 15.0 | 0.0667 | 200 | 2.50x |" in table
+
+
+def test_forward_bench_parity_with_transformers(tiny_dir: Path) -> None:
+    pytest.importorskip("transformers")
+    opts = bench.BenchOptions(models=(), window_seconds=1.0, batch_sizes=(1, 2), repeats=1, threads=1)
+    rows = bench.forward_bench("tiny", tiny_dir, opts, {"fp32": 100.0, "bf16": 200.0})
+    assert {(r.engine, r.precision, r.batch) for r in rows} == {
+        (e, p, b)
+        for b in (1, 2)
+        for e, p in [("sew", "fp32"), ("sew", "bf16"), ("sew", "int8"), ("transformers", "fp32")]
+    }
+    for r in rows:
+        assert r.seconds > 0 and r.gflop > 0 and r.audio_seconds == r.batch * 1.0
+        assert r.max_abs_diff is not None and r.argmax_agreement is not None
+        if r.precision == "fp32":  # our fp32 vs transformers on the very same file and windows
+            assert r.max_abs_diff <= 1e-4, r
+            assert r.argmax_agreement == 1.0
+        if r.engine == "sew":
+            assert r.vs_transformers is not None and r.vs_transformers > 0
+    markdown = bench.forward_table(rows)
+    assert markdown.count("\n| tiny |") == len(rows)
+
+
+def _log_probs(directory: Path, precision: str, x: np.ndarray) -> np.ndarray:
+    options = inference.InferenceOptions(device="cpu", threads=1, precision=precision)
+    model = inference.load(directory, options)
+    with torch.inference_mode():
+        logits = model.module(torch.from_numpy(x).to(model.dtype))
+    return torch.log_softmax(logits.float(), -1).numpy()
+
+
+def test_int8_and_bf16_stay_close_to_fp32(tiny_dir: Path) -> None:
+    x = bench._windows(2, 3.0)  # (2, 48000) normalised speech-like windows
+    ref = _log_probs(tiny_dir, "fp32", x)
+    spread = float(ref.max() - ref.min())
+    for precision, tol in (("int8", 0.05), ("bf16", 0.05)):  # documented in docs/benchmarks.md
+        out = _log_probs(tiny_dir, precision, x)
+        assert out.shape == ref.shape
+        diff = float(np.abs(out - ref).max())
+        assert 0 < diff <= tol * spread, (precision, diff, spread)  # 0 would mean the fast path did not run
+
+
+def test_int8_model_has_quantized_linears(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = inference.load(tiny_dir, inference.InferenceOptions(device="cpu", precision="int8"))
+    modules = list(model.module.modules())
+    assert not any(type(m) is torch.nn.Linear for m in modules)
+    assert sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules) == 2 * 6 + 2  # + upsample, lm_head
+    assert model.frame_count(32000) == 99  # the wrapper keeps the engine's API
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # reach the check on CPU-only CI too
+    with pytest.raises(UsageError, match="int8 runs on the CPU only"):
+        inference.load(tiny_dir, inference.InferenceOptions(device="cuda", precision="int8"))
+
+
+def test_whole_process_and_hf_pipeline_baseline(tiny_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    opts = bench.BenchOptions(models=(), threads=1, pipeline_repeats=1)
+    audio = bench.write_long_audio(tmp_path / "a.wav", 3.0)
+    assert bench.main(["hf-pipeline", str(tiny_dir), str(audio), "1"]) == 0
+    assert audio.with_suffix(".hf.txt").is_file()
+    commands = {"int8": bench.sew_command([audio], tiny_dir, tmp_path / "out", 1, "int8")}
+    (row,) = bench.process_bench("tiny", commands, 3.0, opts, repeats=1)
+    assert row.returncode == 0 and row.peak_rss_mb > 20 and row.wall > 0
+    assert (tmp_path / "out" / "a.txt").is_file()
+
+
+def test_cli_bench_passes_options_and_writes_report(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sewcli import cli
+
+    seen: list[bench.BenchOptions] = []
+
+    def fake_run(opts: bench.BenchOptions) -> bench.BenchReport:
+        seen.append(opts)
+        return bench.BenchReport(options=opts, machine={"cpu": "test-cpu"}, peaks={"fp32": 1.0})
+
+    monkeypatch.setattr(bench, "run", fake_run)
+    out, js = tmp_path / "r.md", tmp_path / "r.json"
+    args = ["bench", "--quick", "-m", "sew-tiny", "--precision", "int8", "--threads", "1", "--no-reference"]
+    result = CliRunner().invoke(cli.app, [*args, "-o", str(out), "--json", str(js)])
+    assert result.exit_code == 0, result.output
+    (opts,) = seen
+    assert (opts.models, opts.precisions) == (("sew-tiny",), ("int8",))
+    assert (opts.threads, opts.reference) == (1, False)
+    assert "test-cpu" in out.read_text()
+    assert json.loads(js.read_text())["options"]["models"] == ["sew-tiny"]
+    bad = CliRunner().invoke(cli.app, ["bench", "-m", "nope", "-o", str(out)])
+    assert bad.exit_code == 2
