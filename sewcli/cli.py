@@ -317,8 +317,8 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
-def write_atomic(path: Path, render: Callable[[TextIO], None], mode: int) -> None:
-    """Render into a temporary file next to `path`, then rename it into place; the temp file never stays."""
+def stage_output(path: Path, render: Callable[[TextIO], None], mode: int) -> str:
+    """Render into a temporary file next to `path` (flushed to disk, final mode); return its path."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -330,15 +330,60 @@ def write_atomic(path: Path, render: Callable[[TextIO], None], mode: int) -> Non
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
     except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink_quietly(tmp)
         if isinstance(e, OSError):
             raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
         raise
+    return tmp
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM (delivered on exit) so a few renames happen together; a no-op where unsupported."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
+def write_outputs(items: list[tuple[Path, Callable[[TextIO], None]]], mode: int) -> None:
+    """Write one input's outputs all or none: render each to a temporary file, then rename them all.
+
+    The renames run with SIGINT/SIGTERM held, so Ctrl-C never leaves an input with some of its formats; a
+    failure before the renames removes the temporary files and leaves existing outputs untouched.
+    """
+    staged: list[tuple[Path, str]] = []
+    try:
+        for path, render in items:
+            staged.append((path, stage_output(path, render, mode)))
+        with _signals_held():
+            for path, tmp in staged:
+                os.replace(tmp, path)
+    except BaseException as e:
+        for _, tmp in staged:
+            _unlink_quietly(tmp)  # already renamed ones are gone from their temporary name
+        if isinstance(e, OSError):
+            raise OutputError(f"{items[0][0]}: cannot write: {e.strerror or e}") from None
+        raise
+
+
+def write_atomic(path: Path, render: Callable[[TextIO], None], mode: int) -> None:
+    """Write one file atomically (temporary file in the same directory + rename)."""
+    write_outputs([(path, render)], mode)
 
 
 def _check_output_dir(out_dir: Path) -> None:
@@ -564,8 +609,7 @@ def _emit(renders: dict[str, Render], job: Job, plan: Plan, i: int, out: OutputO
         renders[out.formats[0]](buf)
         _write_stdout(buf.getvalue())
         return
-    for fmt, path in plan.paths[i].items():
-        write_atomic(path, renders[fmt], mode)
+    write_outputs([(path, renders[fmt]) for fmt, path in plan.paths[i].items()], mode)
 
 
 def run_transcribe(request: TranscribeRequest) -> int:
