@@ -347,17 +347,29 @@ def _unlink_quietly(path: str) -> None:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM (delivered on exit) so a few renames happen together; a no-op where unsupported."""
-    held = {signal.SIGINT, signal.SIGTERM}
+    """Hold SIGINT/SIGTERM (re-raised on exit) so a few renames happen together; a no-op off the main thread.
+
+    Python-level handlers, not pthread_sigmask: a mask only covers the calling thread, and the kernel hands a
+    process signal to any thread that does not block it (torch's worker threads), which then interrupts the
+    main thread anyway.
+    """
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        held.append(signum)
+
     try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    except (AttributeError, ValueError, OSError):
+        previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread (embedded use): leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if held:
+            signal.raise_signal(held[0])  # now the usual handler runs: KeyboardInterrupt / _Terminated
 
 
 def write_outputs(items: list[tuple[Path, Callable[[TextIO], None]]], mode: int) -> None:
