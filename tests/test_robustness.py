@@ -406,24 +406,42 @@ def test_signal_mid_batch_with_several_formats(sig: int, code: int, tmp_path: Pa
     assert not _leftovers(out)
 
 
-def test_interrupt_between_two_formats_leaves_no_partial_set(tmp_path: Path, tiny_sew_dir: Path,
-                                                             clean_env: dict[str, str]) -> None:
-    """Ctrl-C may land between the json and the txt of one input: that input must have all its outputs or none."""
+@pytest.mark.parametrize("when", ["while-rendering", "between-renames"])
+def test_interrupt_while_writing_leaves_all_formats_or_none(when: str, tmp_path: Path, tiny_sew_dir: Path,
+                                                            clean_env: dict[str, str]) -> None:
+    """Ctrl-C may land while one input's json and txt are being written: it gets all of them or none."""
     wav = write_audio(tmp_path / "a.wav", 1.0)
     out = tmp_path / "out"
-    real, calls = cli.stage_output, []
+    real_render, real_replace = cli._render, os.replace
+    renders: list[str] = []
+    renames: list[object] = []
 
-    def write_then_interrupt(path: Path, render: Any, mode: int) -> str:
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # what SIGINT does at this point
-        return real(path, render, mode)
+    def render_then_interrupt(transcript: Any, fmt: str) -> Any:
+        inner = real_render(transcript, fmt)
 
-    with mock.patch.object(cli, "stage_output", write_then_interrupt):
+        def render(fh: Any) -> None:
+            renders.append(fmt)
+            inner(fh)
+            if when == "while-rendering" and len(renders) == 2:
+                raise KeyboardInterrupt  # what SIGINT does at this point
+
+        return render
+
+    def replace_then_interrupt(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        renames.append(dst)
+        if when == "between-renames" and len(renames) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # a real signal, handled wherever sew lets it be
+
+    with mock.patch.object(cli, "_render", render_then_interrupt), \
+            mock.patch.object(cli.os, "replace", replace_then_interrupt):
         result = _invoke(["transcribe", "-m", str(tiny_sew_dir), "-o", str(out), "-f", "json", "-f", "txt",
                           "--threads", "1", str(wav)])
-    assert result.exit_code == 130 and len(calls) == 2
-    assert sorted(p.name for p in out.iterdir()) == []
+    assert result.exit_code == 130, result.stderr
+    assert renders == ["json", "txt"]
+    expected = [] if when == "while-rendering" else ["a.json", "a.txt"]
+    assert sorted(p.name for p in out.iterdir()) == expected, "an input must get all its outputs or none"
+    assert not _leftovers(out)
 
 
 def test_pipe_into_head_ends_without_traceback(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
