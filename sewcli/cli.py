@@ -321,7 +321,9 @@ def stage_output(path: Path, render: Callable[[TextIO], None], mode: int) -> str
     """Render into a temporary file next to `path` (flushed to disk, final mode); return its path."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        # The name is cut (40 characters <= 160 bytes) so that the temporary name of a long but valid output
+        # name does not exceed the 255-byte limit of most file systems.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".part")
     except OSError as e:
         raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
     try:
