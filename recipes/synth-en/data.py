@@ -68,13 +68,13 @@ class AugmentOptions:
     """Probabilities/ranges of the on-the-fly augmentations."""
 
     p_speed: float = 0.5
-    speed: tuple[float, float] = (0.88, 1.12)
-    p_noise: float = 0.5
-    snr_db: tuple[float, float] = (3.0, 30.0)
-    p_reverb: float = 0.3
-    rt60: tuple[float, float] = (0.15, 0.8)
-    p_phone: float = 0.15
-    p_lowpass: float = 0.15
+    speed: tuple[float, float] = (0.9, 1.1)
+    p_noise: float = 0.35
+    snr_db: tuple[float, float] = (8.0, 35.0)
+    p_reverb: float = 0.2
+    rt60: tuple[float, float] = (0.1, 0.5)
+    p_phone: float = 0.1
+    p_lowpass: float = 0.1
     p_gain: float = 0.5
 
 

@@ -63,3 +63,28 @@ def export_hf(model: Any, dest: Path, dtype: torch.dtype = torch.float16, extra:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, dest)
+
+
+def main() -> None:
+    """Export a training checkpoint (work/train/last.pt) without training: python export.py CKPT DEST."""
+    import argparse
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from train import SMALL, TINY
+
+    from sewcli.model.sew import SEWConfig, SEWForCTC
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("checkpoint")
+    ap.add_argument("dest")
+    ap.add_argument("--size", choices=["small", "tiny"], default="small")
+    args = ap.parse_args()
+    state = torch.load(args.checkpoint, weights_only=True)
+    model = SEWForCTC(SEWConfig(**(SMALL if args.size == "small" else TINY)))
+    model.load_state_dict(state["model"])
+    export_hf(model, Path(args.dest), extra={"step": state["step"]})
+    print(f"exported step {state['step']} -> {args.dest}")
+
+
+if __name__ == "__main__":
+    main()

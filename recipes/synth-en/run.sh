@@ -2,13 +2,13 @@
 # Train and ship the embedded sew-synth-en model from nothing:  bash recipes/synth-en/run.sh
 # Resumable: re-running skips finished stages (text, audio already made) and training continues from
 # work/train/last.pt. Environment knobs: MINUTES (training wall time for this run, default 110),
-# TOTAL_STEPS (LR schedule length, default 4400), GEN_WORKERS (default 2), SHIP=0 to skip copying into sewcli/.
+# TOTAL_STEPS (LR schedule length, default 3600), GEN_WORKERS (default 2), SHIP=0 to skip copying into sewcli/.
 set -euo pipefail
 cd "$(dirname "$0")"
 HERE=$(pwd)
 ROOT=$(cd ../.. && pwd)
 MINUTES=${MINUTES:-110}
-TOTAL_STEPS=${TOTAL_STEPS:-4400}
+TOTAL_STEPS=${TOTAL_STEPS:-3600}
 GEN_WORKERS=${GEN_WORKERS:-2}
 
 # 1. Debian packages: TTS engines + voices, sox, offline English text (fortunes), real recordings (alsa-utils).
@@ -33,7 +33,7 @@ GEN=$!
 #    scheduler autogroup, so the nice value also counts against other sessions' processes.
 sleep 120
 setsid bash -c "echo -5 > /proc/self/autogroup 2>/dev/null; exec nice -n -5 python train.py --work work \
-  --minutes $MINUTES --total-steps $TOTAL_STEPS --warmup 500" > work/train.log 2>&1 < /dev/null
+  --minutes $MINUTES --total-steps $TOTAL_STEPS --warmup 500 --ce-steps 800 --ce-decay 500 --augment-from 1500" > work/train.log 2>&1 < /dev/null
 wait $GEN || true
 
 # 5. Evaluate the best and latest exports, ship the better one (sum of CER on test_a and test_b).

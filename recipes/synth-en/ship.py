@@ -56,7 +56,8 @@ def main() -> None:
     src = work / "export" / pick
     dest.mkdir(parents=True, exist_ok=True)
     for f in FILES:
-        shutil.copy2(src / f, dest / f)
+        shutil.copyfile(src / f, dest / f)
+        (dest / f).chmod(0o644)
     with safe_open(str(src / "model.safetensors"), "pt") as fh:
         step = fh.metadata().get("step", "?")
         n_params = sum(_prod(fh.get_slice(k).get_shape()) for k in fh.keys()
