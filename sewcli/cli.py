@@ -18,6 +18,7 @@ torch is imported only once a transcription starts, so `sew --help` and `sew mod
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import io
 import logging
@@ -195,9 +196,16 @@ def _error(display: str | None, message: str, verbose: bool = False) -> None:
     if display and not message.startswith(f"{display}:"):
         message = f"{display}: {message}"
     if verbose and sys.exc_info()[0] is not None:
-        traceback.print_exc(file=sys.stderr)
-    sys.stderr.write(f"error: {_one_line(message)}\n")
-    sys.stderr.flush()
+        with contextlib.suppress(OSError, ValueError):
+            traceback.print_exc(file=sys.stderr)
+    _say(f"error: {_one_line(message)}")
+
+
+def _say(line: str) -> None:
+    """One line on stderr; a stderr that cannot be written (`2>>log` on a full disk) must not stop the run."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 def _one_line(text: str) -> str:
@@ -610,7 +618,7 @@ def run_inputs(
         tally.done += 1
         tally.audio_seconds += seconds
     if not quiet:
-        sys.stderr.write(_summary(tally, time.perf_counter() - started, verb) + "\n")
+        _say(_summary(tally, time.perf_counter() - started, verb))
     return EXIT_FAILED if tally.failed else EXIT_OK
 
 
@@ -866,10 +874,10 @@ def _guarded(run: Callable[[], int], verbose: bool) -> int:
         _error(None, str(e), verbose)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        sys.stderr.write("sew: interrupted\n")
+        _say("sew: interrupted")
         return EXIT_SIGINT
     except _Terminated:
-        sys.stderr.write("sew: terminated\n")
+        _say("sew: terminated")
         return EXIT_SIGTERM
     except (_StdoutClosed, BrokenPipeError):
         _silence_stdout()
@@ -1140,6 +1148,23 @@ def classify(
     raise typer.Exit(_guarded(lambda: run_classify(request), verbose))
 
 
+def _open_std_fds() -> None:
+    """Put /dev/null on a closed fd 0, 1 or 2 (`sew ... 2>&-`): Python leaves sys.stderr None then, and the next
+    file sew opens would get fd 2 and collect what C libraries print to stderr."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", closefd=False))
+
+
 def _utf8_stdout() -> None:
     """Print transcripts as UTF-8 whatever the locale (files are UTF-8 too); PYTHONIOENCODING overrides."""
     if os.environ.get("PYTHONIOENCODING"):
@@ -1246,6 +1271,7 @@ def bench(
 
 def main() -> None:
     """Console-script entry point."""
+    _open_std_fds()
     _utf8_stdout()
     try:
         app()
