@@ -459,6 +459,25 @@ def test_pipe_into_head_ends_without_traceback(tmp_path: Path, tiny_sew_dir: Pat
     assert "Exception ignored" not in result.stderr
 
 
+@pytest.mark.parametrize("stderr", ["closed", "full"])
+def test_closed_or_full_stderr_does_not_stop_the_batch(stderr: str, tmp_path: Path, tiny_sew_dir: Path,
+                                                       clean_env: dict[str, str]) -> None:
+    """`sew ... 2>&-` (cron) or `2>>log` on a full disk: the messages are lost, the work and the status are not."""
+    if stderr == "full" and not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    good = write_audio(tmp_path / "good.wav", 1.0)
+    args = [*SEW, "transcribe", "-m", str(tiny_sew_dir), "--threads", "1", str(empty), str(good)]
+    expected = _sew(args[3:], clean_env)
+    assert expected.returncode == 1 and f"==> {good} <==" in expected.stdout
+    with open("/dev/full" if stderr == "full" else os.devnull, "w") as err:
+        result = subprocess.run(args, stdout=subprocess.PIPE, stderr=err, text=True, env=_env(clean_env),
+                                timeout=TIMEOUT, preexec_fn=(lambda: os.close(2)) if stderr == "closed" else None)
+    assert result.returncode == 1
+    assert result.stdout == expected.stdout
+
+
 def _no_space(after: int) -> object:
     """An os.fsync that fails with ENOSPC from call number `after` on (a disk that fills up mid-run)."""
     calls = {"n": 0}
