@@ -166,3 +166,12 @@ def test_cli_classify(tmp_path: Path, kws_dir: Path, tiny_sew_dir: Path):
         app, ["classify", str(d / "a.wav"), str(tmp_path / "missing.wav"), "-m", str(kws_dir), "-q"]
     )
     assert r.exit_code == 1 and "missing.wav" in r.stderr and "==> " in r.stdout
+
+
+def test_classify_stage_is_torch_free():
+    import subprocess
+    import sys
+
+    code = "import sys, sewcli.classify; assert 'torch' not in sys.modules, 'torch imported'"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
