@@ -117,8 +117,11 @@ def _check_finite(block: FloatArray, name: str, offset: int, rate: int) -> None:
 
 @contextlib.contextmanager
 def _c_stderr_to_debug_log(name: str) -> Iterator[None]:
-    """Send what C code writes to fd 2 meanwhile to the debug log (libmpg123 inside libsndfile prints its own
-    "Note: Illegal Audio-MPEG-Header ..." lines for damaged or non-MP3 input; sew's one error line says it)."""
+    """Send what C code writes to fd 2 meanwhile to the debug log.
+
+    libmpg123 inside libsndfile prints its own "Note: Illegal Audio-MPEG-Header ..." lines for damaged or
+    non-MP3 input; sew's one error line already says it.
+    """
     try:
         saved = os.dup(2)
     except OSError:  # no fd 2 (a daemon): nothing to protect
@@ -181,7 +184,8 @@ class _SoundFileStream:
 
     def _read(self) -> FloatArray | None:
         """Decode the next block as mono, or None at EOF; _DecodeError if libsndfile fails."""
-        quiet = _c_stderr_to_debug_log(self._name) if self.info.format in ("MP3", "MPEG") else contextlib.nullcontext()
+        mp3 = self.info.format in ("MP3", "MPEG")
+        quiet = _c_stderr_to_debug_log(self._name) if mp3 else contextlib.nullcontext()
         try:
             with quiet:
                 n = self._f.read(self._block, dtype="float32", always_2d=True, out=self._buf).shape[0]
