@@ -1149,8 +1149,8 @@ def classify(
 
 
 def _open_std_fds() -> None:
-    """Put /dev/null on a closed fd 0, 1 or 2 (`sew ... 2>&-`): Python leaves sys.stderr None then, and the next
-    file sew opens would get fd 2 and collect what C libraries print to stderr."""
+    """Put /dev/null on a closed fd 0, 1 or 2 (`sew ... 2>&-`): Python leaves sys.stderr None then, and the
+    next file sew opens would get fd 2 and collect what C libraries print to stderr."""
     for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
         try:
             os.fstat(fd)
