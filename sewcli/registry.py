@@ -92,7 +92,7 @@ def _read_toml(path: Path) -> dict[str, object]:
 
 def _entry(path: Path, name: str, table: object, base: ModelSpec | None) -> ModelSpec:
     """Validate one [models.NAME] table and merge it over `base` (an earlier entry of the same name)."""
-    # Quoted like TOML does when the name is not a bare key, so a name with a newline cannot split the message.
+    # Quoted as in TOML when the name is not a bare key, so a name with a newline cannot split the message.
     key = name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name, ensure_ascii=False)
     where = f"{path}: [models.{key}]"
     if not isinstance(table, dict):
