@@ -24,8 +24,11 @@ from sewcli import audio, records, registry
 from sewcli.decoding import DecodeOptions, build_decoder
 from sewcli.errors import AudioError, ModelNotFoundError, RegistryError
 
-SETTINGS = settings(max_examples=80, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +36,7 @@ def _no_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # registry
 
 
@@ -53,7 +56,7 @@ def _toml_value(v: object) -> str:
 
 
 def _toml_string(v: str) -> str:
-    """A TOML basic string: JSON's escapes, plus DEL, which TOML also forbids raw (st.text() has no surrogates)."""
+    """A TOML basic string: JSON's escapes plus DEL, which TOML forbids raw (st.text() has no surrogates)."""
     return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
@@ -75,12 +78,28 @@ def _toml_document(doc: dict[str, dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-scalars = (st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
-           | st.text(max_size=12))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5),
-                                                                                             inner, max_size=3),
-                      max_leaves=6)
-ENTRY_KEYS = ["repo", "path", "revision", "arch", "language", "sample_rate", "params", "license", "description"]
+scalars = (
+    st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+ENTRY_KEYS = [
+    "repo",
+    "path",
+    "revision",
+    "arch",
+    "language",
+    "sample_rate",
+    "params",
+    "license",
+    "description",
+]
 keys = st.sampled_from(ENTRY_KEYS) | st.text(max_size=8)
 entry_values = st.sampled_from(["sew", "sew-d", "wav2vec2", "org/name", "a/b.c-d_e", "16000", ""]) | values
 entries = st.dictionaries(keys, entry_values, max_size=5)
@@ -88,8 +107,9 @@ documents = st.fixed_dictionaries(
     {},
     optional={
         "models": st.dictionaries(st.text(min_size=1, max_size=10), entries, max_size=3),
-        "defaults": st.dictionaries(st.sampled_from(["model", "x"]) | st.text(max_size=4),
-                                    st.text(max_size=10) | values, max_size=2),
+        "defaults": st.dictionaries(
+            st.sampled_from(["model", "x"]) | st.text(max_size=4), st.text(max_size=10) | values, max_size=2
+        ),
     },
 ) | st.dictionaries(st.text(max_size=8), st.dictionaries(st.text(max_size=5), values, max_size=2), max_size=2)
 
@@ -122,8 +142,11 @@ def test_registry_bytes_never_crash(raw: bytes, tmp_path: Path) -> None:
         assert str(path) in str(e) or "[defaults]" in str(e)
 
 
-names = st.text(st.characters(whitelist_categories=("Ll", "Lu", "Nd"), whitelist_characters="-_."),
-                min_size=1, max_size=12).filter(lambda s: not s.startswith("."))
+names = st.text(
+    st.characters(whitelist_categories=("Ll", "Lu", "Nd"), whitelist_characters="-_."),
+    min_size=1,
+    max_size=12,
+).filter(lambda s: not s.startswith("."))
 valid_entries = st.fixed_dictionaries(
     {"repo": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,8}/[A-Za-z0-9_.-]{1,8}", fullmatch=True)},
     optional={
@@ -168,7 +191,7 @@ def test_any_model_name_resolves_or_raises_model_not_found(name: str, revision: 
         assert spec.revision == revision
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # decoding: greedy vs beam on random log-probs
 
 EN = ("<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ")
@@ -186,17 +209,22 @@ def confident_logprobs(path: list[int], p: float) -> np.ndarray:
 
 def chunked(lp: np.ndarray, cuts: list[int], first: int = 0) -> list[records.Emissions]:
     bounds = sorted({0, len(lp), *[c for c in cuts if 0 < c < len(lp)]})
-    return [records.Emissions(lp[a:b], first + a, FS) for a, b in zip(bounds, bounds[1:])]
+    return [records.Emissions(lp[a:b], first + a, FS) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 paths = st.lists(st.sampled_from(PLAIN), max_size=120)
 
 
 @SETTINGS
-@given(path=paths, p=st.floats(0.97, 0.999), width=st.sampled_from([2, 8, 32]),
-       cuts=st.lists(st.integers(0, 120), max_size=4))
-def test_beam_finds_the_greedy_transcript_on_confident_paths(path: list[int], p: float, width: int,
-                                                             cuts: list[int]) -> None:
+@given(
+    path=paths,
+    p=st.floats(0.97, 0.999),
+    width=st.sampled_from([2, 8, 32]),
+    cuts=st.lists(st.integers(0, 120), max_size=4),
+)
+def test_beam_finds_the_greedy_transcript_on_confident_paths(
+    path: list[int], p: float, width: int, cuts: list[int]
+) -> None:
     lp = confident_logprobs(path, p)
     greedy = build_decoder(EN_VOCAB).decode(chunked(lp, cuts))
     beam = build_decoder(EN_VOCAB, DecodeOptions(kind="beam", beam_width=width)).decode(chunked(lp, cuts))
@@ -205,10 +233,16 @@ def test_beam_finds_the_greedy_transcript_on_confident_paths(path: list[int], p:
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), frames=st.integers(0, 150), first=st.integers(0, 10_000),
-       kind=st.sampled_from(["greedy", "beam"]), cuts=st.lists(st.integers(0, 150), max_size=4))
-def test_words_are_ordered_inside_the_audio_and_spell_the_text(seed: int, frames: int, first: int, kind: str,
-                                                               cuts: list[int]) -> None:
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    frames=st.integers(0, 150),
+    first=st.integers(0, 10_000),
+    kind=st.sampled_from(["greedy", "beam"]),
+    cuts=st.lists(st.integers(0, 150), max_size=4),
+)
+def test_words_are_ordered_inside_the_audio_and_spell_the_text(
+    seed: int, frames: int, first: int, kind: str, cuts: list[int]
+) -> None:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(frames, len(EN))) * 3.0
     x[:, 0] += 2.0
@@ -219,11 +253,11 @@ def test_words_are_ordered_inside_the_audio_and_spell_the_text(seed: int, frames
     lo, hi = first * FS, (first + frames) * FS
     for w in result.words:
         assert lo - 1e-9 <= w.start <= w.end <= hi + 1e-9, (w, lo, hi)
-    for a, b in zip(result.words, result.words[1:]):
+    for a, b in zip(result.words, result.words[1:], strict=False):
         assert a.end <= b.start + 1e-9
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # audio: damaged files
 
 
