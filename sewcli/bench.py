@@ -662,7 +662,7 @@ def rss_bench(opts: BenchOptions, workdir: Path) -> list[ProcessResult]:
     """Peak RSS of `sew transcribe` (default settings) at each duration in opts.rss_minutes: flat or not."""
     model = checkpoint_for(opts.rss_model, workdir)
     results = []
-    for minutes in opts.rss_minutes:
+    for minutes in [m for m in opts.rss_minutes if m > 0]:  # 0 skips (`--rss-minutes 0`)
         audio = write_long_audio(workdir / "audio" / f"rss-{minutes:g}min.wav", minutes * 60, seed=1)
         command = sew_command([audio], model, workdir / "out", opts.threads, "fp32")
         wall, peak, code = run_process(command, bench_env(opts.threads), timeout=4 * 3600)
@@ -726,7 +726,7 @@ def run(opts: BenchOptions) -> BenchReport:
             report.process += pipeline_bench(opts, workdir)
         if opts.directory_files > 0:
             report.process += directory_bench(opts, workdir)
-        if opts.rss_minutes:
+        if any(m > 0 for m in opts.rss_minutes):
             try:
                 report.process += rss_bench(opts, workdir)
             except UsageError as e:

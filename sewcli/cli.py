@@ -1212,7 +1212,16 @@ def bench(
     ] = None,
     rss_minutes: Annotated[
         list[float] | None,
-        typer.Option("--rss-minutes", help="Durations for the RSS check.", show_default="10, 120"),
+        typer.Option("--rss-minutes", help="Durations for the RSS check; 0 skips.", show_default="10, 120"),
+    ] = None,
+    pipeline_repeats: Annotated[
+        int | None, typer.Option("--pipeline-repeats", min=1, help="Whole-process repeats.", show_default="3")
+    ] = None,
+    directory_files: Annotated[
+        int | None,
+        typer.Option(
+            "--directory-files", min=0, help="Files in the directory run; 0 skips.", show_default="6"
+        ),
     ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="Smoke run: short windows and files, one repeat.")
@@ -1253,6 +1262,8 @@ def bench(
             repeats=repeats,
             pipeline_minutes=pipeline_minutes,
             rss_minutes=rss_minutes,
+            pipeline_repeats=pipeline_repeats,
+            directory_files=directory_files,
             reference=reference,
             workdir=workdir,
         )

@@ -1,16 +1,16 @@
-"""Inference-only fast paths for the CPU: int8 dynamic quantisation of the linear layers, native-bf16 detection.
+"""Inference-only fast paths for the CPU: int8 dynamic quantisation of the linear layers, bf16 detection.
 
-Where the time goes (docs/benchmarks.md): on SEW-tiny the nn.Linear GEMMs are about half of a forward, the conv
-front end about a quarter, elementwise ops (GELU, LayerNorm, residual adds) the rest. `quantize_linear_int8`
-replaces every nn.Linear by torch's dynamic int8 linear (weights int8 per output channel, activations quantised
-per call, fbgemm/oneDNN VNNI kernels); the convs, norms and attention stay fp32, so the gain is bounded by the
-linear share (Amdahl, reliability_perf.md B.2). bf16 needs no code here (the model is cast with `.to`), but it is
-only fast where the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX); elsewhere it is emulated.
+Where the time goes (docs/benchmarks.md): on SEW-tiny the nn.Linear GEMMs are about half of a forward, the
+conv front end about a quarter, elementwise ops (GELU, LayerNorm, residual adds) the rest.
+`quantize_linear_int8` replaces every nn.Linear by torch's dynamic int8 linear (weights int8 per output
+channel, activations quantised per call, fbgemm/oneDNN VNNI kernels); the convs, norms and attention stay
+fp32, so the gain is bounded by the linear share (Amdahl, reliability_perf.md B.2). bf16 needs no code here
+(the model is cast with `.to`), but it is only fast where the CPU has bf16 dot-product instructions
+(AVX512-BF16 or AMX); elsewhere it is emulated.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import warnings
 
@@ -21,12 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def quantize_linear_int8(model: nn.Module) -> nn.Module:
-    """A copy of `model` (eval mode, fp32, CPU) whose nn.Linear layers run int8 dynamic quantisation.
+    """Switch `model`'s nn.Linear layers to int8 dynamic quantisation, in place (no second fp32 copy in RAM).
 
     Args:
-        model: an fp32 model on the CPU.
+        model: an fp32 model on the CPU (put in eval mode).
     Returns:
-        a new module of the same class (attributes such as `output_lengths` kept); `model` is unchanged.
+        the same module object (its class, `output_lengths` etc. kept) with quantized linear layers.
     """
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
@@ -37,7 +37,7 @@ def quantize_linear_int8(model: nn.Module) -> nn.Module:
         # dependency-free int8 dynamic linear; silence the warning, keep the code path tested.
         warnings.simplefilter("ignore")
         quantized = quantize_dynamic(
-            copy.deepcopy(model).float().eval(),
+            model.float().eval(),
             {nn.Linear: per_channel_dynamic_qconfig},
             dtype=torch.qint8,
             inplace=True,
@@ -46,7 +46,7 @@ def quantize_linear_int8(model: nn.Module) -> nn.Module:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when oneDNN can run bf16 GEMMs natively on this CPU (AVX512-BF16 or AMX); else bf16 is emulated."""
+    """True when oneDNN runs bf16 GEMMs natively on this CPU (AVX512-BF16 or AMX); else bf16 is emulated."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # pragma: no cover - torch without oneDNN
