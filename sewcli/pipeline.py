@@ -7,6 +7,7 @@ generator over blocks, windows or emissions, so one input of any length is trans
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -59,6 +60,11 @@ def transcribe_file(
         the Transcript (text, timed words, subtitle segments); raises a SewError subclass naming the input.
     """
     name = audio.display_name(source)
+    exit_counts = getattr(model.module, "exit_counts", None)  # early-exit models: windows per exit layer
+    if not isinstance(exit_counts, Counter):
+        exit_counts = None
+    else:
+        exit_counts.clear()
     with audio.open_audio(source, options.audio) as stream:
         blocks = resample.resample_blocks(
             stream.blocks(), stream.info.sample_rate, model.sample_rate, options.resample_quality
@@ -76,6 +82,9 @@ def transcribe_file(
         result = decoder.decode(_report(emitted, progress, stream.info.duration))
         native_seconds = stream.frames_read / stream.info.sample_rate
     words = result.words
+    extra: dict[str, object] = {"decoder": options.decode.kind}
+    if exit_counts is not None:
+        extra["exit_layers"] = {str(layer): n for layer, n in sorted(exit_counts.items())}
     return Transcript(
         source=name,
         text=result.text,
@@ -84,5 +93,5 @@ def transcribe_file(
         words=words,
         segments=segmenting.segment_words(words, options.segment),
         language=model.language,
-        extra={"decoder": options.decode.kind},
+        extra=extra,
     )

@@ -220,6 +220,13 @@ def test_transcribe_cli_exit_layer(tmp_path: Path, tiny_sew_dir: Path):
         r = runner.invoke(app, ["transcribe", str(wav), "-m", str(ee), "--exit-layer", value, "-q"])
         assert r.exit_code == 0, r.output
         results[value] = r.stdout
+    out = tmp_path / "out"
+    r = runner.invoke(
+        app, ["transcribe", str(wav), "-m", str(ee), "--exit-layer", "4", "-f", "json", "-o", str(out), "-q"]
+    )
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "a.json").read_text(encoding="utf-8"))
+    assert doc["extra"]["exit_layers"] == {"4": 1}  # one window, left at layer 4
     r = runner.invoke(app, ["transcribe", str(wav), "-m", str(tiny_sew_dir), "--exit-layer", "2", "-q"])
     assert r.exit_code == 2
     assert "early-exit" in r.stderr

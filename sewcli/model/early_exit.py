@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -102,6 +103,7 @@ class EarlyExitWav2Vec2ForCTC(Wav2Vec2ForCTC):
             init_weights(self.decoders, config.initializer_range)
         self.policy = ExitPolicy()
         self.last_exits: list[int] = []  # exit layer used by each row of the latest forward (for reports)
+        self.exit_counts: Counter[int] = Counter()  # rows (windows) per exit layer since the last clear()
 
     @property
     def exit_layers(self) -> tuple[int, ...]:
@@ -167,6 +169,7 @@ class EarlyExitWav2Vec2ForCTC(Wav2Vec2ForCTC):
         for layer in self.wav2vec2.encoder.layers[:stop]:  # layers after `stop` are never run
             x = layer(x, key_mask)
         self.last_exits = [stop] * x.shape[0]
+        self.exit_counts[stop] += x.shape[0]
         logits: Tensor = self.exit_head(stop)(self.head_input(x))
         return logits
 
@@ -198,6 +201,7 @@ class EarlyExitWav2Vec2ForCTC(Wav2Vec2ForCTC):
             key_mask = None if key_mask is None else key_mask[keep]
         assert result is not None
         self.last_exits = exits
+        self.exit_counts.update(exits)
         return result
 
 
@@ -259,7 +263,7 @@ def attach_exits(model: nn.Module, raw: dict[str, Tensor], architecture: str, wh
     ee.wav2vec2, ee.dropout, ee.lm_head = model.wav2vec2, model.dropout, model.lm_head
     ee.inputs_to_logits_ratio = model.inputs_to_logits_ratio
     ee.min_input_samples = model.min_input_samples
-    ee.policy, ee.last_exits = ExitPolicy(), []
+    ee.policy, ee.last_exits, ee.exit_counts = ExitPolicy(), [], Counter()
     if tied:
         ee.decoders = nn.ModuleList([model.lm_head] * n)
     else:
