@@ -68,6 +68,7 @@ class LoadedModel:
     sample_rate: int
     do_normalize: bool  # per-window zero-mean unit-variance normalisation (preprocessor_config.json)
     hop_samples: int  # samples per logit frame (320)
+    align_samples: int  # window starts on multiples of this: hop * squeeze (640 SEW/SEW-D, 320 w2v2)
     min_samples: int  # shortest input the model accepts (720 SEW/SEW-D, 400 wav2vec2)
     device: str
     dtype: Any  # torch dtype
@@ -139,6 +140,7 @@ def load(
         sample_rate=info.features.sampling_rate,
         do_normalize=info.features.do_normalize,
         hop_samples=int(module.inputs_to_logits_ratio),
+        align_samples=int(module.inputs_to_logits_ratio) * int(getattr(module.config, "squeeze_factor", 1)),
         min_samples=int(module.min_input_samples),
         device=device,
         dtype=dtype,

@@ -77,6 +77,7 @@ def transcribe_file(
             frame_count=model.frame_count,
             min_samples=model.min_samples,
             source=name,
+            align_samples=model.align_samples,
         )
         emitted = inference.emissions(windows, model, options.inference)
         result = decoder.decode(_report(emitted, progress, stream.info.duration))

@@ -160,3 +160,41 @@ def test_threads_and_bf16(tiny_sew_dir: Path) -> None:
         assert np.isfinite(em.log_probs).all()
     finally:
         torch.set_num_threads(before)
+
+
+def test_windows_on_the_squeeze_grid_reproduce_whole_file_frames(model: inference.LoadedModel) -> None:
+    """SEW pools frame pairs: windows must start on even frames (align 640) to see the whole file's pairing.
+
+    Hop-aligned windows that start on an odd frame pair the frames the other way round: their frames differ
+    from the whole-file frames by ~100x more (median per-frame max |diff| ~1e-2 vs ~1e-4 on this model).
+    """
+    assert model.align_samples == 640
+    rng = np.random.default_rng(5)
+    n = int(16000 * 9.37)
+    x = (0.2 * np.sin(np.arange(n) * 0.05) + 0.05 * rng.standard_normal(n)).astype(np.float32)
+    (whole,) = inference.emissions(_windows(x, model, 30.0, 1.0), model, inference.InferenceOptions())
+
+    def median_diffs(align: int) -> dict[int, float]:
+        windows = list(
+            chunking.windows(
+                [x],
+                sample_rate=16000,
+                options=chunking.ChunkOptions(2.0, 0.3),
+                hop_samples=320,
+                frame_count=model.frame_count,
+                min_samples=720,
+                align_samples=align,
+            )
+        )
+        out = {}
+        for w, em in zip(
+            windows, inference.emissions(windows, model, inference.InferenceOptions()), strict=True
+        ):
+            ref = whole.log_probs[em.first_frame : em.first_frame + em.log_probs.shape[0]]
+            out[w.start // 320] = float(np.median(np.abs(em.log_probs - ref).max(axis=1)))
+        return out
+
+    aligned, hop_only = median_diffs(model.align_samples), median_diffs(320)
+    assert all(start % 2 == 0 for start in aligned) and max(aligned.values()) < 1e-3
+    odd = [d for start, d in hop_only.items() if start % 2]
+    assert odd and min(odd) > 3e-3
