@@ -62,6 +62,7 @@ def run(
         hop_samples=model.hop_samples,
         frame_count=model.frame_count,
         min_samples=model.min_samples,
+        align_samples=model.align_samples,
     )
     ems = list(inference.emissions(wins, model, inference.InferenceOptions()))
     text = decoding.build_decoder(model.vocab, decoding.DecodeOptions()).decode(ems).text
