@@ -612,11 +612,30 @@ def test_file_size_limit_is_a_real_write_failure(
     written, and no partial file survives."""
     small = write_audio(tmp_path / "small.wav", 0.5, seed=1)
     big = write_audio(tmp_path / "big.wav", 8.0, seed=2)
-    out = tmp_path / "out"
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    reference = _invoke(
+        [
+            "transcribe",
+            "-m",
+            str(tiny_sew_dir),
+            "-o",
+            str(ref),
+            "-f",
+            "json",
+            "--threads",
+            "1",
+            str(big),
+            str(small),
+        ]
+    )
+    assert reference.exit_code == 0, reference.stderr
+    sizes = {p.stem: p.stat().st_size for p in ref.iterdir()}
+    assert sizes["small"] < sizes["big"] // 2
+    cap = (sizes["small"] + sizes["big"]) // 2  # the small output fits, the big one does not
 
     def limit() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1500, 1500))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
 
     result = _sew(
         [
@@ -638,6 +657,7 @@ def test_file_size_limit_is_a_real_write_failure(
     assert result.returncode == 1, result.stderr
     assert _error_lines(result.stderr) == [f"error: {big}: {out / 'big.json'}: cannot write: File too large"]
     assert sorted(p.name for p in out.iterdir()) == ["small.json"]
+    assert (out / "small.json").read_bytes() == (ref / "small.json").read_bytes()
     assert json.loads((out / "small.json").read_text(encoding="utf-8"))["duration"] == pytest.approx(0.5)
 
 
