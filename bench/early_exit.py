@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--thresholds", default="0.3,0.5,0.7,0.9")
     ap.add_argument("--fit-heads", action="store_true")
     ap.add_argument("--no-auto", action="store_true", help="only the per-exit timing table")
+    ap.add_argument("--no-timing", action="store_true", help="only the auto-rule table")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -103,39 +104,44 @@ def main() -> None:
         f"# wav2vec2-base config, random weights, {args.window:g} s window, {args.threads} threads, "
         f"torch {torch.__version__}; median (min) of {args.repeats} runs"
     )
-    print(
-        "| exit layer | GFLOP / window | wall s / window: median (min) | CPU s / window | "
-        "speed-up vs layer 12: FLOPs / wall / CPU |"
-    )
-    print("|---|---|---|---|---|")
-    times = {}
-    flops = {}
-    from torch.utils.flop_counter import FlopCounterMode
+    if not args.no_timing:
+        print(
+            "| exit layer | GFLOP / window | wall s / window: median (min) | CPU s / window | "
+            "speed-up vs layer 12: FLOPs / wall / CPU |"
+        )
+        print("|---|---|---|---|---|")
+        times = {}
+        flops = {}
+        from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.inference_mode():
-        for layer in model.exit_layers:
-            model.policy = ExitPolicy(layer=layer)
-            with FlopCounterMode(display=False) as counter:
-                model(x)
-            flops[layer] = counter.get_total_flops() / 1e9
-        model.policy = ExitPolicy(layer=2)
-        model(x)  # warm-up
-        runs: dict[int, list[float]] = {n: [] for n in model.exit_layers}
-        cpu: dict[int, list[float]] = {n: [] for n in model.exit_layers}
-        for _ in range(args.repeats):  # interleaved, so a change in machine load hits every exit alike
+        with torch.inference_mode():
             for layer in model.exit_layers:
                 model.policy = ExitPolicy(layer=layer)
-                t0, c0 = time.perf_counter(), time.process_time()
-                model(x)
-                runs[layer].append(time.perf_counter() - t0)
-                cpu[layer].append(time.process_time() - c0)
-        for layer in model.exit_layers:
-            times[layer] = (statistics.median(runs[layer]), min(runs[layer]), statistics.median(cpu[layer]))
-    for layer, (med, low, c) in times.items():
-        print(
-            f"| {layer} | {flops[layer]:.1f} | {med:.3f} ({low:.3f}) | {c:.3f} | "
-            f"{flops[12] / flops[layer]:.2f}x / {times[12][0] / med:.2f}x / {times[12][2] / c:.2f}x |"
-        )
+                with FlopCounterMode(display=False) as counter:
+                    model(x)
+                flops[layer] = counter.get_total_flops() / 1e9
+            model.policy = ExitPolicy(layer=2)
+            model(x)  # warm-up
+            runs: dict[int, list[float]] = {n: [] for n in model.exit_layers}
+            cpu: dict[int, list[float]] = {n: [] for n in model.exit_layers}
+            for _ in range(args.repeats):  # interleaved, so a change in machine load hits every exit alike
+                for layer in model.exit_layers:
+                    model.policy = ExitPolicy(layer=layer)
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    model(x)
+                    runs[layer].append(time.perf_counter() - t0)
+                    cpu[layer].append(time.process_time() - c0)
+            for layer in model.exit_layers:
+                times[layer] = (
+                    statistics.median(runs[layer]),
+                    min(runs[layer]),
+                    statistics.median(cpu[layer]),
+                )
+        for layer, (med, low, c) in times.items():
+            print(
+                f"| {layer} | {flops[layer]:.1f} | {med:.3f} ({low:.3f}) | {c:.3f} | "
+                f"{flops[12] / flops[layer]:.2f}x / {times[12][0] / med:.2f}x / {times[12][2] / c:.2f}x |"
+            )
 
     if args.no_auto:
         return
@@ -151,7 +157,7 @@ def main() -> None:
         every = {n: window_confidence(v) for n, v in model.all_exits(windows).items()}
         print()
         print(
-            "# mean window confidence (mean over frames of the max posterior) per exit: "
+            "# mean window confidence (geometric mean over frames of the max posterior) per exit: "
             + ", ".join(f"L{n} {float(c.mean()):.3f}" for n, c in every.items())
         )
         print()

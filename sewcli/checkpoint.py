@@ -27,7 +27,13 @@ ARCHITECTURES: dict[str, str] = {
     "SEWForCTC": "sew",
     "SEWDForCTC": "sew-d",
     "Wav2Vec2ForCTC": "wav2vec2",
-    "EEWav2Vec2ForCTC": "wav2vec2",  # augustgw/wav2vec2-ee: extra tied `decoders.N` heads, ignored for now
+    # augustgw/wav2vec2-ee training classes: `decoders.N` exit heads (sewcli/model/early_exit.py)
+    "EEWav2Vec2ForCTC": "wav2vec2",
+    "KDEEWav2Vec2ForCTC": "wav2vec2",
+    "DKDEEWav2Vec2ForCTC": "wav2vec2",
+    "ConfidenceWav2Vec2ForCTC": "wav2vec2",
+    "ManualExitActivationWav2Vec2ForCTC": "wav2vec2",
+    "ManualExitActivationConfidenceWav2Vec2ForCTC": "wav2vec2",
 }
 MODEL_TYPES: dict[str, str] = {"sew": "sew", "sew-d": "sew-d", "wav2vec2": "wav2vec2"}
 

@@ -147,6 +147,23 @@ def test_each_exit_matches_transformers(
         assert float((ref[2] - plain2).abs().max()) > 1e-2
 
 
+def test_kd_training_checkpoint(tmp_path: Path):
+    """KDEEWav2Vec2ForCTC (wav2vec2-ee's distillation class) also saves its teacher as copy_model.*."""
+    hf = _hf(SHALLOW)
+    directory = _write(tmp_path / "kd", hf, _heads(hf, 2, True), "bin")
+    config = json.loads((directory / "config.json").read_text())
+    config["architectures"] = ["KDEEWav2Vec2ForCTC"]
+    (directory / "config.json").write_text(json.dumps(config))
+    state = torch.load(directory / "pytorch_model.bin", weights_only=True)
+    state.update({f"copy_model.{k}": v.clone() for k, v in hf.state_dict().items()})
+    torch.save(state, directory / "pytorch_model.bin")
+    model = load_model(directory).model
+    assert isinstance(model, EarlyExitWav2Vec2ForCTC) and model.exit_layers == (2, 4)
+    x = _wave(4000, seed=7)
+    with torch.no_grad():
+        assert float((model(x) - hf(x).logits).abs().max()) <= 1e-4
+
+
 def test_exit_skips_later_layers(tmp_path: Path):
     hf = _hf(SMALL)
     model = load_model(_write(tmp_path / "ck", hf, _heads(hf, 6, True), "bin")).model

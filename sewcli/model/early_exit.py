@@ -12,11 +12,11 @@ Exit policies (`ExitPolicy`):
 - fixed layer N: the encoder stops after layer N, so layers N+1.. are never computed, and `decoders.{N/2-1}`
   gives
   the logits. N = the last layer equals the plain Wav2Vec2ForCTC output.
-- auto (threshold c): after each exit, a window's confidence is the mean over its frames of the largest CTC
-  posterior, `mean_t max_v softmax(logits)[t, v]`; the window leaves at the first exit whose confidence is >=
-  c
-  (always at the last exit). Rows of a batch leave independently (windows never share padding, so rows do not
-  interact). The rule needs no calibration data; its speed/agreement trade-off is measured in README.md.
+- auto (threshold c): after each exit, a window's confidence is the geometric mean over its frames of the
+  largest CTC posterior, `exp(mean_t max_v log_softmax(logits)[t, v])` (the score wav2vec2-ee's confidence
+  training uses, `get_score` in its train_utils.py); the window leaves at the first exit whose confidence is
+  >= c, and always at the last exit. Rows of a batch leave independently (windows never share padding, so rows
+  do not interact). The rule needs no calibration data; its speed/agreement trade-off is in README.md.
 
 Stable (pre-LN) encoders apply the final `encoder.layer_norm` before an exit head (the transformers 4.x
 meaning
@@ -40,7 +40,17 @@ from sewcli.model.wav2vec2 import Wav2Vec2Config, Wav2Vec2Encoder, Wav2Vec2ForCT
 log = logging.getLogger(__name__)
 
 EXIT_EVERY = 2  # an exit head after layers 2, 4, ..., num_hidden_layers (wav2vec2-ee)
-EE_ARCHITECTURE = "EEWav2Vec2ForCTC"
+# The wav2vec2-ee training classes (train_utils.py); their checkpoints carry tied `decoders.N` heads.
+EE_ARCHITECTURES = frozenset(
+    {
+        "EEWav2Vec2ForCTC",
+        "KDEEWav2Vec2ForCTC",
+        "DKDEEWav2Vec2ForCTC",
+        "ConfidenceWav2Vec2ForCTC",
+        "ManualExitActivationWav2Vec2ForCTC",
+        "ManualExitActivationConfidenceWav2Vec2ForCTC",
+    }
+)
 DEFAULT_THRESHOLD = 0.9
 _HEAD_KEY = re.compile(r"^decoders\.(\d+)\.(weight|bias)$")
 
@@ -81,8 +91,12 @@ def encoder_input(encoder: Wav2Vec2Encoder, x: Tensor, mask: Tensor | None) -> t
 
 
 def window_confidence(logits: Tensor) -> Tensor:
-    """Mean over frames of the largest posterior: (batch, frames, vocab) -> (batch,) in [1/vocab, 1]."""
-    return torch.softmax(logits.float(), dim=-1).amax(dim=-1).mean(dim=-1)
+    """Geometric mean over frames of the top posterior: (batch, frames, vocab) -> (batch,) in [1/vocab, 1].
+
+    The geometric mean (exp of the mean max log-probability) is pulled down by a few unsure frames, where the
+    arithmetic mean is dominated by the many easy blank frames of CTC output.
+    """
+    return torch.log_softmax(logits.float(), dim=-1).amax(dim=-1).mean(dim=-1).exp()
 
 
 class EarlyExitWav2Vec2ForCTC(Wav2Vec2ForCTC):
@@ -243,7 +257,7 @@ def attach_exits(model: nn.Module, raw: dict[str, Tensor], architecture: str, wh
         head i from `decoders.{i}` or, where a tied head was de-duplicated away, from `lm_head`.
     """
     heads = head_tensors(raw)
-    if not isinstance(model, Wav2Vec2ForCTC) or (not heads and architecture != EE_ARCHITECTURE):
+    if not isinstance(model, Wav2Vec2ForCTC) or (not heads and architecture not in EE_ARCHITECTURES):
         return model
     cfg = model.config
     n = cfg.num_hidden_layers // EXIT_EVERY

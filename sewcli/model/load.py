@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # Training-only or not-yet-modelled keys that may appear in released checkpoints (P14).
 IGNORED_KEYS = re.compile(
     r"(^|\.)(masked_spec_embed|mask_time_emb_vector)$"
-    r"|^(quantizer|project_q|project_hid|decoders)\."
+    r"|^(quantizer|project_q|project_hid|decoders|copy_model)\."  # copy_model: wav2vec2-ee KD teacher
 )
 _WN_SUFFIXES = {
     "weight_g": "g",
