@@ -425,6 +425,8 @@ def _write_stdout(text: str) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         raise _StdoutClosed() from None
+    except OSError as e:  # `> file` on a full disk: this input fails like a file output would
+        raise OutputError(f"<stdout>: cannot write: {e.strerror or e}") from None
 
 
 def _render(transcript: Transcript, fmt: str) -> Callable[[TextIO], None]:
