@@ -562,6 +562,23 @@ def test_closed_or_full_stderr_does_not_stop_the_batch(
     assert result.stdout == expected.stdout
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_stdout_on_a_full_disk(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+    good = write_audio(tmp_path / "good.wav", 1.0)
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [*SEW, "transcribe", "-m", str(tiny_sew_dir), "--threads", "1", str(good)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(clean_env),
+            timeout=TIMEOUT,
+        )
+    assert result.returncode == 1
+    assert _error_lines(result.stderr) == [f"error: {good}: <stdout>: cannot write: No space left on device"]
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
 def _no_space(after: int) -> object:
     """An os.fsync that fails with ENOSPC from call number `after` on (a disk that fills up mid-run)."""
     calls = {"n": 0}
