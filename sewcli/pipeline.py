@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from sewcli import audio, chunking, decoding, inference, resample, segmenting
 from sewcli.records import Emissions, Transcript
 
-ProgressCallback = Callable[
-    [float, "float | None"], None
-]  # (seconds done, total seconds if the header knows)
+# Called with (seconds of audio done, the header's total seconds or None).
+ProgressCallback = Callable[[float, "float | None"], None]
 
 
 @dataclass(frozen=True)
