@@ -77,6 +77,11 @@ def main() -> None:
                           "cer": round(cer(refs, hyps), 4), "wer": round(wer(refs, hyps), 4),
                           "rtf": round((time.time() - t) / secs, 4),
                           "examples": [[r, h] for r, h in zip(refs[:5], hyps[:5])]}
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            groups.setdefault(r["engine"] + ":" + r["voice"].split("+")[0], []).append(i)
+        results[split]["by_voice"] = {g: {"n": len(ix), "cer": round(cer([refs[i] for i in ix], [hyps[i] for i in ix]), 4)}
+                                      for g, ix in sorted(groups.items())}
         print(split, {k: v for k, v in results[split].items() if k != "examples"}, flush=True)
     alsa = load_alsa()
     if alsa:

@@ -1,0 +1,105 @@
+"""The embedded sew-synth-en model: transformers parity on the examples, a real recognition bound, quick start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+import torch
+
+from sewcli import decoding, inference, pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "sewcli" / "assets" / "sew-synth-en"
+EXAMPLES = ROOT / "examples"
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+# Bounds from the shipped model's measured numbers (model card), with a small margin for float differences.
+MAX_EXAMPLES_WER = 0.9
+MAX_HELLO_CER = 0.55
+
+
+def _examples() -> list[tuple[Path, str]]:
+    out = []
+    for txt in sorted(EXAMPLES.glob("*.txt")):
+        audio = [p for p in (txt.with_suffix(s) for s in AUDIO_SUFFIXES) if p.exists()]
+        assert len(audio) == 1, f"{txt} needs exactly one audio file next to it"
+        out.append((audio[0], txt.read_text().strip()))
+    return out
+
+
+def _wer(refs: list[str], hyps: list[str], unit: str = "word") -> float:
+    """Word (or character) error rate by a plain Levenshtein (independent of the recipe's metrics module)."""
+    edits = words = 0
+    for r, h in zip(refs, hyps):
+        a, b = (r.split(), h.split()) if unit == "word" else (list(r), list(h))
+        d = list(range(len(b) + 1))
+        for i in range(1, len(a) + 1):
+            prev, d[0] = d[0], i
+            for j in range(1, len(b) + 1):
+                prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1]))
+        edits += d[-1]
+        words += len(a)
+    return edits / words
+
+
+@pytest.fixture(scope="module")
+def ours() -> dict[Path, str]:
+    model = inference.load(SHIPPED, inference.InferenceOptions(device="cpu", threads=1), name="sew-synth-en")
+    greedy = decoding.build_decoder(model.vocab, decoding.DecodeOptions())
+    opts = pipeline.PipelineOptions()
+    return {p: pipeline.transcribe_file(str(p), model, greedy, opts).text for p, _ in _examples()}
+
+
+def test_shipped_files_and_sizes() -> None:
+    names = {p.name for p in SHIPPED.iterdir()}
+    assert {"config.json", "model.safetensors", "vocab.json", "tokenizer_config.json",
+            "preprocessor_config.json", "README.md"} <= names
+    assert (SHIPPED / "model.safetensors").stat().st_size <= 20 * 1024 * 1024
+    ex = _examples()
+    assert len(ex) >= 4 and {p.suffix for p, _ in ex} >= {".wav", ".flac", ".ogg", ".mp3"}
+    assert (EXAMPLES / "hello.wav").exists()
+    assert sum(p.stat().st_size for p in EXAMPLES.iterdir()) <= 400 * 1024
+    rates = {sf.info(str(p)).samplerate for p, _ in ex}
+    assert len(rates) >= 3
+
+
+def test_transformers_greedy_text_equals_ours(ours: dict[Path, str]) -> None:
+    from transformers import SEWForCTC, Wav2Vec2Processor
+
+    hf = SEWForCTC.from_pretrained(SHIPPED, dtype=torch.float32).eval()
+    proc = Wav2Vec2Processor.from_pretrained(SHIPPED)
+    assert hf.config.model_type == "sew" and hf.config.squeeze_factor == 2
+    for path, _ in _examples():
+        x, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        x = x.mean(axis=1)
+        if rate != 16000:
+            x = soxr.resample(x, rate, 16000, quality="HQ").astype(np.float32)
+        feats = proc(x, sampling_rate=16000, return_tensors="pt")
+        with torch.no_grad():
+            ids = hf(feats.input_values).logits.argmax(-1)
+        text = proc.batch_decode(ids)[0]
+        assert text == ours[path], path.name
+        assert text, f"{path.name}: transformers decoded nothing"
+
+
+def test_examples_are_recognised(ours: dict[Path, str]) -> None:
+    ex = _examples()
+    refs = [r for _, r in ex]
+    hyps = [ours[p].upper() for p, _ in ex]
+    assert _wer(refs, hyps) <= MAX_EXAMPLES_WER, list(zip(refs, hyps))
+    hello = (EXAMPLES / "hello.txt").read_text().strip()
+    assert _wer([hello], [ours[EXAMPLES / "hello.wav"].upper()], unit="char") <= MAX_HELLO_CER
+
+
+def test_quick_start_command_offline(tmp_path: Path, ours: dict[Path, str]) -> None:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    res = subprocess.run([sys.executable, "-m", "sewcli", "transcribe", str(EXAMPLES / "hello.wav")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == ours[EXAMPLES / "hello.wav"] != ""  # the default model, no download
