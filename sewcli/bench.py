@@ -1,4 +1,4 @@
-"""`sew bench`: speed and memory of the engine, with transformers measured in the same run on the same machine.
+"""`sew bench`: speed and memory of the engine, transformers measured in the same run on the same machine.
 
 Why a benchmark module and not timed tests: claims ("2x transformers") must be re-runnable by anyone, with the
 reference measured in the same process run, interleaved (ours, theirs, ours, ...) so that load from other work
@@ -7,11 +7,12 @@ hits both sides alike, and reported as the median of several repeats. Four parts
 1. machine: CPU, cores, ISA flags, torch/transformers versions, load average, and a GEMM peak (fp32, bf16)
    measured here, so achieved GFLOP/s can be read as a fraction of what this machine can do.
 2. forward: one model forward on identical windows (random weights in the real SEW-tiny, SEW-D-tiny and
-   wav2vec2-base configs, plus the embedded model): our engine at each precision and batch size vs transformers
-   eager fp32; FLOPs counted by torch's FlopCounterMode; logit parity.
+   wav2vec2-base configs, plus the embedded model): our engine at each precision and batch size vs
+   transformers eager fp32; FLOPs counted by torch's FlopCounterMode; logit parity.
 3. process: whole `sew transcribe` processes (start-up included) vs transformers' own ASR pipeline
-   (`pipeline("automatic-speech-recognition", chunk_length_s=20)`) on the same file and checkpoint, same threads;
-   peak RSS from wait4; RSS at two durations (flat with length?); a directory of files; `sew --help` start time.
+   (`pipeline("automatic-speech-recognition", chunk_length_s=20)`) on the same file and checkpoint, same
+   threads; peak RSS from wait4; RSS at two durations (flat with length?); a directory of files; `sew --help`
+   start time.
 4. report: a markdown table (docs/benchmarks.md) and JSON.
 
 torch and transformers are imported inside the functions that need them (this module is reachable from cli.py,
@@ -32,12 +33,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sewcli.errors import UsageError
+from sewcli.records import FloatArray
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +99,31 @@ MODEL_CONFIGS: dict[str, dict[str, Any]] = {
 }
 EMBEDDED = "embedded"  # the registry's default model, shipped inside the package (real weights)
 ENGLISH_VOCAB = {
-    "<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4,
+    "<pad>": 0,
+    "<s>": 1,
+    "</s>": 2,
+    "<unk>": 3,
+    "|": 4,
     **{c: i + 5 for i, c in enumerate("ETAONIHSRDLUMWCFGYPBVK'XJQZ")},
-}  # fmt: skip
+}
 TOKENIZER_CONFIG = {
-    "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "do_lower_case": False,
-    "word_delimiter_token": "|", "tokenizer_class": "Wav2Vec2CTCTokenizer",
-}  # fmt: skip
+    "unk_token": "<unk>",
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "pad_token": "<pad>",
+    "do_lower_case": False,
+    "word_delimiter_token": "|",
+    "tokenizer_class": "Wav2Vec2CTCTokenizer",
+}
 PREPROCESSOR = {
-    "do_normalize": True, "feature_size": 1, "padding_side": "right", "padding_value": 0.0,
-    "return_attention_mask": False, "sampling_rate": SAMPLE_RATE, "feature_extractor_type": "Wav2Vec2FeatureExtractor",
-}  # fmt: skip
+    "do_normalize": True,
+    "feature_size": 1,
+    "padding_side": "right",
+    "padding_value": 0.0,
+    "return_attention_mask": False,
+    "sampling_rate": SAMPLE_RATE,
+    "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+}
 PRECISION_CHOICES = ("fp32", "bf16", "int8")
 
 
@@ -165,7 +182,7 @@ QUICK = {
 
 
 def options_from_cli(quick: bool, **given: Any) -> BenchOptions:
-    """BenchOptions from `sew bench` flags: the documented defaults (or QUICK), then every flag given (not None)."""
+    """BenchOptions from `sew bench` flags: the defaults (or QUICK), then each flag given (not None)."""
     values: dict[str, Any] = dict(QUICK) if quick else {}
     for key, value in given.items():
         if value is None or (isinstance(value, (list, tuple)) and not value):
@@ -300,7 +317,7 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 
 def gemm_peak(threads: int, dtype_name: str = "fp32", n: int = 2048, seconds: float = 1.5) -> float:
-    """Best-of-several GFLOP/s of an n x n x n matmul in `dtype_name` on `threads` threads (the machine's peak)."""
+    """Best GFLOP/s of an n x n x n matmul in `dtype_name` on `threads` threads (the machine's peak)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -342,9 +359,10 @@ def write_random_checkpoint(name: str, directory: Path, seed: int = 0) -> Path:
             state[base + "original1"] = value.contiguous()
         elif "masked_spec_embed" not in key:
             state[key] = value.contiguous()
+    cfg: Any = model.config
     directory.mkdir(parents=True, exist_ok=True)
     save_file(state, str(directory / "model.safetensors"))
-    (directory / "config.json").write_text(json.dumps(model.config.to_hf(), indent=1))
+    (directory / "config.json").write_text(json.dumps(cfg.to_hf(), indent=1))
     (directory / "vocab.json").write_text(json.dumps(ENGLISH_VOCAB))
     (directory / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG))
     specials = {k: TOKENIZER_CONFIG[k] for k in ("bos_token", "eos_token", "unk_token", "pad_token")}
@@ -377,19 +395,20 @@ def checkpoint_for(name: str, workdir: Path) -> Path:
 # ----------------------------------------------------------------------------------------------- audio
 
 
-def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+def speechlike(seconds: float, seed: int = 0) -> FloatArray:
     """Deterministic noise-modulated voiced tones with pauses at 16 kHz, float32 in [-1, 1]."""
     rng = np.random.default_rng(seed)
     n = int(round(seconds * SAMPLE_RATE))
     t = np.arange(n) / SAMPLE_RATE
     envelope = (np.sin(2 * np.pi * 0.7 * t) > -0.3).astype(np.float32)  # ~0.5 s pauses
     tone = np.sin(2 * np.pi * (180 + 60 * np.sin(2 * np.pi * 3 * t)) * t)
-    return ((0.3 * tone + 0.05 * rng.standard_normal(n)) * envelope).astype(np.float32)
+    out: FloatArray = ((0.3 * tone + 0.05 * rng.standard_normal(n)) * envelope).astype(np.float32)
+    return out
 
 
 def write_long_audio(path: Path, seconds: float, seed: int = 0) -> Path:
-    """Write a 16 kHz PCM-16 WAV of `seconds` by tiling a 60 s speech-like block (streamed, bounded memory)."""
-    import soundfile as sf
+    """Write a 16 kHz PCM-16 WAV of `seconds` by tiling a 60 s speech-like block (streamed, bounded RAM)."""
+    import soundfile as sf  # type: ignore[import-untyped]
 
     if path.is_file() and sf.info(str(path)).frames == int(round(seconds * SAMPLE_RATE)):
         return path
@@ -408,7 +427,7 @@ def write_long_audio(path: Path, seconds: float, seed: int = 0) -> Path:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Time each function `repeats` times, round-robin (a, b, c, a, b, c, ...), after one warm-up call each."""
+    """Time each function `repeats` times, round-robin (a, b, c, a, b, c, ...), after one warm-up each."""
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -429,10 +448,10 @@ def count_gflop(module: Any, x: Any) -> float:
         param.requires_grad_(False)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         module(x)
-    return counter.get_total_flops() / 1e9
+    return float(counter.get_total_flops()) / 1e9
 
 
-def _windows(batch: int, seconds: float) -> np.ndarray:
+def _windows(batch: int, seconds: float) -> FloatArray:
     """(batch, samples) normalised speech-like windows, one seed per row."""
     from sewcli.checkpoint import normalize_waveform
 
@@ -443,6 +462,7 @@ def _reference_model(directory: Path) -> Any:
     """transformers' own CTC model for the checkpoint, eager attention, fp32, eval mode."""
     import transformers
 
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # no load report (masked_spec_embed is training-only)
     model = transformers.AutoModelForCTC.from_pretrained(str(directory), attn_implementation="eager")
     return model.eval()
 
@@ -470,7 +490,7 @@ def _logits(label: str, module: Any, x: Any) -> Any:
 
 
 def _parity(a: Any, b: Any) -> tuple[float, float]:
-    """(max |a - b|, fraction of frames with equal argmax) over the frames both (batch, frames, vocab) have."""
+    """(max |a - b|, fraction of frames with equal argmax) on the frames both (B, frames, vocab) have"""
     n = min(a.shape[1], b.shape[1])
     diff = float((a[:, :n] - b[:, :n]).abs().max())
     agree = float((a[:, :n].argmax(-1) == b[:, :n].argmax(-1)).float().mean())
@@ -499,7 +519,7 @@ def forward_bench(
         x = torch.from_numpy(_windows(batch, opts.window_seconds))  # (batch, samples)
         gflop = count_gflop(models["fp32"], x)
         logits = {label: _logits(label, m, x) for label, m in models.items()}
-        fns = {label: (lambda lab=label, m=m: _logits(lab, m, x)) for label, m in models.items()}
+        fns: dict[str, Callable[[], object]] = {lab: partial(_logits, lab, m, x) for lab, m in models.items()}
         times = interleaved(fns, opts.repeats)
         ref_time = statistics.median(times["transformers"]) if "transformers" in times else None
         for label, ts in times.items():
@@ -512,15 +532,22 @@ def forward_bench(
             peak = peaks.get("bf16" if precision == "bf16" else "fp32", 0.0)
             results.append(
                 ForwardResult(
-                    model=name, engine=engine, precision=precision, batch=batch, seconds=median,
-                    audio_seconds=batch * opts.window_seconds, gflop=gflop,
+                    model=name,
+                    engine=engine,
+                    precision=precision,
+                    batch=batch,
+                    seconds=median,
+                    audio_seconds=batch * opts.window_seconds,
+                    gflop=gflop,
                     peak_fraction=(gflop / median) / peak if peak else 0.0,
-                    vs_transformers=None if ref_time is None or engine == "transformers" else ref_time / median,
+                    vs_transformers=None
+                    if ref_time is None or engine == "transformers"
+                    else ref_time / median,
                     max_abs_diff=diff,
                     argmax_agreement=agree,
                     times=tuple(ts),
                 )
-            )  # fmt: skip
+            )
         log.info(
             "forward %s batch %d: %s",
             name,
@@ -571,9 +598,13 @@ def bench_env(threads: int) -> dict[str, str]:
     """The environment of every timed process: same thread count for OpenMP/MKL, offline, no progress bars."""
     env = dict(os.environ)
     env.update(
-        OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore",
-    )  # fmt: skip
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONWARNINGS="ignore",
+    )
     return env
 
 
@@ -582,10 +613,24 @@ def sew_command(
 ) -> list[str]:
     """The `sew transcribe` command line a user would run (python -m sewcli == the `sew` script)."""
     return [
-        sys.executable, "-m", "sewcli", "transcribe", *map(str, inputs), "--model", str(model), "--threads",
-        str(threads), "--precision", precision, "--device", "cpu", "--output-dir", str(out_dir), "--overwrite",
+        sys.executable,
+        "-m",
+        "sewcli",
+        "transcribe",
+        *map(str, inputs),
+        "--model",
+        str(model),
+        "--threads",
+        str(threads),
+        "--precision",
+        precision,
+        "--device",
+        "cpu",
+        "--output-dir",
+        str(out_dir),
+        "--overwrite",
         "--quiet",
-    ]  # fmt: skip
+    ]
 
 
 def hf_pipeline_command(model: Path, audio: Path, threads: int) -> list[str]:
@@ -602,17 +647,24 @@ def hf_pipeline_main(model: str, audio: str, threads: str) -> int:
     torch.set_num_threads(int(threads))
     asr = transformers.pipeline("automatic-speech-recognition", model=model, chunk_length_s=20, device="cpu")
     samples, rate = sf.read(audio, dtype="float32")
-    text = asr({"raw": samples, "sampling_rate": rate})["text"]
+    result: Any = asr({"raw": samples, "sampling_rate": rate})
+    text = str(result["text"])
     Path(audio).with_suffix(".hf.txt").write_text(text)
     return 0
 
 
-def process_bench(label: str, commands: dict[str, list[str]], audio_seconds: float, opts: BenchOptions,
-                  repeats: int) -> list[ProcessResult]:  # fmt: skip
-    """Run each command `repeats` times interleaved (after one untimed warm-up each: page cache, .pyc)."""
+def process_bench(
+    label: str, commands: dict[str, list[str]], audio_seconds: float, opts: BenchOptions, repeats: int
+) -> list[ProcessResult]:
+    """Run each command `repeats` times interleaved; short runs get an untimed warm-up (page cache, .pyc).
+
+    Runs over a minute of audio skip the warm-up: start-up is a few percent of them and the time is better
+    spent on repeats.
+    """
     env = bench_env(opts.threads)
-    for command in commands.values():
-        run_process(command, env)
+    if audio_seconds < 60:
+        for command in commands.values():
+            run_process(command, env)
     walls: dict[str, list[float]] = {k: [] for k in commands}
     rss: dict[str, list[float]] = {k: [] for k in commands}
     codes: dict[str, int] = dict.fromkeys(commands, 0)
@@ -624,12 +676,16 @@ def process_bench(label: str, commands: dict[str, list[str]], audio_seconds: flo
             codes[key] = codes[key] or code
     results = [
         ProcessResult(
-            label=f"{label}: {key}", command=" ".join(commands[key]).replace(sys.executable, "python"),
-            audio_seconds=audio_seconds, wall=statistics.median(walls[key]), peak_rss_mb=statistics.median(rss[key]),
-            walls=tuple(walls[key]), returncode=codes[key],
+            label=f"{label}: {key}",
+            command=" ".join(commands[key]).replace(sys.executable, "python"),
+            audio_seconds=audio_seconds,
+            wall=statistics.median(walls[key]),
+            peak_rss_mb=statistics.median(rss[key]),
+            walls=tuple(walls[key]),
+            returncode=codes[key],
         )
         for key in commands
-    ]  # fmt: skip
+    ]
     log.info("process %s: %s", label, {r.label: round(r.wall, 2) for r in results})
     return results
 
@@ -654,8 +710,9 @@ def pipeline_bench(opts: BenchOptions, workdir: Path) -> list[ProcessResult]:
     }
     if opts.reference:
         commands = {"transformers pipeline": hf_pipeline_command(model, audio, opts.threads), **commands}
-    return process_bench(f"{opts.pipeline_model} {opts.pipeline_minutes:g} min", commands, seconds, opts,
-                         opts.pipeline_repeats)  # fmt: skip
+    return process_bench(
+        f"{opts.pipeline_model} {opts.pipeline_minutes:g} min", commands, seconds, opts, opts.pipeline_repeats
+    )
 
 
 def rss_bench(opts: BenchOptions, workdir: Path) -> list[ProcessResult]:
@@ -667,8 +724,17 @@ def rss_bench(opts: BenchOptions, workdir: Path) -> list[ProcessResult]:
         command = sew_command([audio], model, workdir / "out", opts.threads, "fp32")
         wall, peak, code = run_process(command, bench_env(opts.threads), timeout=4 * 3600)
         label = f"RSS {opts.rss_model} {minutes:g} min"
-        results.append(ProcessResult(label, " ".join(command).replace(sys.executable, "python"), minutes * 60,
-                                     wall, peak, (wall,), code))  # fmt: skip
+        results.append(
+            ProcessResult(
+                label,
+                " ".join(command).replace(sys.executable, "python"),
+                minutes * 60,
+                wall,
+                peak,
+                (wall,),
+                code,
+            )
+        )
         log.info("%s: %.1f s, %.0f MB", label, wall, peak)
     return results
 
@@ -683,8 +749,13 @@ def directory_bench(opts: BenchOptions, workdir: Path) -> list[ProcessResult]:
         p: sew_command([folder], model, workdir / "out-dir", opts.threads, p) for p in ("fp32", "int8")
     }
     seconds = opts.directory_files * opts.directory_seconds
-    return process_bench(f"directory {opts.directory_files} x {opts.directory_seconds:g} s {opts.pipeline_model}",
-                         commands, seconds, opts, 1)  # fmt: skip
+    return process_bench(
+        f"directory {opts.directory_files} x {opts.directory_seconds:g} s {opts.pipeline_model}",
+        commands,
+        seconds,
+        opts,
+        1,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- run + report
@@ -708,8 +779,10 @@ def run(opts: BenchOptions) -> BenchReport:
         try:
             import transformers  # noqa: F401
         except ImportError:
-            raise UsageError("sew bench: the transformers reference needs `pip install transformers`; "
-                             "or pass --no-reference") from None  # fmt: skip
+            raise UsageError(
+                "sew bench: the transformers reference needs `pip install transformers`; "
+                "or pass --no-reference"
+            ) from None
     report.machine = machine_info(opts.threads)
     report.peaks = {d: gemm_peak(opts.threads, d) for d in ("fp32", "bf16")}
     with _workdir(opts) as workdir:
@@ -760,7 +833,7 @@ def forward_table(results: Sequence[ForwardResult]) -> str:
 
 
 def process_table(results: Sequence[ProcessResult]) -> str:
-    """Markdown table of the whole-process runs; pipeline rows get their ratio to the transformers pipeline."""
+    """Markdown table of the whole-process runs; pipeline rows get their ratio to the transformers one."""
     baseline = {
         r.label.split(": ")[0]: r.wall for r in results if r.label.endswith(": transformers pipeline")
     }
@@ -776,7 +849,8 @@ def process_table(results: Sequence[ProcessResult]) -> str:
         tput = f"{r.throughput:.1f}" if r.audio_seconds else "-"
         failed = f" (exit {r.returncode})" if r.returncode else ""
         rows.append(
-            f"| {r.label}{failed} | {r.audio_seconds:.0f} | {r.wall:.2f} | {tput} | {rtf} | {r.peak_rss_mb:.0f} "
+            f"| {r.label}{failed} | {r.audio_seconds:.0f} | {r.wall:.2f} | {tput} | {rtf} "
+            f"| {r.peak_rss_mb:.0f} "
             f"| {ratio} | {', '.join(f'{w:.2f}' for w in r.walls)} |"
         )
     commands = "\n".join(f"- `{r.label}`: `{r.command}`" for r in results)
@@ -788,7 +862,8 @@ def render_markdown(report: BenchReport) -> str:
     m = report.machine
     lines = [
         f"Run {report.started} - {report.finished}; `{m.get('cpu')}`, {m.get('logical_cpus')} logical CPUs, "
-        f"{m.get('memory')}, ISA: {m.get('isa')} (native bf16: {m.get('native_bf16')}); Python {m.get('python')}, "
+        f"{m.get('memory')}, ISA: {m.get('isa')} (native bf16: {m.get('native_bf16')}); "
+        f"Python {m.get('python')}, "
         f"torch {m.get('torch')} ({m.get('torch_capability')}), transformers {m.get('transformers')}; "
         f"{m.get('threads')} threads; load average (1/5/15 min) at start {m.get('load_at_start')}, "
         f"at end {m.get('load_at_end')}.",
@@ -806,8 +881,11 @@ def render_markdown(report: BenchReport) -> str:
             forward_table(report.forward),
         ]
     if report.process:
-        lines += ["Whole processes (start-up, model load, audio decoding and writing included):", "",
-                  process_table(report.process)]  # fmt: skip
+        lines += [
+            "Whole processes (start-up, model load, audio decoding and writing included):",
+            "",
+            process_table(report.process),
+        ]
     lines += [f"Note: {n}" for n in report.notes]
     return "\n".join(lines) + "\n"
 
