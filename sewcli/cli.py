@@ -734,7 +734,7 @@ def transcribe(
     ] = None,
     hotword_weight: Annotated[float | None, typer.Option("--hotword-weight", show_default="10")] = None,
     chunk_length: Annotated[
-        float | None, typer.Option("--chunk-length", help="Seconds per model window.", show_default="20")
+        float | None, typer.Option("--chunk-length", help="Seconds per model window.", show_default="30")
     ] = None,
     chunk_overlap: Annotated[
         float | None,
@@ -839,7 +839,7 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
     )
     overlap = kw["chunk_overlap"]
     if overlap is None and kw["chunk_length"] is not None:
-        # the default ratio: 20 s windows, 2 s overlap
+        # the default ratio: 30 s windows, 3 s overlap
         overlap = kw["chunk_length"] / 10  # type: ignore[operator]
     chunk = chunking.ChunkOptions(**given(chunk_seconds=kw["chunk_length"], overlap_seconds=overlap))
     infer = inference.InferenceOptions(

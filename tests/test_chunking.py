@@ -189,11 +189,11 @@ def test_real_conv_stack_tiles_and_matches_whole_signal(
     assert em.first_frame == 0 and em.frame_seconds == pytest.approx(0.02)
 
 
-def test_twenty_second_default_geometry() -> None:
-    """Defaults at 16 kHz: 320000-sample windows, a hop-aligned overlap, and a 10-minute input."""
+def test_default_geometry() -> None:
+    """Defaults at 16 kHz: 30 s = 480000-sample windows, a hop-aligned overlap, and a 10-minute input."""
     opts = ChunkOptions()
     g = opts.geometry(16000, 320)
-    assert g.window == 320000 and g.overlap % 320 == 0 and 0 < g.overlap < g.window
+    assert g.window == 480000 and g.overlap % 320 == 0 and 0 < g.overlap < g.window
     n = 600 * 16000 + 123
     x = np.zeros(n, dtype=np.float32)
     x[::7] = 1.0
