@@ -58,8 +58,9 @@ from sewcli.errors import AudioError, UsageError
 from sewcli.records import Emissions, FloatArray, Window
 
 # The one place for the chunking defaults, chosen by measurement (bench/chunk_defaults.py on the embedded
-# model, 182 s of speech, README "Chunking"): argmax agreement of the stitched frames with one whole-file window was
-# 0.92 / 0.95 / 0.974 / 0.970 / 0.979 for 5 / 10 / 15 / 20 / 30 s windows, nearly independent of the overlap.
+# model, 182 s of speech, README "Chunking"): the argmax agreement of the stitched frames with one whole-file
+# window was 0.92 / 0.95 / 0.974 / 0.970 / 0.979 for 5 / 10 / 15 / 20 / 30 s windows, nearly independent of
+# the overlap.
 DEFAULT_CHUNK_SECONDS = 30.0
 DEFAULT_OVERLAP_SECONDS = 3.0
 
