@@ -752,16 +752,30 @@ def _tone_file(path: Path, minutes: int, rate: int = 8000) -> Path:
 
 
 def _peak_rss_mb(args: list[str], clean_env: dict[str, str], log: Path) -> tuple[int, float]:
-    """(exit status, peak RSS in MB) of one `sew` child, from wait4's rusage (not RUSAGE_CHILDREN's max)."""
+    """(exit status, peak RSS in MB) of one `sew` child: the largest VmHWM seen in /proc/PID/status.
+
+    Not wait4's ru_maxrss: Linux carries the parent's high-water mark across fork + exec, so once this pytest
+    process has grown (transformers tests earlier in a full session), ru_maxrss reports ~2.4 GB for any
+    child. VmHWM belongs to the child's own address space (fresh at exec) and only grows, so the last reading
+    before exit (sampled every 20 ms) is its peak.
+    """
+    peak_kb = 0
     with open(log, "w") as fh:
         proc = subprocess.Popen([*SEW, *args], stdout=fh, stderr=subprocess.STDOUT, env=_env(clean_env))
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            while proc.poll() is None:
+                try:
+                    with open(f"/proc/{proc.pid}/status", encoding="ascii") as status:
+                        for line in status:
+                            if line.startswith("VmHWM:"):
+                                peak_kb = max(peak_kb, int(line.split()[1]))
+                except (OSError, ValueError):
+                    pass  # the child exited between poll() and open()
+                time.sleep(0.02)
         except BaseException:
             proc.kill()
             raise
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024  # Linux reports KiB
+    return proc.returncode, peak_kb / 1024  # VmHWM is in kB
 
 
 @pytest.mark.slow
