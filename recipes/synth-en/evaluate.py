@@ -87,7 +87,9 @@ def main() -> None:
     if alsa:
         hyps = [transcribe(model, a) for _, a, _ in alsa]
         refs = [r for _, _, r in alsa]
-        results["alsa"] = {"name": SET_NAMES["alsa"], "n": len(alsa), "cer": round(cer(refs, hyps), 4),
+        results["alsa"] = {"name": SET_NAMES["alsa"], "n": len(alsa),
+                           "hours": round(sum(len(a) for _, a, _ in alsa) / 16000 / 3600, 5),
+                           "cer": round(cer(refs, hyps), 4),
                            "wer": round(wer(refs, hyps), 4),
                            "examples": [[n, r, h] for (n, _, r), h in zip(alsa, hyps)]}
         print("alsa", results["alsa"], flush=True)

@@ -2,13 +2,13 @@
 # Train and ship the embedded sew-synth-en model from nothing:  bash recipes/synth-en/run.sh
 # Resumable: re-running skips finished stages (text, audio already made) and training continues from
 # work/train/last.pt. Environment knobs: MINUTES (training wall time for this run, default 110),
-# TOTAL_STEPS (LR schedule length, default 3600), GEN_WORKERS (default 2), SHIP=0 to skip copying into sewcli/.
+# TOTAL_STEPS (LR schedule length, default 4300), GEN_WORKERS (default 2), SHIP=0 to skip copying into sewcli/.
 set -euo pipefail
 cd "$(dirname "$0")"
 HERE=$(pwd)
 ROOT=$(cd ../.. && pwd)
 MINUTES=${MINUTES:-110}
-TOTAL_STEPS=${TOTAL_STEPS:-3600}
+TOTAL_STEPS=${TOTAL_STEPS:-4300}
 GEN_WORKERS=${GEN_WORKERS:-2}
 
 # 1. Debian packages: TTS engines + voices, sox, offline English text (fortunes), real recordings (alsa-utils).

@@ -31,7 +31,8 @@ def render_card(template: str, ev: dict, curve: list[dict], meta: dict) -> str:
     for key in ("test_a", "test_b", "test_b2", "alsa"):
         if key in ev:
             e = ev[key]
-            hours = f"{e['hours'] * 60:.1f} min" if "hours" in e else "12 s"
+            secs = e.get("hours", 0.0) * 3600
+            hours = f"{secs / 60:.1f} min" if secs >= 60 else f"{secs:.0f} s"
             rows.append(f"| {e['name']} | {e['n']} | {hours} | {pct(e['cer'])} | {pct(e['wer'])} |")
     alsa = "\n".join(f"| {n} | {r} | {h} |" for n, r, h in ev.get("alsa", {}).get("examples", []))
     cur = ["| step | minutes | CER (a) | CER (b) | CER (b2) |", "|---|---|---|---|---|"]
