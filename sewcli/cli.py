@@ -955,6 +955,7 @@ def models_info(
         rows = [
             ("name", spec.name),
             ("source", spec.source),
+            *([("subfolder", spec.subfolder)] if spec.subfolder else []),
             ("arch", spec.arch or "from config.json"),
             ("language", spec.language or "unknown"),
             ("sample rate", f"{spec.sample_rate} Hz"),

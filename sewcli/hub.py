@@ -61,14 +61,15 @@ def offline() -> bool:
     return value.strip().lower() in _TRUE
 
 
-def cached_snapshot(repo: str, revision: str) -> Path | None:
-    """The cached snapshot directory holding config.json and a weight file for repo@revision, else None."""
+def cached_snapshot(repo: str, revision: str, subfolder: str | None = None) -> Path | None:
+    """The cached directory holding config.json and a weight file for repo@revision[/subfolder], else None."""
     from huggingface_hub import try_to_load_from_cache
 
-    config = try_to_load_from_cache(repo, "config.json", cache_dir=str(cache_dir()), revision=revision)
+    filename = f"{subfolder}/config.json" if subfolder else "config.json"
+    config = try_to_load_from_cache(repo, filename, cache_dir=str(cache_dir()), revision=revision)
     if not isinstance(config, str):
         return None
-    snapshot = Path(config).parent
+    snapshot = Path(config).parent  # the snapshot directory joined with the subfolder
     if not any((snapshot / w).is_file() for w in WEIGHT_FILES):
         return None
     return snapshot
@@ -76,7 +77,7 @@ def cached_snapshot(repo: str, revision: str) -> Path | None:
 
 def cache_status(spec: ModelSpec) -> CacheStatus:
     """Cache status of a hub model (a local model reports its own directory and size)."""
-    directory = spec.path if spec.is_local else cached_snapshot(str(spec.repo), spec.revision)
+    directory = spec.path if spec.is_local else cached_snapshot(str(spec.repo), spec.revision, spec.subfolder)
     if directory is None or not directory.is_dir():
         return CacheStatus(directory=None, size_bytes=0)
     size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())  # follows snapshot symlinks
@@ -118,14 +119,16 @@ def download(spec: ModelSpec) -> Path:
         RevisionNotFoundError,
     )
 
+    prefix = f"{spec.subfolder}/" if spec.subfolder else ""  # repo paths are relative to the repo root
     try:
-        files = set(HfApi().list_repo_files(spec.repo, revision=spec.revision))
+        listed = HfApi().list_repo_files(spec.repo, revision=spec.revision)
+        files = {f[len(prefix) :] for f in listed if f.startswith(prefix)}
         weights = next((w for w in WEIGHT_FILES if w in files), None)
         if weights is None:
             raise DownloadError(f"{spec.name}: {spec.source} has none of {', '.join(WEIGHT_FILES)}")
         if "config.json" not in files:
             raise DownloadError(f"{spec.name}: {spec.source} has no config.json")
-        wanted = [f for f in METADATA_FILES if f in files] + [weights]
+        wanted = [prefix + f for f in METADATA_FILES if f in files] + [prefix + weights]
         log.info("downloading %s (%s) into %s", spec.source, ", ".join(wanted), cache_dir())
         path = snapshot_download(
             spec.repo, revision=spec.revision, allow_patterns=wanted, cache_dir=str(cache_dir())
@@ -148,7 +151,7 @@ def download(spec: ModelSpec) -> Path:
         raise DownloadError(
             f"{spec.name}: download of {spec.source} failed: {type(e).__name__}: {e}"
         ) from None
-    return Path(path)
+    return Path(path) / spec.subfolder if spec.subfolder else Path(path)
 
 
 def model_directory(spec: ModelSpec, *, allow_download: bool = True) -> Path:
@@ -164,7 +167,7 @@ def model_directory(spec: ModelSpec, *, allow_download: bool = True) -> Path:
         if not spec.path.is_dir():
             raise DownloadError(f"{spec.name}: model directory {spec.path} does not exist")
         return spec.path
-    cached = cached_snapshot(str(spec.repo), spec.revision)
+    cached = cached_snapshot(str(spec.repo), spec.revision, spec.subfolder)
     if cached is not None:
         return cached
     if offline() or not allow_download:

@@ -24,7 +24,18 @@ else:  # pragma: no cover - exercised on 3.10 only
 PACKAGE_DIR = Path(__file__).resolve().parent
 ARCHES = ("sew", "sew-d", "wav2vec2")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_KEYS = {"repo", "path", "revision", "arch", "language", "sample_rate", "params", "license", "description"}
+_KEYS = {
+    "repo",
+    "subfolder",
+    "path",
+    "revision",
+    "arch",
+    "language",
+    "sample_rate",
+    "params",
+    "license",
+    "description",
+}
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,7 @@ class ModelSpec:
 
     name: str
     repo: str | None = None  # hub id, when the model comes from the hub
+    subfolder: str | None = None  # hub repo folder holding config.json and the weights (None: the root)
     path: Path | None = None  # checkpoint directory, when it is local
     revision: str = "main"
     arch: str | None = None  # None: read from config.json when loaded
@@ -49,7 +61,10 @@ class ModelSpec:
     @property
     def source(self) -> str:
         """Where the checkpoint comes from, for messages: a directory or `org/name@revision`."""
-        return str(self.path) if self.path is not None else f"{self.repo}@{self.revision}"
+        if self.path is not None:
+            return str(self.path)
+        where = f" ({self.subfolder}/)" if self.subfolder else ""
+        return f"{self.repo}@{self.revision}{where}"
 
 
 @dataclass(frozen=True)
@@ -100,7 +115,7 @@ def _entry(path: Path, name: str, table: object, base: ModelSpec | None) -> Mode
     unknown = sorted(set(table) - _KEYS)
     if unknown:
         raise RegistryError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
-    for key in ("repo", "path", "revision", "arch", "language", "license", "description"):
+    for key in ("repo", "subfolder", "path", "revision", "arch", "language", "license", "description"):
         if key in table and not isinstance(table[key], str):
             raise RegistryError(f"{where}: {key} must be a string, got {table[key]!r}")
     if "sample_rate" in table and (type(table["sample_rate"]) is not int or table["sample_rate"] <= 0):
@@ -113,13 +128,25 @@ def _entry(path: Path, name: str, table: object, base: ModelSpec | None) -> Mode
         raise RegistryError(f"{where}: arch must be one of {', '.join(ARCHES)}, got {table['arch']!r}")
     if "repo" in table and not _HUB_ID.match(str(table["repo"])):
         raise RegistryError(f"{where}: repo must be a hub id like 'org/name', got {table['repo']!r}")
+    if "subfolder" in table:
+        sub = str(table["subfolder"]).strip("/")
+        if "\\" in sub or (sub and any(part in ("", ".", "..") for part in sub.split("/"))):
+            raise RegistryError(
+                f"{where}: subfolder must be a relative folder of the hub repo like 'Checkpoint', "
+                f"got {table['subfolder']!r}"
+            )
+        if "path" in table and sub:
+            raise RegistryError(f"{where}: subfolder applies to hub models ('repo'), not to 'path'")
     values: dict[str, object] = dict(table)
+    if "subfolder" in values:
+        values["subfolder"] = str(values["subfolder"]).strip("/") or None  # "": the repo root
     if "path" in values:
         p = Path(os.path.expanduser(str(values["path"])))
         # A relative path is relative to the package (shipped file) or to the file that names it (user file).
         anchor = PACKAGE_DIR if path == shipped_registry_path() else path.parent
         values["path"] = p if p.is_absolute() else anchor / p
         values.setdefault("repo", None)
+        values.setdefault("subfolder", None)  # a path entry over a hub entry drops its subfolder
     elif "repo" in values:
         values["path"] = None  # a user entry that names a repo turns a local entry into a hub one
     if "params" in values:

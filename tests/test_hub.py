@@ -26,7 +26,10 @@ def make_fake_cache(
     for i, (name, data) in enumerate(files.items()):
         blob = repo_dir / "blobs" / f"blob{i:04d}"
         blob.write_bytes(data)
-        (snap / name).symlink_to(Path("..", "..", "blobs", blob.name))
+        link = snap / name  # a name like "Checkpoint/config.json" lies in a subfolder of the snapshot
+        link.parent.mkdir(parents=True, exist_ok=True)
+        ups = [".."] * (len(Path(name).parts) + 1)
+        link.symlink_to(Path(*ups, "blobs", blob.name))
     return snap
 
 
@@ -45,6 +48,36 @@ def test_cached_model_is_found_offline(hf_cache: Path) -> None:
     assert hub.model_directory(spec) == snap
     status = hub.cache_status(spec)
     assert status.directory == snap and status.size_bytes == 102
+
+
+def test_subfolder_model_is_found_offline_and_reported_cached(hf_cache: Path) -> None:
+    files = {
+        "README.md": b"card",
+        "Checkpoint/config.json": b"{}",
+        "Checkpoint/vocab.json": b"{}",
+        "Checkpoint/model.safetensors": b"x" * 100,
+    }
+    snap = make_fake_cache(hf_cache, "SpeechTek/EE-Wav2Vec2", files)
+    assert (snap / "Checkpoint" / "config.json").read_bytes() == b"{}"  # the fake layout itself is sound
+    spec = ModelSpec(name="ee", repo="SpeechTek/EE-Wav2Vec2", subfolder="Checkpoint")
+    assert hub.model_directory(spec) == snap / "Checkpoint"
+    status = hub.cache_status(spec)
+    assert status.directory == snap / "Checkpoint" and status.size_bytes == 104  # the subfolder's files only
+    # Without the subfolder the same repo is not usable: config.json and the weights are not at its root.
+    root_spec = ModelSpec(name="ee", repo="SpeechTek/EE-Wav2Vec2")
+    assert hub.cache_status(root_spec).directory is None
+    with pytest.raises(DownloadError, match="not in the Hugging Face cache"):
+        hub.model_directory(root_spec)
+
+
+def test_subfolder_is_not_satisfied_by_root_files(hf_cache: Path) -> None:
+    make_fake_cache(hf_cache, "org/tiny", {"config.json": b"{}", "model.safetensors": b"x"})
+    spec = ModelSpec(name="t", repo="org/tiny", subfolder="Checkpoint")
+    assert hub.cached_snapshot("org/tiny", "main", "Checkpoint") is None
+    assert hub.cache_status(spec).directory is None
+    with pytest.raises(DownloadError) as err:
+        hub.model_directory(spec)
+    assert "org/tiny@main (Checkpoint/)" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_revision_by_ref_and_by_sha(hf_cache: Path) -> None:
@@ -129,3 +162,37 @@ def test_download_fetches_only_needed_files(hf_cache: Path, monkeypatch: pytest.
         "allow_patterns": ["config.json", "vocab.json", "model.safetensors"],
         "cache_dir": str(hf_cache),
     }
+
+
+def test_download_of_a_subfolder_model(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Online path, hub calls patched: only the subfolder's files are requested, its directory returned."""
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    calls: dict[str, object] = {}
+
+    class FakeApi:
+        def list_repo_files(self, repo: str, revision: str) -> list[str]:
+            return [
+                "README.md",
+                "config.json",  # a root config.json that is not the checkpoint's: must not be fetched
+                "Checkpoint/config.json",
+                "Checkpoint/vocab.json",
+                "Checkpoint/pytorch_model.bin",
+                "Other/model.safetensors",
+            ]
+
+    def fake_snapshot(repo: str, **kwargs: object) -> str:
+        calls["snapshot"] = kwargs
+        return str(hf_cache / "snap")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    spec = ModelSpec(name="ee", repo="SpeechTek/EE-Wav2Vec2", subfolder="Checkpoint")
+    assert hub.download(spec) == hf_cache / "snap" / "Checkpoint"
+    kwargs = calls["snapshot"]
+    assert kwargs["allow_patterns"] == [  # type: ignore[index]
+        "Checkpoint/config.json",
+        "Checkpoint/vocab.json",
+        "Checkpoint/pytorch_model.bin",
+    ]

@@ -47,6 +47,9 @@ def test_shipped_registry_has_the_required_entries() -> None:
     assert default.is_local and default.path == registry.PACKAGE_DIR / "assets" / "sew-synth-en"
     for spec in reg.models.values():
         assert spec.description and spec.language and spec.license and spec.sample_rate == 16000
+    subfolders = {name: spec.subfolder for name, spec in reg.models.items() if spec.subfolder}
+    assert subfolders == {"wav2vec2-ee": "Checkpoint"}  # its config.json and weights live in Checkpoint/
+    assert reg.models["wav2vec2-ee"].source == "SpeechTek/EE-Wav2Vec2@main (Checkpoint/)"
 
 
 def test_resolve_registry_name_directory_and_hub_id(tmp_path: Path) -> None:
@@ -102,6 +105,33 @@ revision = "refs/pr/1"
     assert reg.files[-1] == user
 
 
+def test_subfolder_key_parsed_and_overridden(tmp_path: Path) -> None:
+    (tmp_path / "ckpt").mkdir()
+    user = _write(
+        tmp_path / "extra.toml",
+        """
+[models.nested]
+repo = "org/nested"
+subfolder = "exports/final/"
+
+[models.sew-tiny]
+subfolder = "Checkpoint"
+
+[models.wav2vec2-ee]
+path = "ckpt"
+""",
+    )
+    reg = load_registry(user)
+    assert reg.models["nested"].subfolder == "exports/final"  # trailing slash dropped
+    assert reg.models["sew-tiny"].subfolder == "Checkpoint"
+    assert reg.models["sew-tiny"].repo == "asapp/sew-tiny-100k-ft-ls100h"
+    ee = reg.models["wav2vec2-ee"]  # a local path over the hub entry: no repo, no subfolder
+    assert ee.path == tmp_path / "ckpt" and ee.repo is None and ee.subfolder is None
+    assert resolve("nested", reg, revision="v2").subfolder == "exports/final"  # kept by --revision
+    cleared = _write(tmp_path / "root.toml", '[models.wav2vec2-ee]\nsubfolder = ""\n')
+    assert load_registry(cleared).models["wav2vec2-ee"].subfolder is None  # "": the repo root
+
+
 def test_user_config_dir_is_read(tmp_path: Path) -> None:
     cfg = tmp_path / "xdg" / "sew"
     cfg.mkdir(parents=True)
@@ -120,6 +150,10 @@ def test_user_config_dir_is_read(tmp_path: Path) -> None:
         ('[models.x]\nrepo = "a/b"\nsample_rate = "16k"\n', "sample_rate must be a positive integer"),
         ('[models.x]\nrepo = "not a hub id"\n', "repo must be a hub id"),
         ('[models.x]\nrepo = "a/b"\nparams = true\n', "params must be a number"),
+        ('[models.x]\nrepo = "a/b"\nsubfolder = 1\n', "subfolder must be a string"),
+        ('[models.x]\nrepo = "a/b"\nsubfolder = "a/../b"\n', "subfolder must be a relative folder"),
+        ('[models.x]\nrepo = "a/b"\nsubfolder = "a\\\\b"\n', "subfolder must be a relative folder"),
+        ('[models.x]\npath = "d"\nsubfolder = "c"\n', "subfolder applies to hub models"),
         ('[defaults]\nmodel = "nope"\n', "'nope' is not a registry entry"),
         ('[default]\nmodel = "x"\n', "unknown table 'default'"),
     ],
