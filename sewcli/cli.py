@@ -112,7 +112,7 @@ class Precision(str, enum.Enum):
     int8 = "int8"
 
 
-# Shared option declarations (one place; `transcribe` and `models` reuse them).
+# Shared option declarations (one place; `transcribe`, `classify` and `models` reuse them).
 RegistryOpt = Annotated[
     Path | None,
     typer.Option(
@@ -132,6 +132,23 @@ RevisionOpt = Annotated[
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="More logging; tracebacks for errors.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, summary or warnings.")]
+# Shared by `transcribe` and `classify`.
+InputsArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Audio files, directories (recursive) or - for stdin.",
+        metavar="INPUT...",
+        show_default=False,
+    ),
+]
+OutputDirOpt = Annotated[
+    Path | None,
+    typer.Option("--output-dir", "-o", file_okay=False, help="Write files here (mirrors directory inputs)."),
+]
+SkipExistingOpt = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs exist.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="auto = cuda when available.")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for the model.")]
 
 
 @dataclass(frozen=True)
@@ -687,29 +704,15 @@ def _root() -> None:
 
 @app.command()
 def transcribe(
-    inputs: Annotated[
-        list[str],
-        typer.Argument(
-            help="Audio files, directories (recursive) or - for stdin.",
-            metavar="INPUT...",
-            show_default=False,
-        ),
-    ],
+    inputs: InputsArg,
     model: ModelOpt = None,
     fmt: Annotated[
         list[Format] | None,
         typer.Option("--format", "-f", help="Output format; repeatable.", show_default="txt"),
     ] = None,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--output-dir", "-o", file_okay=False, help="Write files here (mirrors directory inputs)."
-        ),
-    ] = None,
-    skip_existing: Annotated[
-        bool, typer.Option("--skip-existing", help="Skip inputs whose outputs exist.")
-    ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    output_dir: OutputDirOpt = None,
+    skip_existing: SkipExistingOpt = False,
+    overwrite: OverwriteOpt = False,
     ext: Annotated[
         list[str] | None,
         typer.Option(
@@ -742,10 +745,8 @@ def transcribe(
             "--chunk-overlap", help="Seconds shared by neighbouring windows.", show_default="chunk/10"
         ),
     ] = None,
-    device: Annotated[Device, typer.Option("--device", help="auto = cuda when available.")] = Device.auto,
-    threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="CPU threads for the model.")
-    ] = None,
+    device: DeviceOpt = Device.auto,
+    threads: ThreadsOpt = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Equal-length windows per forward.")
     ] = 1,
@@ -1079,14 +1080,7 @@ def _load_classifier(request: ClassifyRequest) -> object:
 
 @app.command()
 def classify(
-    inputs: Annotated[
-        list[str],
-        typer.Argument(
-            help="Audio files, directories (recursive) or - for stdin.",
-            metavar="INPUT...",
-            show_default=False,
-        ),
-    ],
+    inputs: InputsArg,
     model: Annotated[
         str,
         typer.Option(
@@ -1101,16 +1095,9 @@ def classify(
         list[ClassifyFormat] | None,
         typer.Option("--format", "-f", help="txt or json; repeatable.", show_default="txt"),
     ] = None,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--output-dir", "-o", file_okay=False, help="Write files here (mirrors directory inputs)."
-        ),
-    ] = None,
-    skip_existing: Annotated[
-        bool, typer.Option("--skip-existing", help="Skip inputs whose outputs exist.")
-    ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    output_dir: OutputDirOpt = None,
+    skip_existing: SkipExistingOpt = False,
+    overwrite: OverwriteOpt = False,
     window: Annotated[
         float,
         typer.Option(
@@ -1119,10 +1106,8 @@ def classify(
             help="Seconds per model window; longer inputs average the windows' probabilities.",
         ),
     ] = 30.0,
-    device: Annotated[Device, typer.Option("--device", help="auto = cuda when available.")] = Device.auto,
-    threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="CPU threads for the model.")
-    ] = None,
+    device: DeviceOpt = Device.auto,
+    threads: ThreadsOpt = None,
     revision: RevisionOpt = None,
     registry: RegistryOpt = None,
     quiet: QuietOpt = False,
