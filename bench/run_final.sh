@@ -13,3 +13,5 @@ sew bench -m sew-tiny -m embedded --repeats 3 --pipeline-minutes 10 --pipeline-r
     --rss-minutes 120 --workdir "$OUT/work" -o "$OUT/main.md" --json "$OUT/main.json"
 # 3. accuracy of the fast paths on the embedded model's held-out sets
 python bench/cer_precision.py --limit 60 --json "$OUT/cer.json" | tee "$OUT/cer.md"
+# 4. the whole-process comparison alone, 3 rounds
+python bench/pipeline_rerun.py "$OUT/work" 3 | tee "$OUT/pipeline_rerun.md"

@@ -1,0 +1,46 @@
+"""Whole processes only: transformers' ASR pipeline vs `sew transcribe` (fp32, int8, int8 batch 4).
+
+Usage: python bench/pipeline_rerun.py WORKDIR [REPEATS]   (WORKDIR as given to `sew bench --workdir`; the
+SEW-tiny checkpoint and the 10-minute file are created there if missing). Prints a markdown table and writes
+WORKDIR/pipeline_rerun.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from sewcli import bench
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    work = Path(sys.argv[1])
+    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    opts = bench.BenchOptions(threads=2, workdir=work)
+    model = bench.checkpoint_for("sew-tiny", work)
+    audio = bench.write_long_audio(work / "audio" / "pipeline-10min.wav", 600.0)
+    out = work / "out"
+    cmds = {"transformers pipeline": bench.hf_pipeline_command(model, audio, 2)}
+    for precision in ("fp32", "int8"):
+        cmds[f"sew {precision}"] = bench.sew_command([audio], model, out, 2, precision)
+    batched = bench.sew_command([audio], model, out, 2, "int8") + ["--batch-size", "4"]
+    cmds["sew int8 --batch-size 4"] = batched
+    load0 = bench.load_average()
+    rows = bench.process_bench("sew-tiny 10 min", cmds, 600.0, opts, repeats)
+    data = {
+        "load_at_start": load0,
+        "load_at_end": bench.load_average(),
+        "rows": [dataclasses.asdict(r) for r in rows],
+    }
+    (work / "pipeline_rerun.json").write_text(json.dumps(data, indent=1))
+    print(f"load {data['load_at_start']} -> {data['load_at_end']}\n")
+    print(bench.process_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
