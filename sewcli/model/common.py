@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -355,3 +355,65 @@ def spec_augment(x: Tensor, cfg: SpecAugmentConfig, masked_spec_embed: Tensor | 
         )
         x = x.masked_fill(fm[:, None, :], 0.0)
     return x
+
+
+class SqueezedBody(nn.Module):
+    """The body shared by SEW (`sew.*`) and SEW-D (`sew_d.*`): conv features -> LayerNorm -> [projection] ->
+    dropout -> SpecAugment (train only) -> the family's squeezing encoder.
+
+    Attribute names equal the checkpoint keys of both families. `feature_layer_norm_eps` differs by family
+    (SEW: layer_norm_eps; SEW-D: feature_layer_norm_eps, spec P1). With `drop_full_mask`, a sample mask in
+    which every frame is valid is passed to the encoder as None (SEW-D's shortcut).
+    """
+
+    drop_full_mask = False
+
+    def __init__(self, config: Any, feature_layer_norm_eps: float, encoder: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.feature_extractor = FeatureEncoder(
+            config.conv_dim,
+            config.conv_kernel,
+            config.conv_stride,
+            config.conv_bias,
+            config.feat_extract_norm,
+            config.feat_extract_activation,
+        )
+        self.layer_norm = nn.LayerNorm(config.conv_dim[-1], eps=feature_layer_norm_eps)
+        self.project_features = config.conv_dim[-1] != config.hidden_size
+        if self.project_features:
+            self.feature_projection = nn.Linear(config.conv_dim[-1], config.hidden_size)
+        self.feature_dropout = nn.Dropout(config.feat_proj_dropout)
+        if config.mask_time_prob > 0.0 or config.mask_feature_prob > 0.0:
+            self.masked_spec_embed = nn.Parameter(torch.empty(config.hidden_size).uniform_())
+        self.encoder = encoder
+
+    def feature_mask(self, frames: int, attention_mask: Tensor | None) -> Tensor | None:
+        """Sample mask (B, samples) -> frame mask (B, frames), or None when there is no mask."""
+        if attention_mask is None:
+            return None
+        lengths = conv_output_length(
+            attention_mask.sum(-1).long(), self.config.conv_kernel, self.config.conv_stride
+        )
+        mask = frame_mask(frames, lengths)
+        return None if self.drop_full_mask and all_valid(mask) else mask
+
+    def forward(self, input_values: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Waveform to frame-rate hidden states.
+
+        Args:
+            input_values: (batch, samples) float waveform, normalised as the checkpoint's preprocessor says.
+            attention_mask: optional (batch, samples), 1 for real samples, 0 for right padding.
+        Returns:
+            (batch, frames, hidden) with frames = output_lengths(samples).
+        """
+        x = self.feature_extractor(input_values).transpose(1, 2)  # (B, C, frames) -> (B, frames, C)
+        x = self.layer_norm(x)
+        if self.project_features:
+            x = self.feature_projection(x)  # (B, frames, H)
+        x = self.feature_dropout(x)
+        mask = self.feature_mask(x.shape[1], attention_mask)
+        if self.training:
+            x = spec_augment(x, self.config, getattr(self, "masked_spec_embed", None))
+        h: Tensor = self.encoder(x, mask)
+        return h

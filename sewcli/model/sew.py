@@ -20,15 +20,13 @@ from sewcli.errors import UnsupportedConfigError
 from sewcli.model import hfconfig
 from sewcli.model.common import (
     EncoderLayer,
-    FeatureEncoder,
     PositionalConvEmbedding,
+    SqueezedBody,
     activation,
     all_valid,
     conv_output_length,
-    frame_mask,
     init_weights,
     min_input_length,
-    spec_augment,
 )
 
 
@@ -196,46 +194,13 @@ class SEWEncoder(nn.Module):
         return x
 
 
-class SEWModel(nn.Module):
-    """`sew.*`: feature encoder, LayerNorm, optional projection, SpecAugment (train only), encoder."""
+class SEWModel(SqueezedBody):
+    """`sew.*`: the shared squeezed body with the SEW encoder (feature LayerNorm eps = layer_norm_eps)."""
+
+    encoder: SEWEncoder
 
     def __init__(self, cfg: SEWConfig):
-        super().__init__()
-        self.config = cfg
-        self.feature_extractor = FeatureEncoder(
-            cfg.conv_dim,
-            cfg.conv_kernel,
-            cfg.conv_stride,
-            cfg.conv_bias,
-            cfg.feat_extract_norm,
-            cfg.feat_extract_activation,
-        )
-        self.layer_norm = nn.LayerNorm(cfg.conv_dim[-1], eps=cfg.layer_norm_eps)
-        self.project_features = cfg.conv_dim[-1] != cfg.hidden_size
-        if self.project_features:
-            self.feature_projection = nn.Linear(cfg.conv_dim[-1], cfg.hidden_size)
-        self.feature_dropout = nn.Dropout(cfg.feat_proj_dropout)
-        if cfg.mask_time_prob > 0.0 or cfg.mask_feature_prob > 0.0:
-            self.masked_spec_embed = nn.Parameter(torch.empty(cfg.hidden_size).uniform_())
-        self.encoder = SEWEncoder(cfg)
-
-    def forward(self, input_values: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """Waveform (batch, samples) [+ sample mask (batch, samples)] -> hidden (batch, frames, hidden)."""
-        x = self.feature_extractor(input_values).transpose(1, 2)  # (B, frames, C)
-        x = self.layer_norm(x)
-        if self.project_features:
-            x = self.feature_projection(x)  # (B, frames, H)
-        x = self.feature_dropout(x)
-        mask = None
-        if attention_mask is not None:
-            lengths = conv_output_length(
-                attention_mask.sum(-1).long(), self.config.conv_kernel, self.config.conv_stride
-            )
-            mask = frame_mask(x.shape[1], lengths)
-        if self.training:
-            x = spec_augment(x, self.config, getattr(self, "masked_spec_embed", None))
-        h: Tensor = self.encoder(x, mask)
-        return h
+        super().__init__(cfg, cfg.layer_norm_eps, SEWEncoder(cfg))
 
 
 class SEWForCTC(nn.Module):

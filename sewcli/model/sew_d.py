@@ -28,15 +28,12 @@ from torch import Tensor, nn
 
 from sewcli.errors import UnsupportedConfigError
 from sewcli.model.common import (
-    FeatureEncoder,
     PositionalConvEmbedding,
+    SqueezedBody,
     activation,
-    all_valid,
     conv_output_length,
-    frame_mask,
     init_weights,
     min_input_length,
-    spec_augment,
 )
 from sewcli.model.hfconfig import check_activation, check_conv, check_divisible
 from sewcli.model.sew import SEWUpsampling
@@ -673,58 +670,14 @@ class SEWDEncoder(nn.Module):
         return x
 
 
-class SEWDModel(nn.Module):
-    """The SEW-D body (`sew_d.*`): conv features -> LayerNorm -> [projection] -> encoder."""
+class SEWDModel(SqueezedBody):
+    """The SEW-D body (`sew_d.*`): the shared squeezed body with the DeBERTa encoder."""
+
+    drop_full_mask = True
+    encoder: SEWDEncoder
 
     def __init__(self, config: SEWDConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.feature_extractor = FeatureEncoder(
-            config.conv_dim,
-            config.conv_kernel,
-            config.conv_stride,
-            config.conv_bias,
-            config.feat_extract_norm,
-            config.feat_extract_activation,
-        )
-        self.layer_norm = nn.LayerNorm(config.conv_dim[-1], eps=config.feature_layer_norm_eps)
-        self.project_features = config.conv_dim[-1] != config.hidden_size
-        if self.project_features:
-            self.feature_projection = nn.Linear(config.conv_dim[-1], config.hidden_size)
-        self.feature_dropout = nn.Dropout(config.feat_proj_dropout)
-        if config.mask_time_prob > 0.0 or config.mask_feature_prob > 0.0:
-            self.masked_spec_embed = nn.Parameter(torch.empty(config.hidden_size).uniform_())
-        self.encoder = SEWDEncoder(config)
-
-    def feature_mask(self, frames: int, attention_mask: Tensor | None) -> Tensor | None:
-        """Sample mask (B, samples) -> frame mask (B, frames), or None when every frame is valid."""
-        if attention_mask is None:
-            return None
-        lengths = conv_output_length(
-            attention_mask.sum(-1).long(), self.config.conv_kernel, self.config.conv_stride
-        )
-        mask = frame_mask(frames, lengths)
-        return None if all_valid(mask) else mask
-
-    def forward(self, input_values: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """Waveform to frame-rate hidden states.
-
-        Args:
-            input_values: (batch, samples) float waveform at 16 kHz, normalised as the feature extractor does.
-            attention_mask: optional (batch, samples), 1 for real samples, 0 for right padding.
-        Returns:
-            (batch, frames, hidden) with frames = output_lengths(samples).
-        """
-        features = self.feature_extractor(input_values).transpose(1, 2)  # (B, C, T) -> (B, T, C)
-        hidden = self.layer_norm(features)
-        if self.project_features:
-            hidden = self.feature_projection(hidden)
-        hidden = self.feature_dropout(hidden)
-        mask = self.feature_mask(hidden.shape[1], attention_mask)
-        if self.training:
-            hidden = spec_augment(hidden, self.config, getattr(self, "masked_spec_embed", None))
-        out: Tensor = self.encoder(hidden, mask)
-        return out
+        super().__init__(config, config.feature_layer_norm_eps, SEWDEncoder(config))
 
 
 class SEWDForCTC(nn.Module):
