@@ -142,6 +142,27 @@ def test_int8_model_has_quantized_linears(tiny_dir: Path, monkeypatch: pytest.Mo
         inference.load(tiny_dir, inference.InferenceOptions(device="cuda", precision="int8"))
 
 
+def test_convs_in_bf16_keeps_float32_between_stages(tiny_dir: Path) -> None:
+    from sewcli.model.common import FeatureEncoder, PositionalConvEmbedding
+    from sewcli.model.fastpath import convs_in_bf16, cpu_has_native_bf16
+
+    x = torch.from_numpy(bench._windows(2, 3.0)).float()
+    ref = inference.load(tiny_dir, inference.InferenceOptions(device="cpu", threads=1)).module
+    fast = inference.load(tiny_dir, inference.InferenceOptions(device="cpu", threads=1)).module
+    assert convs_in_bf16(fast) == 2  # the waveform encoder and the positional conv
+    convs = [m for m in fast.modules() if isinstance(m, FeatureEncoder | PositionalConvEmbedding)]
+    assert all(p.dtype == torch.bfloat16 for m in convs for p in m.parameters())
+    assert fast.lm_head.weight.dtype == torch.float32
+    with torch.inference_mode():
+        a, b = ref(x), fast(x)
+    assert b.dtype == torch.float32 and b.shape == a.shape
+    diff = float((a - b).abs().max())
+    assert 0 < diff <= 0.05 * float(a.max() - a.min()), diff
+    int8 = inference.load(tiny_dir, inference.InferenceOptions(device="cpu", precision="int8")).module
+    conv_dtype = int8.sew.feature_extractor.conv_layers[0].conv.weight.dtype
+    assert conv_dtype == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+
+
 def test_whole_process_and_hf_pipeline_baseline(tiny_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     opts = bench.BenchOptions(models=(), threads=1, pipeline_repeats=1)

@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="1 is ~6x faster than 2 on a busy 2-core machine")
     ap.add_argument("--fp32", action="store_true", help="disable bf16 autocast (bf16 is ~1.6x faster here)")
     ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--schedule-start", type=int, default=0,
+                    help="warm restart: the LR schedule (warm-up, cosine over --total-steps) starts at this step")
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--ce-steps", type=int, default=600, help="frame cross-entropy warm start steps")
     ap.add_argument("--ce-decay", type=int, default=400, help="then CTC + CE, the CE weight falling 1 -> 0 over these steps")
@@ -140,7 +142,7 @@ def main() -> None:
             x = torch.as_tensor(batch["input_values"])
             mask = torch.as_tensor(batch["attention_mask"])
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, args.lr, args.warmup, args.total_steps)
+                g["lr"] = lr_at(step - args.schedule_start, args.lr, args.warmup, args.total_steps)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.fp32):
                 logits = model(x, mask)  # (B, frames, vocab)
             logits = logits.float()

@@ -170,7 +170,8 @@ def load_classifier(
     dtype: torch.dtype = torch.float32,
 ) -> SequenceClassifier:
     """Build a SequenceClassifier from config.json and load its weights safely (see load.py); eval mode."""
-    model = SequenceClassifier(family, config)
+    with torch.device("meta"):  # no random init; the checkpoint tensors are assigned (load_state)
+        model = SequenceClassifier(family, config)
     raw: dict[str, Tensor] = {}
     for path in weight_files:
         raw.update(read_tensors(path))

@@ -158,9 +158,12 @@ def load_state(model: nn.Module, state: dict[str, Tensor], where: str) -> None:
         problems.append(f"mis-shaped keys: {_few(shapes)}")
     if problems:
         raise CheckpointError(f"{where}: weights do not match config.json; " + "; ".join(problems))
-    with torch.no_grad():
-        for k, v in state.items():
-            expected[k].copy_(v)
+    # Assign the checkpoint's tensors instead of copying them, so a model built on the meta device never
+    # holds a second copy of the weights (peak RSS); optional keys the checkpoint lacks become zeros.
+    full = dict(state)
+    for k in optional - set(state):
+        full[k] = torch.zeros(expected[k].shape, dtype=expected[k].dtype)
+    model.load_state_dict(full, strict=True, assign=True)
 
 
 def _few(items: list[str], n: int = 8) -> str:
@@ -182,7 +185,8 @@ def load_model(
         LoadedModel(model, info).
     """
     info = read_checkpoint(directory)
-    model = build_model(info.family, info.config)
+    with torch.device("meta"):  # no random init and no memory until the checkpoint's tensors are assigned
+        model = build_model(info.family, info.config)
     raw: dict[str, Tensor] = {}
     for path in info.weight_files:
         raw.update(read_tensors(path))
