@@ -1,4 +1,4 @@
-"""Whole processes only: transformers' ASR pipeline vs `sew transcribe` (fp32, int8, int8 batch 4).
+"""Whole processes only: transformers ASR pipeline vs `sew transcribe`: fp32, int8, default and 20 s windows.
 
 Usage: python bench/pipeline_rerun.py WORKDIR [REPEATS]   (WORKDIR as given to `sew bench --workdir`; the
 SEW-tiny checkpoint and the 10-minute file are created there if missing). Prints a markdown table and writes
@@ -27,8 +27,10 @@ def main() -> int:
     cmds = {"transformers pipeline": bench.hf_pipeline_command(model, audio, 2)}
     for precision in ("fp32", "int8"):
         cmds[f"sew {precision}"] = bench.sew_command([audio], model, out, 2, precision)
-    batched = bench.sew_command([audio], model, out, 2, "int8") + ["--batch-size", "4"]
-    cmds["sew int8 --batch-size 4"] = batched
+    # the reference's window length (chunk_length_s=20), with our overlap rule's smallest tested overlap
+    matched = ["--chunk-length", "20", "--chunk-overlap", "1"]
+    for precision in ("fp32", "int8"):
+        cmds[f"sew {precision} 20 s windows"] = bench.sew_command([audio], model, out, 2, precision) + matched
     load0 = bench.load_average()
     rows = bench.process_bench("sew-tiny 10 min", cmds, 600.0, opts, repeats)
     data = {

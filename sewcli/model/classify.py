@@ -26,7 +26,14 @@ import torch
 from torch import Tensor, nn
 
 from sewcli.errors import UnsupportedConfigError
-from sewcli.model.common import all_valid, conv_output_length, frame_mask, init_weights, min_input_length
+from sewcli.model.common import (
+    all_valid,
+    conv_output_length,
+    frame_mask,
+    init_weights,
+    min_input_length,
+    skipped_init,
+)
 from sewcli.model.early_exit import encoder_input
 from sewcli.model.load import load_state, normalize_state_dict, read_tensors
 from sewcli.model.sew import SEWConfig, SEWModel
@@ -170,7 +177,7 @@ def load_classifier(
     dtype: torch.dtype = torch.float32,
 ) -> SequenceClassifier:
     """Build a SequenceClassifier from config.json and load its weights safely (see load.py); eval mode."""
-    with torch.device("meta"):  # no random init; the checkpoint tensors are assigned (load_state)
+    with skipped_init():  # no random init; the checkpoint tensors are assigned (load_state)
         model = SequenceClassifier(family, config)
     raw: dict[str, Tensor] = {}
     for path in weight_files:

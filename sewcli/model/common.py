@@ -8,7 +8,8 @@ Submodule attribute names equal the transformers checkpoint keys (`conv_layers.{
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import torch
@@ -289,6 +290,35 @@ def span_mask(
         starts = torch.randperm(frames - span + 1, device=device)[:n]
         mask[b, (starts[:, None] + offsets[None, :]).reshape(-1)] = True
     return mask
+
+
+_INIT_FUNCTIONS = (
+    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_",
+)  # fmt: skip
+
+
+@contextmanager
+def skipped_init() -> Iterator[None]:
+    """Build modules without random initialisation, for weights that are loaded right after.
+
+    Every `torch.nn.init` function (what nn.Linear/Conv1d/LayerNorm and `init_weights` call) returns its
+    tensor untouched inside the block, so parameters are bare `torch.empty` memory: no init time (0.35 s
+    for SEW-tiny) and no resident pages until the checkpoint's tensors are assigned (load.py). Cheaper than
+    the meta device, whose first use imports ~0.7 s of torch's meta registrations.
+    """
+    saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
+
+    def keep(tensor: Tensor, *_args: object, **_kwargs: object) -> Tensor:
+        return tensor
+
+    try:
+        for name in saved:
+            setattr(nn.init, name, keep)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(nn.init, name, fn)
 
 
 def init_weights(module: nn.Module, std: float) -> None:

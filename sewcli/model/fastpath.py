@@ -64,12 +64,23 @@ def convs_in_bf16(model: nn.Module) -> int:
     def to_fp32(_module: nn.Module, _args: object, out: torch.Tensor) -> torch.Tensor:
         return out.float()
 
+    def norm_in_fp32(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return (args[0].float(), *args[1:])
+
+    def norm_out_bf16(_module: nn.Module, _args: object, out: torch.Tensor) -> torch.Tensor:
+        return out.to(torch.bfloat16)
+
     n = 0
     for module in model.modules():
         if isinstance(module, FeatureEncoder | PositionalConvEmbedding):
             module.to(torch.bfloat16)
             module.register_forward_pre_hook(to_bf16)
             module.register_forward_hook(to_fp32)
+            for norm in module.modules():
+                if isinstance(norm, nn.GroupNorm | nn.LayerNorm):  # bf16 norms are slower (and less exact)
+                    norm.float()
+                    norm.register_forward_pre_hook(norm_in_fp32)
+                    norm.register_forward_hook(norm_out_bf16)
             n += 1
     return n
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from sewcli.checkpoint import CheckpointInfo, read_checkpoint
 from sewcli.errors import CheckpointError, UnsupportedConfigError
+from sewcli.model.common import skipped_init
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def load_model(
         LoadedModel(model, info).
     """
     info = read_checkpoint(directory)
-    with torch.device("meta"):  # no random init and no memory until the checkpoint's tensors are assigned
+    with skipped_init():  # no random init and no resident memory until the checkpoint's tensors are assigned
         model = build_model(info.family, info.config)
     raw: dict[str, Tensor] = {}
     for path in info.weight_files:
