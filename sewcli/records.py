@@ -4,8 +4,8 @@ Data flows one way:
     cli -> registry -> audio -> resample -> chunking -> model/inference -> decoding -> writers
 and each arrow carries one of these records, so each stage can be built and tested alone.
 
-Times are seconds (float) from the start of the input. Audio is mono float32 at the model's sample rate once it
-has left `resample`.
+Times are seconds (float) from the start of the input. Audio is mono float32 at the model's sample rate once
+it has left `resample`.
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ class Transcript:
     words: tuple[Word, ...] = ()
     segments: tuple[Segment, ...] = ()
     language: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)  # e.g. decoder settings, exit layer; JSON-serialisable
+    # e.g. decoder settings, exit layer; JSON-serialisable
+    extra: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ class Vocabulary:
     """A CTC output vocabulary with Wav2Vec2CTCTokenizer decoding semantics (see sew_spec.md section 7).
 
     `tokens[i]` is the token of logit column i. The blank is `tokens[blank_id]` (the tokenizer's pad token).
-    `word_delimiter` ("|" for the English checkpoints; None if the vocabulary has none) becomes a space in text.
+    `word_delimiter` ("|" for the English checkpoints; None if the vocabulary has none) becomes a space in
+    text.
     Other special tokens (<s>, </s>, <unk>) are kept in the text when emitted, as HF keeps them.
     `do_lower_case` lower-cases the decoded text.
     """
