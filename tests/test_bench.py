@@ -135,7 +135,8 @@ def test_int8_model_has_quantized_linears(tiny_dir: Path, monkeypatch: pytest.Mo
     model = inference.load(tiny_dir, inference.InferenceOptions(device="cpu", precision="int8"))
     modules = list(model.module.modules())
     assert not any(type(m) is torch.nn.Linear for m in modules)
-    assert sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules) == 2 * 6 + 2  # + upsample, lm_head
+    quantized = sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules)
+    assert quantized == 2 * 6 + 2  # + upsample, lm_head
     assert model.frame_count(32000) == 99  # the wrapper keeps the engine's API
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # reach the check on CPU-only CI too
     with pytest.raises(UsageError, match="int8 runs on the CPU only"):

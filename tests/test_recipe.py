@@ -1,4 +1,4 @@
-"""recipes/synth-en: text normalisation, augmentation, frame targets, and a tiny generate -> train -> export run."""
+"""recipes/synth-en: text normalisation, augmentation, frame targets, tiny generate -> train -> export."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def test_numbers_are_spelled_out() -> None:
     assert textnorm.number_to_words(1234) == "one thousand two hundred thirty four"
     assert textnorm.number_to_words(2_000_017) == "two million seventeen"
     assert textnorm.normalize("In 1984, I had 3 cats & 21st-century $5.") == (
-        "IN NINETEEN EIGHTY FOUR I HAD THREE CATS AND TWENTY FIRST CENTURY FIVE DOLLARS")
+        "IN NINETEEN EIGHTY FOUR I HAD THREE CATS AND TWENTY FIRST CENTURY FIVE DOLLARS"
+    )
     assert textnorm.normalize("Don't panic!") == "DON'T PANIC"
     assert textnorm.normalize("see http://x.org/~me") is None  # unspeakable symbols are dropped, not guessed
     assert textnorm.normalize("BRB, TTYL") is None  # vowel-less words would be spelled out by the TTS
@@ -39,7 +40,8 @@ def test_metrics_against_hand_counts() -> None:
 
 def test_vocab_is_the_hf_english_one() -> None:
     assert [t for t, _ in sorted(data.VOCAB.items(), key=lambda kv: kv[1])] == (
-        ["<pad>", "<s>", "</s>", "<unk>", "|"] + list("ETAONIHSRDLUMWCFGYPBVK'XJQZ"))
+        ["<pad>", "<s>", "</s>", "<unk>", "|"] + list("ETAONIHSRDLUMWCFGYPBVK'XJQZ")
+    )
     assert data.encode("HI YO") == [11, 10, 4, 22, 8]
     assert data.greedy_decode(np.array([0, 11, 11, 0, 10, 4, 4, 22, 0, 8, 8, 0])) == "HI YO"
     assert data.greedy_decode(np.array([15, 0, 15])) == "LL"  # a blank separates a double letter
@@ -74,7 +76,7 @@ def test_augmentation_keeps_length_and_level_sane() -> None:
     assert abs(float(n.mean())) < 1e-4 and abs(float(n.std()) - 1) < 1e-3
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_generate_train_resume_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import generate
     import train
@@ -94,8 +96,25 @@ def test_generate_train_resume_export(tmp_path: Path, monkeypatch: pytest.Monkey
     (corpus / "manifest.0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert [r["text"] for r in data.load_manifest(corpus, "train")] == texts
 
-    base = ["train.py", "--work", str(work), "--size", "tiny", "--ce-steps", "1", "--eval-every", "2",
-            "--eval-n", "1", "--batch-seconds", "6", "--warmup", "1", "--save-every", "1"]
+    base = [
+        "train.py",
+        "--work",
+        str(work),
+        "--size",
+        "tiny",
+        "--ce-steps",
+        "1",
+        "--eval-every",
+        "2",
+        "--eval-n",
+        "1",
+        "--batch-seconds",
+        "6",
+        "--warmup",
+        "1",
+        "--save-every",
+        "1",
+    ]
     monkeypatch.setattr(sys, "argv", base + ["--max-steps", "2"])
     train.main()
     state = torch.load(work / "train" / "last.pt", weights_only=True)
@@ -107,8 +126,13 @@ def test_generate_train_resume_export(tmp_path: Path, monkeypatch: pytest.Monkey
     assert torch.load(work / "train" / "last.pt", weights_only=True)["step"] == 3
 
     export = work / "export" / "latest"
-    assert {"config.json", "model.safetensors", "vocab.json", "tokenizer_config.json",
-            "preprocessor_config.json"} <= {p.name for p in export.iterdir()}
+    assert {
+        "config.json",
+        "model.safetensors",
+        "vocab.json",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+    } <= {p.name for p in export.iterdir()}
     assert json.loads((export / "config.json").read_text())["model_type"] == "sew"
     loaded = load_model(export)
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""The embedded sew-synth-en model: transformers parity on the examples, a real recognition bound, quick start."""
+"""The embedded sew-synth-en model: transformers parity on the examples, a recognition bound, quick start."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _examples() -> list[tuple[Path, str]]:
 def _wer(refs: list[str], hyps: list[str], unit: str = "word") -> float:
     """Word (or character) error rate by a plain Levenshtein (independent of the recipe's metrics module)."""
     edits = words = 0
-    for r, h in zip(refs, hyps):
+    for r, h in zip(refs, hyps, strict=True):
         a, b = (r.split(), h.split()) if unit == "word" else (list(r), list(h))
         d = list(range(len(b) + 1))
         for i in range(1, len(a) + 1):
@@ -58,8 +58,14 @@ def ours() -> dict[Path, str]:
 
 def test_shipped_files_and_sizes() -> None:
     names = {p.name for p in SHIPPED.iterdir()}
-    assert {"config.json", "model.safetensors", "vocab.json", "tokenizer_config.json",
-            "preprocessor_config.json", "README.md"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "vocab.json",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+        "README.md",
+    } <= names
     assert (SHIPPED / "model.safetensors").stat().st_size <= 20 * 1024 * 1024
     ex = _examples()
     assert len(ex) >= 4 and {p.suffix for p, _ in ex} >= {".wav", ".flac", ".ogg", ".mp3"}
@@ -92,14 +98,22 @@ def test_examples_are_recognised(ours: dict[Path, str]) -> None:
     ex = _examples()
     refs = [r for _, r in ex]
     hyps = [ours[p].upper() for p, _ in ex]
-    assert _wer(refs, hyps) <= MAX_EXAMPLES_WER, list(zip(refs, hyps))
+    assert _wer(refs, hyps) <= MAX_EXAMPLES_WER, list(zip(refs, hyps, strict=True))
     hello = (EXAMPLES / "hello.txt").read_text().strip()
     assert _wer([hello], [ours[EXAMPLES / "hello.wav"].upper()], unit="char") <= MAX_HELLO_CER
 
 
 def test_quick_start_command_offline(tmp_path: Path, ours: dict[Path, str]) -> None:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), XDG_CONFIG_HOME=str(tmp_path / "cfg"))
-    res = subprocess.run([sys.executable, "-m", "sewcli", "transcribe", str(EXAMPLES / "hello.wav")],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), XDG_CONFIG_HOME=str(tmp_path / "cfg")
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "sewcli", "transcribe", str(EXAMPLES / "hello.wav")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == ours[EXAMPLES / "hello.wav"] != ""  # the default model, no download
