@@ -1,4 +1,4 @@
-"""The `sew` command line: the only module that prints results or errors and turns them into exit codes.
+"""The `sew` command line: commands and options, and the only module that turns errors into exit codes.
 
 Exit status of `sew transcribe`: 0 every input done (or skipped); 1 at least one input failed (each failure is
 one `error: <input>: <problem>` line on stderr, every other input is still done) or the model could not be
@@ -11,40 +11,48 @@ print txt only, each transcript after a header line `==> NAME <==` (like `head`)
 mirrors its tree (DIR/sub/a.wav -> OUT/sub/a.<fmt>); when two inputs would get the same name, both keep their
 audio extension (a.wav.srt, a.mp3.srt). Outputs are written to a temporary file in the same directory and
 renamed into place, so no partial file is ever visible. An existing output is an error unless --overwrite or
---skip-existing.
+--skip-existing. The per-input loop, its error lines and its summary are in sewcli/batch.py; finding inputs,
+naming and writing outputs in sewcli/outputs.py.
 
 torch is imported only once a transcription starts, so `sew --help` and `sew models list` stay fast.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import io
 import logging
 import os
 import signal
 import sys
-import tempfile
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sewcli import registry as registry_mod
+from sewcli.batch import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Render,
+    error,
+    one_line,
+    plan_run,
+    progress,
+    run_inputs,
+    say,
+)
 from sewcli.errors import (
     DownloadError,
     ModelNotFoundError,
-    OutputError,
     RegistryError,
     SewError,
     UsageError,
 )
+from sewcli.outputs import AUDIO_EXTENSIONS, Job, OutputOptions, StdoutClosed, render_transcript
 
 if TYPE_CHECKING:
     from sewcli.pipeline import PipelineOptions
@@ -52,25 +60,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sewcli")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_USAGE = 2  # EXIT_OK, EXIT_FAILED: sewcli/batch.py
 EXIT_SIGPIPE, EXIT_SIGINT, EXIT_SIGTERM = 141, 130, 143
-# Extensions picked up when walking a directory (files named explicitly are always tried).
-AUDIO_EXTENSIONS = (
-    "wav",
-    "flac",
-    "ogg",
-    "oga",
-    "opus",
-    "mp3",
-    "aif",
-    "aiff",
-    "aifc",
-    "au",
-    "caf",
-    "w64",
-    "rf64",
-)
-STDIN_STEM = "stdin"
 
 # rich_markup_mode=None: plain click help; typer's rich help formatter alone costs ~0.25 s of imports.
 app = typer.Typer(
@@ -152,17 +143,6 @@ ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="CPU th
 
 
 @dataclass(frozen=True)
-class OutputOptions:
-    """Where and how transcripts are written."""
-
-    formats: tuple[str, ...] = ("txt",)
-    output_dir: Path | None = None
-    skip_existing: bool = False
-    overwrite: bool = False
-    extensions: tuple[str, ...] = AUDIO_EXTENSIONS
-
-
-@dataclass(frozen=True)
 class TranscribeRequest:
     """Everything `sew transcribe` resolved from its command line."""
 
@@ -176,65 +156,19 @@ class TranscribeRequest:
     verbose: bool = False
 
 
-@dataclass(frozen=True)
-class Job:
-    """One input file to transcribe, with its display name and its output stem relative to --output-dir."""
-
-    source: str  # what we open ("-" for stdin)
-    display: str  # what we print
-    rel: Path  # output path relative to --output-dir, without the format extension
-    alt: Path  # the collision-free alternative (keeps the audio extension)
-
-
-@dataclass
-class Tally:
-    """Counters for the summary line."""
-
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    audio_seconds: float = 0.0
-
-
 class _Terminated(BaseException):
     """Raised from the SIGTERM handler so that cleanup code runs (not an Exception: nothing swallows it)."""
-
-
-class _StdoutClosed(Exception):
-    """stdout's reader went away (`| head`)."""
 
 
 # ----------------------------------------------------------------------------------------------------
 # messages and logging
 
 
-def _error(display: str | None, message: str, verbose: bool = False) -> None:
-    """One `error: <input>: <problem>` line on stderr (plus the traceback with --verbose)."""
-    if display and not message.startswith(f"{display}:"):
-        message = f"{display}: {message}"
-    if verbose and sys.exc_info()[0] is not None:
-        with contextlib.suppress(OSError, ValueError):
-            traceback.print_exc(file=sys.stderr)
-    _say(f"error: {_one_line(message)}")
-
-
-def _say(line: str) -> None:
-    """One line on stderr; a stderr that cannot be written (`2>>log` on a full disk) must not stop the run."""
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-
-def _one_line(text: str) -> str:
-    """Escape line breaks (a file name may contain one) so that one message stays one line."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
-
-
 class _LineFormatter(logging.Formatter):
     """`warning: <message>` on one line, like the error lines (for logs and pipes, which rich would wrap)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {_one_line(record.getMessage())}"
+        return f"{record.levelname.lower()}: {one_line(record.getMessage())}"
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
@@ -254,210 +188,6 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     log.propagate = False
     if verbose:
         log.debug("verbose logging on")
-
-
-# ----------------------------------------------------------------------------------------------------
-# inputs and outputs
-
-
-def collect_jobs(
-    inputs: tuple[str, ...], extensions: tuple[str, ...]
-) -> tuple[list[Job], list[tuple[str, str]], bool]:
-    """Expand the inputs: files as given, directories walked recursively (sorted, extension filter).
-
-    Returns:
-        (jobs, problems as (display, message), whether any input was a directory).
-    """
-    exts = {e.lower().lstrip(".") for e in extensions}
-    jobs: list[Job] = []
-    problems: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    had_dir = False
-
-    def add(source: str, display: str, rel: Path) -> None:
-        key = source if source == "-" else os.path.realpath(source)
-        if key in seen:
-            return
-        seen.add(key)
-        jobs.append(Job(source=source, display=display, rel=rel.with_suffix(""), alt=rel))
-
-    for item in inputs:
-        if item == "-":
-            add("-", "<stdin>", Path(STDIN_STEM))
-        elif os.path.isdir(item):
-            had_dir = True
-            found = 0
-            for root, dirs, files in os.walk(item):
-                dirs.sort()
-                for name in sorted(files):
-                    suffix = os.path.splitext(name)[1].lower().lstrip(".")
-                    if name.startswith(".") or suffix not in exts:
-                        continue
-                    path = os.path.join(root, name)
-                    add(path, path, Path(os.path.relpath(path, item)))
-                    found += 1
-            if not found:
-                problems.append((item, f"no audio files ({', '.join(sorted(exts))}) in this directory"))
-        elif os.path.lexists(item):
-            add(item, item, Path(os.path.basename(item)))
-        else:
-            problems.append((item, "no such file or directory"))
-    return jobs, problems, had_dir
-
-
-def output_paths(
-    jobs: list[Job], out_dir: Path, formats: tuple[str, ...]
-) -> tuple[dict[int, dict[str, Path]], list[tuple[int, str]]]:
-    """Output path per job and format under `out_dir`; inputs that would collide keep their audio extension.
-
-    Returns:
-        ({job index: {format: path}}, [(job index, problem)] for jobs that collide or would escape out_dir).
-    """
-    by_rel: dict[Path, list[int]] = {}
-    for i, job in enumerate(jobs):
-        by_rel.setdefault(job.rel, []).append(i)
-    root = out_dir.resolve()
-    paths: dict[int, dict[str, Path]] = {}
-    problems: list[tuple[int, str]] = []
-    used: dict[Path, int] = {}
-    for i, job in enumerate(jobs):
-        rel = job.alt if len(by_rel[job.rel]) > 1 else job.rel
-        exts = _extensions(formats)
-        per_format = {fmt: out_dir / f"{rel}.{ext}" for fmt, ext in zip(formats, exts, strict=True)}
-        first = next(iter(per_format.values()))
-        resolved = first.parent.resolve() / first.name
-        if root not in resolved.parents:
-            problems.append((i, f"{first} would be outside the output directory {out_dir}"))
-        elif rel in used:
-            problems.append((i, f"{first} would overwrite the output of {jobs[used[rel]].display}"))
-        else:
-            used[rel] = i
-            paths[i] = per_format
-    return paths, problems
-
-
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def stage_output(path: Path, render: Callable[[TextIO], None], mode: int) -> str:
-    """Render into a temporary file next to `path` (flushed to disk, final mode); return its path."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # The name is cut (40 characters <= 160 bytes) so that the temporary name of a long but valid output
-        # name does not exceed the 255-byte limit of most file systems.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".part")
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
-    try:
-        with open(fd, "w", encoding="utf-8", newline="") as fh:
-            render(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-    except BaseException as e:
-        _unlink_quietly(tmp)
-        if isinstance(e, OSError):
-            raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
-        raise
-    return tmp
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM (re-raised on exit) so a few renames happen together; a no-op off the main thread.
-
-    Python-level handlers, not pthread_sigmask: a mask only covers the calling thread, and the kernel hands a
-    process signal to any thread that does not block it (torch's worker threads), which then interrupts the
-    main thread anyway.
-    """
-    held: list[int] = []
-
-    def hold(signum: int, frame: object) -> None:
-        held.append(signum)
-
-    try:
-        previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread (embedded use): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-        if held:
-            signal.raise_signal(held[0])  # now the usual handler runs: KeyboardInterrupt / _Terminated
-
-
-def write_outputs(items: list[tuple[Path, Callable[[TextIO], None]]], mode: int) -> None:
-    """Write one input's outputs all or none: render each to a temporary file, then rename them all.
-
-    The renames run with SIGINT/SIGTERM held, so Ctrl-C never leaves an input with some of its formats; a
-    failure before the renames removes the temporary files and leaves existing outputs untouched.
-    """
-    staged: list[tuple[Path, str]] = []
-    try:
-        for path, render in items:
-            staged.append((path, stage_output(path, render, mode)))
-        with _signals_held():
-            for path, tmp in staged:
-                os.replace(tmp, path)
-    except BaseException as e:
-        for _, tmp in staged:
-            _unlink_quietly(tmp)  # already renamed ones are gone from their temporary name
-        if isinstance(e, OSError):
-            raise OutputError(f"{items[0][0]}: cannot write: {e.strerror or e}") from None
-        raise
-
-
-def write_atomic(path: Path, render: Callable[[TextIO], None], mode: int) -> None:
-    """Write one file atomically (temporary file in the same directory + rename)."""
-    write_outputs([(path, render)], mode)
-
-
-def _check_output_dir(out_dir: Path) -> None:
-    """Create --output-dir and prove it is writable before any work is done."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".sew-write-test.")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise OutputError(f"{out_dir}: output directory is not writable: {e.strerror or e}") from None
-
-
-def _write_stdout(text: str) -> None:
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise _StdoutClosed() from None
-    except OSError as e:  # `> file` on a full disk: this input fails like a file output would
-        raise OutputError(f"<stdout>: cannot write: {e.strerror or e}") from None
-
-
-def _render(transcript: Transcript, fmt: str) -> Callable[[TextIO], None]:
-    """A function that writes `transcript` in format `fmt` to a text stream."""
-    from sewcli.writers import WRITERS
-
-    writer = WRITERS[fmt]
-    return lambda fh: writer(transcript, fh)
-
-
-def _extensions(formats: tuple[str, ...]) -> tuple[str, ...]:
-    from sewcli.writers import WRITERS
-
-    return tuple(WRITERS[fmt].extension for fmt in formats)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -482,45 +212,6 @@ def _signals() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str], Callable[[float, float | None], None]]]:
-    """A rich progress bar on stderr; yields `start(name) -> update(seconds_done, total_seconds_or_None)`."""
-    if not enabled:
-        yield lambda name: lambda done, total: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:.0f} s"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        current: list[int] = []
-
-        def start(name: str) -> Callable[[float, float | None], None]:
-            for task in current:
-                bar.remove_task(task)
-            current[:] = [bar.add_task(name, total=None)]
-            return lambda done, total: bar.update(current[0], completed=done, total=total)
-
-        yield start
-
-
-def _summary(tally: Tally, wall: float, verb: str = "transcribed") -> str:
-    """The one-line end-of-run summary: files, skips, failures, audio hours, wall time, real-time factor."""
-    parts = [f"{tally.done} file{'s' if tally.done != 1 else ''} {verb}"]
-    if tally.skipped:
-        parts.append(f"{tally.skipped} skipped")
-    parts.append(f"{tally.failed} failed")
-    line = f"sew: {', '.join(parts)}; {tally.audio_seconds / 3600:.3f} h audio in {wall:.1f} s"
-    if tally.audio_seconds > 0:
-        line += f" (real-time factor {wall / tally.audio_seconds:.3f})"
-    return line
-
-
 def _load(request: TranscribeRequest) -> tuple[object, object]:
     """Resolve, fetch and load the model and build the decoder (torch is imported here)."""
     from sewcli import decoding, hub, inference
@@ -534,135 +225,17 @@ def _load(request: TranscribeRequest) -> tuple[object, object]:
     return model, decoder
 
 
-@dataclass(frozen=True)
-class Plan:
-    """The inputs of one run and where their outputs go (empty `paths` when printing to stdout)."""
-
-    jobs: list[Job]
-    paths: dict[int, dict[str, Path]]
-    problems: list[tuple[str, str]]  # (display, message) for inputs that cannot be done at all
-    several: bool  # headers on stdout
-
-
-def plan_run(inputs: tuple[str, ...], out: OutputOptions) -> Plan:
-    """Expand the inputs, check the stdout/format policy, and assign output paths."""
-    jobs, problems, had_dir = collect_jobs(inputs, out.extensions)
-    several = len(jobs) + len(problems) > 1 or had_dir
-    if out.output_dir is None and (len(out.formats) > 1 or (several and out.formats != ("txt",))):
-        raise UsageError(
-            "several inputs or formats need --output-dir; "
-            "only txt can be printed to stdout for several inputs"
-        )
-    if out.skip_existing and out.overwrite:
-        raise UsageError("--skip-existing and --overwrite cannot be combined")
-    paths: dict[int, dict[str, Path]] = {}
-    if out.output_dir is not None and jobs:
-        paths, clashes = output_paths(jobs, out.output_dir, out.formats)
-        problems += [(jobs[i].display, message) for i, message in clashes]
-        jobs = [job for i, job in enumerate(jobs) if i in paths]
-        paths = {new: paths[old] for new, old in enumerate(sorted(paths))}
-        _check_output_dir(out.output_dir)
-    return Plan(jobs=jobs, paths=paths, problems=problems, several=several)
-
-
-def _existing_policy(paths: dict[str, Path], out: OutputOptions) -> str | None:
-    """None to go ahead, "skip", or an error message, from the outputs that exist right now."""
-    existing = [p for p in paths.values() if p.exists()]
-    if not existing or out.overwrite:
-        return None
-    if out.skip_existing:
-        return "skip" if len(existing) == len(paths) else None
-    return f"{existing[0]} exists (use --overwrite or --skip-existing)"
-
-
-Render = Callable[[TextIO], None]  # writes one result in one format
-Work = Callable[[Job, object], tuple[dict[str, Render], float]]  # (job, model) -> ({format: render}, seconds)
-
-
-def run_inputs(
-    plan: Plan,
-    out: OutputOptions,
-    *,
-    load: Callable[[], object],
-    work: Work,
-    quiet: bool = False,
-    verbose: bool = False,
-    verb: str = "transcribed",
-    started: float | None = None,
-) -> int:
-    """The per-input loop of transcribe and classify; returns the exit status.
-
-    Args:
-        plan: the inputs and their output paths.
-        out: output options (formats, stdout or --output-dir, existing-output policy).
-        load: builds the model once, when the first input needs it (its errors fail the whole run).
-        work: (job, loaded model) -> ({format: render}, seconds of audio); raises SewError for a bad input.
-        quiet, verbose: no summary line / tracebacks with error lines.
-        verb: the summary's verb ("transcribed", "classified").
-        started: perf_counter() at the start of the command (for the summary's wall time).
-    """
-    started = time.perf_counter() if started is None else started
-    tally = Tally()
-    for display, message in plan.problems:
-        _error(display, message)
-        tally.failed += 1
-    loaded: object = None
-    mode = _file_mode()
-    for i, job in enumerate(plan.jobs):
-        # Checked now, not up front: another `sew --skip-existing` may have done this input meanwhile.
-        policy = _existing_policy(plan.paths.get(i, {}), out)
-        if policy == "skip":
-            log.info("%s: skipped, outputs exist", job.display)
-            tally.skipped += 1
-            continue
-        if policy is not None:
-            _error(job.display, policy)
-            tally.failed += 1
-            continue
-        if loaded is None:
-            loaded = load()  # a model that cannot be had fails the run (exit 1), not each input
-        try:
-            renders, seconds = work(job, loaded)
-            _emit(renders, job, plan, i, out, mode)
-        except _StdoutClosed:
-            raise
-        except SewError as e:
-            _error(job.display, str(e), verbose)
-            tally.failed += 1
-            continue
-        except Exception as e:  # a bug or a resource problem with one input must not stop the others
-            _error(job.display, f"internal error: {type(e).__name__}: {e}", verbose)
-            tally.failed += 1
-            continue
-        tally.done += 1
-        tally.audio_seconds += seconds
-    if not quiet:
-        _say(_summary(tally, time.perf_counter() - started, verb))
-    return EXIT_FAILED if tally.failed else EXIT_OK
-
-
-def _emit(renders: dict[str, Render], job: Job, plan: Plan, i: int, out: OutputOptions, mode: int) -> None:
-    """Print one input's result (stdout, first format) or write each format's file atomically."""
-    if out.output_dir is None:
-        buf = io.StringIO()
-        if plan.several:
-            buf.write(f"==> {job.display} <==\n")
-        renders[out.formats[0]](buf)
-        _write_stdout(buf.getvalue())
-        return
-    write_outputs([(path, renders[fmt]) for fmt, path in plan.paths[i].items()], mode)
-
-
 def run_transcribe(request: TranscribeRequest) -> int:
     """Transcribe every input of `request`; returns the exit status (see the module docstring)."""
     started = time.perf_counter()
     plan = plan_run(request.inputs, request.output)
-    with _progress(not request.quiet and sys.stderr.isatty()) as start:
+    with progress(not request.quiet and sys.stderr.isatty()) as start:
 
         def work(job: Job, loaded: object) -> tuple[dict[str, Render], float]:
             model, decoder = loaded  # type: ignore[misc]
             transcript = _transcribe_one(job, model, decoder, request.pipeline, start(job.display))
-            return {fmt: _render(transcript, fmt) for fmt in request.output.formats}, transcript.duration
+            renders = {fmt: render_transcript(transcript, fmt) for fmt in request.output.formats}
+            return renders, transcript.duration
 
         return run_inputs(
             plan,
@@ -810,7 +383,7 @@ def transcribe(
             verbose=verbose,
         )
     except SewError as e:
-        _error(None, str(e))
+        error(None, str(e))
         raise typer.Exit(EXIT_USAGE) from None
     raise typer.Exit(_guarded(lambda: run_transcribe(request), verbose))
 
@@ -871,18 +444,18 @@ def _guarded(run: Callable[[], int], verbose: bool) -> int:
         with _signals():
             return run()
     except (UsageError, ModelNotFoundError, RegistryError) as e:
-        _error(None, str(e), verbose)
+        error(None, str(e), verbose)
         return EXIT_USAGE
     except SewError as e:
-        _error(None, str(e), verbose)
+        error(None, str(e), verbose)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        _say("sew: interrupted")
+        say("sew: interrupted")
         return EXIT_SIGINT
     except _Terminated:
-        _say("sew: terminated")
+        say("sew: terminated")
         return EXIT_SIGTERM
-    except (_StdoutClosed, BrokenPipeError):
+    except (StdoutClosed, BrokenPipeError):
         _silence_stdout()
         return EXIT_SIGPIPE
 

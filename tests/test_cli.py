@@ -20,7 +20,7 @@ import srt
 from conftest import write_audio
 from typer.testing import CliRunner
 
-from sewcli import cli, pipeline
+from sewcli import cli, outputs, pipeline
 
 runner = CliRunner()
 
@@ -109,7 +109,7 @@ def test_options_resolve_into_stage_dataclasses(tmp_path: Path, clean_env: dict[
         True,
         False,
     )
-    assert request.output == cli.OutputOptions(
+    assert request.output == outputs.OutputOptions(
         formats=("srt", "json"),
         output_dir=tmp_path / "out",
         skip_existing=True,
@@ -133,7 +133,7 @@ def test_defaults(clean_env: dict[str, str]) -> None:
     with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
         assert sew("transcribe", "x.wav").exit_code == 0
     (request,), _ = run.call_args
-    assert request.model is None and request.output == cli.OutputOptions()
+    assert request.model is None and request.output == outputs.OutputOptions()
     assert request.pipeline == pipeline.PipelineOptions()
 
 
@@ -284,17 +284,17 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path: Path) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        cli.write_atomic(target, boom, 0o644)
+        outputs.write_atomic(target, boom, 0o644)
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
 
 
 def test_output_names_never_collide_or_escape(tmp_path: Path) -> None:
     jobs = [
-        cli.Job("d1/x.wav", "d1/x.wav", Path("x"), Path("x.wav")),
-        cli.Job("d2/x.wav", "d2/x.wav", Path("x"), Path("x.wav")),
-        cli.Job("e/../../evil.wav", "e/../../evil.wav", Path("../../evil"), Path("../../evil.wav")),
+        outputs.Job("d1/x.wav", "d1/x.wav", Path("x"), Path("x.wav")),
+        outputs.Job("d2/x.wav", "d2/x.wav", Path("x"), Path("x.wav")),
+        outputs.Job("e/../../evil.wav", "e/../../evil.wav", Path("../../evil"), Path("../../evil.wav")),
     ]
-    paths, problems = cli.output_paths(jobs, tmp_path / "out", ("srt",))
+    paths, problems = outputs.output_paths(jobs, tmp_path / "out", ("srt",))
     assert paths == {0: {"srt": tmp_path / "out" / "x.wav.srt"}}
     assert [i for i, _ in problems] == [1, 2]
     assert "would overwrite the output of d1/x.wav" in problems[0][1] and "outside" in problems[1][1]

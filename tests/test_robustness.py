@@ -34,7 +34,7 @@ import soundfile as sf
 from conftest import speechlike, write_audio, write_sew_checkpoint
 from typer.testing import CliRunner
 
-from sewcli import cli
+from sewcli import cli, outputs
 
 SEW = [sys.executable, "-m", "sewcli"]
 TIMEOUT = 240
@@ -468,7 +468,7 @@ def test_interrupt_while_writing_leaves_all_formats_or_none(
     """Ctrl-C may land while one input's json and txt are being written: it gets all of them or none."""
     wav = write_audio(tmp_path / "a.wav", 1.0)
     out = tmp_path / "out"
-    real_render, real_replace = cli._render, os.replace
+    real_render, real_replace = cli.render_transcript, os.replace
     renders: list[str] = []
     renames: list[object] = []
 
@@ -490,8 +490,8 @@ def test_interrupt_while_writing_leaves_all_formats_or_none(
             os.kill(os.getpid(), signal.SIGINT)  # a real signal, handled wherever sew lets it be
 
     with (
-        mock.patch.object(cli, "_render", render_then_interrupt),
-        mock.patch.object(cli.os, "replace", replace_then_interrupt),
+        mock.patch.object(cli, "render_transcript", render_then_interrupt),
+        mock.patch.object(outputs.os, "replace", replace_then_interrupt),
     ):
         result = _invoke(
             [
@@ -596,7 +596,8 @@ def _no_space(after: int) -> object:
 def test_disk_full_mid_run(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
     wavs = [write_audio(tmp_path / f"{n}.wav", 1.0, seed=i) for i, n in enumerate("abc")]
     out = tmp_path / "out"
-    with mock.patch.object(cli.os, "fsync", _no_space(after=2)):  # a.json, a.txt fit; then the disk is full
+    # a.json, a.txt fit; then the disk is full
+    with mock.patch.object(outputs.os, "fsync", _no_space(after=2)):
         result = _invoke(
             [
                 "transcribe",
@@ -686,12 +687,12 @@ def test_unwritable_output_dir(
     if kind == "under-a-file":
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "out"
-        context = mock.patch.object(cli.tempfile, "mkstemp", wraps=cli.tempfile.mkstemp)
+        context = mock.patch.object(outputs.tempfile, "mkstemp", wraps=outputs.tempfile.mkstemp)
     else:  # root ignores permissions, so the refusal is simulated at the one call that creates files
         out = tmp_path / "ro"
         out.mkdir()
         context = mock.patch.object(
-            cli.tempfile, "mkstemp", side_effect=PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            outputs.tempfile, "mkstemp", side_effect=PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         )
     with context:
         result = _invoke(["transcribe", "-m", str(tiny_sew_dir), "-o", str(out), "--threads", "1", str(wav)])

@@ -1,0 +1,278 @@
+"""Inputs and outputs of a run: finding the inputs, naming the outputs, and writing them.
+
+- `collect_jobs` expands the command line's inputs into `Job`s: files as given, directories walked recursively
+  (sorted, filtered by `AUDIO_EXTENSIONS` or --ext), `-` for stdin; missing inputs and empty directories come
+  back as problems, not exceptions.
+- `output_paths` names each job's output under --output-dir: FILE.ext -> OUT/FILE.<fmt>, a directory input's
+  tree mirrored; inputs that would get the same name keep their audio extension (a.wav.srt, a.mp3.srt), and
+  a name that would still collide or escape the output directory is a problem for that input.
+- `write_outputs` writes one input's outputs all or none: each format is rendered into a temporary file in the
+  target directory (flushed to disk, final mode), then all are renamed into place with SIGINT/SIGTERM held,
+  so no partial file is ever visible and an existing output is never half replaced. `write_atomic` is the
+  one-file case; `check_output_dir` proves --output-dir is writable before any work is done.
+- `write_stdout` prints a result; a reader that went away (`| head`) raises `StdoutClosed`, a stdout that
+  cannot be written (full disk) an `OutputError` for that input.
+
+Nothing here writes to stderr or decides exit codes (that is sewcli/batch.py and sewcli/cli.py), and nothing
+imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from sewcli.errors import OutputError
+
+if TYPE_CHECKING:
+    from sewcli.records import Transcript
+
+# Extensions picked up when walking a directory (files named explicitly are always tried).
+AUDIO_EXTENSIONS = (
+    "wav",
+    "flac",
+    "ogg",
+    "oga",
+    "opus",
+    "mp3",
+    "aif",
+    "aiff",
+    "aifc",
+    "au",
+    "caf",
+    "w64",
+    "rf64",
+)
+STDIN_STEM = "stdin"
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and how transcripts are written."""
+
+    formats: tuple[str, ...] = ("txt",)
+    output_dir: Path | None = None
+    skip_existing: bool = False
+    overwrite: bool = False
+    extensions: tuple[str, ...] = AUDIO_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file to transcribe, with its display name and its output stem relative to --output-dir."""
+
+    source: str  # what we open ("-" for stdin)
+    display: str  # what we print
+    rel: Path  # output path relative to --output-dir, without the format extension
+    alt: Path  # the collision-free alternative (keeps the audio extension)
+
+
+class StdoutClosed(Exception):
+    """stdout's reader went away (`| head`)."""
+
+
+def collect_jobs(
+    inputs: tuple[str, ...], extensions: tuple[str, ...]
+) -> tuple[list[Job], list[tuple[str, str]], bool]:
+    """Expand the inputs: files as given, directories walked recursively (sorted, extension filter).
+
+    Returns:
+        (jobs, problems as (display, message), whether any input was a directory).
+    """
+    exts = {e.lower().lstrip(".") for e in extensions}
+    jobs: list[Job] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    had_dir = False
+
+    def add(source: str, display: str, rel: Path) -> None:
+        key = source if source == "-" else os.path.realpath(source)
+        if key in seen:
+            return
+        seen.add(key)
+        jobs.append(Job(source=source, display=display, rel=rel.with_suffix(""), alt=rel))
+
+    for item in inputs:
+        if item == "-":
+            add("-", "<stdin>", Path(STDIN_STEM))
+        elif os.path.isdir(item):
+            had_dir = True
+            found = 0
+            for root, dirs, files in os.walk(item):
+                dirs.sort()
+                for name in sorted(files):
+                    suffix = os.path.splitext(name)[1].lower().lstrip(".")
+                    if name.startswith(".") or suffix not in exts:
+                        continue
+                    path = os.path.join(root, name)
+                    add(path, path, Path(os.path.relpath(path, item)))
+                    found += 1
+            if not found:
+                problems.append((item, f"no audio files ({', '.join(sorted(exts))}) in this directory"))
+        elif os.path.lexists(item):
+            add(item, item, Path(os.path.basename(item)))
+        else:
+            problems.append((item, "no such file or directory"))
+    return jobs, problems, had_dir
+
+
+def output_paths(
+    jobs: list[Job], out_dir: Path, formats: tuple[str, ...]
+) -> tuple[dict[int, dict[str, Path]], list[tuple[int, str]]]:
+    """Output path per job and format under `out_dir`; inputs that would collide keep their audio extension.
+
+    Returns:
+        ({job index: {format: path}}, [(job index, problem)] for jobs that collide or would escape out_dir).
+    """
+    by_rel: dict[Path, list[int]] = {}
+    for i, job in enumerate(jobs):
+        by_rel.setdefault(job.rel, []).append(i)
+    root = out_dir.resolve()
+    paths: dict[int, dict[str, Path]] = {}
+    problems: list[tuple[int, str]] = []
+    used: dict[Path, int] = {}
+    for i, job in enumerate(jobs):
+        rel = job.alt if len(by_rel[job.rel]) > 1 else job.rel
+        exts = _extensions(formats)
+        per_format = {fmt: out_dir / f"{rel}.{ext}" for fmt, ext in zip(formats, exts, strict=True)}
+        first = next(iter(per_format.values()))
+        resolved = first.parent.resolve() / first.name
+        if root not in resolved.parents:
+            problems.append((i, f"{first} would be outside the output directory {out_dir}"))
+        elif rel in used:
+            problems.append((i, f"{first} would overwrite the output of {jobs[used[rel]].display}"))
+        else:
+            used[rel] = i
+            paths[i] = per_format
+    return paths, problems
+
+
+def file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def stage_output(path: Path, render: Callable[[TextIO], None], mode: int) -> str:
+    """Render into a temporary file next to `path` (flushed to disk, final mode); return its path."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The name is cut (40 characters <= 160 bytes) so that the temporary name of a long but valid output
+        # name does not exceed the 255-byte limit of most file systems.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".part")
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as fh:
+            render(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+    except BaseException as e:
+        _unlink_quietly(tmp)
+        if isinstance(e, OSError):
+            raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
+        raise
+    return tmp
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM (re-raised on exit) so a few renames happen together; a no-op off the main thread.
+
+    Python-level handlers, not pthread_sigmask: a mask only covers the calling thread, and the kernel hands a
+    process signal to any thread that does not block it (torch's worker threads), which then interrupts the
+    main thread anyway.
+    """
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        held.append(signum)
+
+    try:
+        previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if held:
+            signal.raise_signal(held[0])  # now the usual handler runs: KeyboardInterrupt / cli._Terminated
+
+
+def write_outputs(items: list[tuple[Path, Callable[[TextIO], None]]], mode: int) -> None:
+    """Write one input's outputs all or none: render each to a temporary file, then rename them all.
+
+    The renames run with SIGINT/SIGTERM held, so Ctrl-C never leaves an input with some of its formats; a
+    failure before the renames removes the temporary files and leaves existing outputs untouched.
+    """
+    staged: list[tuple[Path, str]] = []
+    try:
+        for path, render in items:
+            staged.append((path, stage_output(path, render, mode)))
+        with _signals_held():
+            for path, tmp in staged:
+                os.replace(tmp, path)
+    except BaseException as e:
+        for _, tmp in staged:
+            _unlink_quietly(tmp)  # already renamed ones are gone from their temporary name
+        if isinstance(e, OSError):
+            raise OutputError(f"{items[0][0]}: cannot write: {e.strerror or e}") from None
+        raise
+
+
+def write_atomic(path: Path, render: Callable[[TextIO], None], mode: int) -> None:
+    """Write one file atomically (temporary file in the same directory + rename)."""
+    write_outputs([(path, render)], mode)
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Create --output-dir and prove it is writable before any work is done."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".sew-write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"{out_dir}: output directory is not writable: {e.strerror or e}") from None
+
+
+def write_stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed() from None
+    except OSError as e:  # `> file` on a full disk: this input fails like a file output would
+        raise OutputError(f"<stdout>: cannot write: {e.strerror or e}") from None
+
+
+def render_transcript(transcript: Transcript, fmt: str) -> Callable[[TextIO], None]:
+    """A function that writes `transcript` in format `fmt` to a text stream."""
+    from sewcli.writers import WRITERS
+
+    writer = WRITERS[fmt]
+    return lambda fh: writer(transcript, fh)
+
+
+def _extensions(formats: tuple[str, ...]) -> tuple[str, ...]:
+    from sewcli.writers import WRITERS
+
+    return tuple(WRITERS[fmt].extension for fmt in formats)
