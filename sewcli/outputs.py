@@ -192,7 +192,9 @@ def _unlink_quietly(path: str) -> None:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM (re-raised on exit) so a few renames happen together; a no-op off the main thread.
+    """Hold SIGINT/SIGTERM (re-raised on exit) around one input's writes; a second signal goes through.
+
+    A no-op off the main thread.
 
     Python-level handlers, not pthread_sigmask: a mask only covers the calling thread, and the kernel hands a
     process signal to any thread that does not block it (torch's worker threads), which then interrupts the
@@ -201,7 +203,16 @@ def _signals_held() -> Iterator[None]:
     held: list[int] = []
 
     def hold(signum: int, frame: object) -> None:
+        if held:  # asked twice (a write hanging on a slow file system): stop holding, let it through now
+            held.clear()
+            restore()
+            signal.raise_signal(signum)
+            return
         held.append(signum)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
     try:
         previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -211,8 +222,7 @@ def _signals_held() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        restore()
         if held:
             signal.raise_signal(held[0])  # now the usual handler runs: KeyboardInterrupt / cli._Terminated
 
@@ -220,14 +230,15 @@ def _signals_held() -> Iterator[None]:
 def write_outputs(items: list[tuple[Path, Callable[[TextIO], None]]], mode: int) -> None:
     """Write one input's outputs all or none: render each to a temporary file, then rename them all.
 
-    The renames run with SIGINT/SIGTERM held, so Ctrl-C never leaves an input with some of its formats; a
-    failure before the renames removes the temporary files and leaves existing outputs untouched.
+    Staging and renames run with SIGINT/SIGTERM held (a few milliseconds), so Ctrl-C never leaves an input
+    with some of its formats, nor a temporary file created between `mkstemp` returning and its name being
+    recorded; a failure before the renames removes the temporary files and leaves existing outputs untouched.
     """
     staged: list[tuple[Path, str]] = []
     try:
-        for path, render in items:
-            staged.append((path, stage_output(path, render, mode)))
         with _signals_held():
+            for path, render in items:
+                staged.append((path, stage_output(path, render, mode)))
             for path, tmp in staged:
                 os.replace(tmp, path)
     except BaseException as e:

@@ -461,16 +461,29 @@ def test_signal_mid_batch_with_several_formats(
     assert not _leftovers(out)
 
 
-@pytest.mark.parametrize("when", ["while-rendering", "between-renames"])
+WRITE_INTERRUPTS = {  # where Ctrl-C lands while one input's outputs are written -> what is left on disk
+    "exception-while-rendering": [],  # a KeyboardInterrupt raised inside a writer: nothing of that input
+    "signal-while-rendering": ["a.json", "a.txt"],  # a real SIGINT is held until the input is complete
+    "signal-after-mkstemp": ["a.json", "a.txt"],  # the temporary file exists but is not yet recorded
+    "signal-between-renames": ["a.json", "a.txt"],
+    "second-signal-while-rendering": [],  # asked twice: let through at once, temporary files removed
+}
+
+
+@pytest.mark.parametrize("when", list(WRITE_INTERRUPTS))
 def test_interrupt_while_writing_leaves_all_formats_or_none(
     when: str, tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
 ) -> None:
     """Ctrl-C may land while one input's json and txt are being written: it gets all of them or none."""
     wav = write_audio(tmp_path / "a.wav", 1.0)
     out = tmp_path / "out"
-    real_render, real_replace = cli.render_transcript, os.replace
+    real_render, real_replace, real_mkstemp = cli.render_transcript, os.replace, outputs.tempfile.mkstemp
     renders: list[str] = []
     renames: list[object] = []
+    made: list[str] = []
+
+    def sigint() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal, handled wherever sew lets it be
 
     def render_then_interrupt(transcript: Any, fmt: str) -> Any:
         inner = real_render(transcript, fmt)
@@ -478,19 +491,33 @@ def test_interrupt_while_writing_leaves_all_formats_or_none(
         def render(fh: Any) -> None:
             renders.append(fmt)
             inner(fh)
-            if when == "while-rendering" and len(renders) == 2:
-                raise KeyboardInterrupt  # what SIGINT does at this point
+            if len(renders) == 2:
+                if when == "exception-while-rendering":
+                    raise KeyboardInterrupt  # what SIGINT does at this point when nothing holds it
+                if when == "signal-while-rendering":
+                    sigint()
+                if when == "second-signal-while-rendering":
+                    sigint()
+                    sigint()
 
         return render
+
+    def mkstemp_then_interrupt(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        fd, path = real_mkstemp(*args, **kwargs)
+        made.append(path)
+        if when == "signal-after-mkstemp" and len(made) == 2:
+            sigint()
+        return fd, path
 
     def replace_then_interrupt(src: Any, dst: Any) -> None:
         real_replace(src, dst)
         renames.append(dst)
-        if when == "between-renames" and len(renames) == 1:
-            os.kill(os.getpid(), signal.SIGINT)  # a real signal, handled wherever sew lets it be
+        if when == "signal-between-renames" and len(renames) == 1:
+            sigint()
 
     with (
         mock.patch.object(cli, "render_transcript", render_then_interrupt),
+        mock.patch.object(outputs.tempfile, "mkstemp", mkstemp_then_interrupt),
         mock.patch.object(outputs.os, "replace", replace_then_interrupt),
     ):
         result = _invoke(
@@ -511,8 +538,7 @@ def test_interrupt_while_writing_leaves_all_formats_or_none(
         )
     assert result.exit_code == 130, result.stderr
     assert renders == ["json", "txt"]
-    expected = [] if when == "while-rendering" else ["a.json", "a.txt"]
-    assert sorted(p.name for p in out.iterdir()) == expected, "an input must get all its outputs or none"
+    assert sorted(p.name for p in out.iterdir()) == WRITE_INTERRUPTS[when], "all outputs or none"
     assert not _leftovers(out)
 
 
