@@ -52,7 +52,14 @@ from sewcli.errors import (
     SewError,
     UsageError,
 )
-from sewcli.outputs import AUDIO_EXTENSIONS, Job, OutputOptions, StdoutClosed, render_transcript
+from sewcli.outputs import (
+    AUDIO_EXTENSIONS,
+    Job,
+    OutputOptions,
+    StdoutClosed,
+    render_transcript,
+    signal_handlers,
+)
 
 if TYPE_CHECKING:
     from sewcli.pipeline import PipelineOptions
@@ -201,15 +208,8 @@ def _signals() -> Iterator[None]:
     def on_term(signum: int, frame: object) -> None:
         raise _Terminated()
 
-    try:
-        previous = signal.signal(signal.SIGTERM, on_term)
-    except ValueError:  # not the main thread (embedded use): leave signals alone
+    with signal_handlers({signal.SIGTERM: on_term}):
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _load(request: TranscribeRequest) -> tuple[object, object]:

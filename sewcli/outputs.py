@@ -191,40 +191,53 @@ def _unlink_quietly(path: str) -> None:
 
 
 @contextmanager
+def signal_handlers(handlers: dict[int, Callable[[int, object], None]]) -> Iterator[dict[int, object]]:
+    """Install `handlers` for the block, restore the previous ones after; yield the previous ones.
+
+    Off the main thread (embedded use) nothing is installed and the dict is empty.
+    """
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    except ValueError:
+        yield {}
+        return
+    try:
+        yield previous
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+@contextmanager
 def _signals_held() -> Iterator[None]:
     """Hold SIGINT/SIGTERM (re-raised on exit) around one input's writes; a second signal goes through.
-
-    A no-op off the main thread.
 
     Python-level handlers, not pthread_sigmask: a mask only covers the calling thread, and the kernel hands a
     process signal to any thread that does not block it (torch's worker threads), which then interrupts the
     main thread anyway.
     """
     held: list[int] = []
+    previous: dict[int, object] = {}
 
     def hold(signum: int, frame: object) -> None:
-        if held:  # asked twice (a write hanging on a slow file system): stop holding, let it through now
-            held.clear()
-            restore()
-            signal.raise_signal(signum)
+        if not held:
+            held.append(signum)
             return
-        held.append(signum)
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        held.clear()  # asked twice (a write hanging on a slow file system): let it through now
+        handler = previous.get(signum)
+        if callable(handler):
+            handler(signum, frame)  # raises KeyboardInterrupt / cli._Terminated here
+        else:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
 
     try:
-        previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread (embedded use): leave signals alone
-        yield
-        return
-    try:
-        yield
+        with signal_handlers({signal.SIGINT: hold, signal.SIGTERM: hold}) as installed:
+            previous.update(installed)
+            yield
     finally:
-        restore()
         if held:
-            signal.raise_signal(held[0])  # now the usual handler runs: KeyboardInterrupt / cli._Terminated
+            signal.raise_signal(held[0])  # the usual handler runs now: KeyboardInterrupt / cli._Terminated
 
 
 def write_outputs(items: list[tuple[Path, Callable[[TextIO], None]]], mode: int) -> None:
