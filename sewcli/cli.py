@@ -237,15 +237,26 @@ def run_transcribe(request: TranscribeRequest) -> int:
             renders = {fmt: render_transcript(transcript, fmt) for fmt in request.output.formats}
             return renders, transcript.duration
 
-        return run_inputs(
-            plan,
-            request.output,
-            load=lambda: _load(request),
-            work=work,
-            quiet=request.quiet,
-            verbose=request.verbose,
-            started=started,
-        )
+        decoders: list[object] = []
+
+        def load() -> tuple[object, object]:
+            model, decoder = _load(request)
+            decoders.append(decoder)
+            return model, decoder
+
+        try:
+            return run_inputs(
+                plan,
+                request.output,
+                load=load,
+                work=work,
+                quiet=request.quiet,
+                verbose=request.verbose,
+                started=started,
+            )
+        finally:
+            for decoder in decoders:
+                decoder.close()  # type: ignore[attr-defined]  # beam-search worker processes
 
 
 def _transcribe_one(
@@ -309,6 +320,15 @@ def transcribe(
         list[str] | None, typer.Option("--hotword", help="Boost this word or phrase; repeatable.")
     ] = None,
     hotword_weight: Annotated[float | None, typer.Option("--hotword-weight", show_default="10")] = None,
+    beam_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--beam-workers",
+            min=0,
+            help="Processes searching beams while the model runs (0: none).",
+            show_default="auto",
+        ),
+    ] = None,
     chunk_length: Annotated[
         float | None, typer.Option("--chunk-length", help="Seconds per model window.", show_default="30")
     ] = None,
@@ -363,6 +383,7 @@ def transcribe(
                 beta=beta,
                 hotwords=tuple(hotword or ()),
                 hotword_weight=hotword_weight,
+                beam_workers=beam_workers,
                 chunk_length=chunk_length,
                 chunk_overlap=chunk_overlap,
                 device=device,
@@ -396,10 +417,14 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
     def given(**values: object) -> dict[str, object]:
         return {k: v for k, v in values.items() if v is not None}
 
-    if kw["decoder"] is Decoder.greedy and (
-        kw["lm"] is not None or kw["hotwords"] or kw["beam_width"] is not None
+    beam = kw["decoder"] is Decoder.beam
+    if not beam and (
+        kw["lm"] is not None
+        or kw["hotwords"]
+        or kw["beam_width"] is not None
+        or kw["beam_workers"] is not None
     ):
-        raise UsageError("--lm, --hotword and --beam-width need --decoder beam")
+        raise UsageError("--lm, --hotword, --beam-width and --beam-workers need --decoder beam")
     decode = decoding.DecodeOptions(
         kind=kw["decoder"].value,  # type: ignore[attr-defined]
         **given(
@@ -410,6 +435,7 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
             hotword_weight=kw["hotword_weight"],
         ),
         hotwords=kw["hotwords"],  # type: ignore[arg-type]
+        workers=_beam_workers(kw["beam_workers"]) if beam else 0,  # type: ignore[arg-type]
     )
     overlap = kw["chunk_overlap"]
     if overlap is None and kw["chunk_length"] is not None:
@@ -424,6 +450,21 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
         **given(exit_layer=_exit_layer(kw["exit_layer"]), exit_threshold=kw["exit_threshold"]),  # type: ignore[arg-type]
     )
     return PipelineOptions(chunk=chunk, decode=decode, inference=infer)
+
+
+def _beam_workers(given: int | None) -> int:
+    """--beam-workers, or by default one per CPU (at most 4) when there are at least two.
+
+    Measured on 2 cores (docs/benchmarks.md): the search costs more CPU than the model, and two workers
+    beside the model's two threads beat one worker, or one model thread and one worker.
+    """
+    if given is not None:
+        return given
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return min(cpus, 4) if cpus >= 2 else 0
 
 
 def _exit_layer(value: object) -> int | str | None:

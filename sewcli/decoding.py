@@ -25,8 +25,13 @@ vocabulary tokens by longest match).
 from __future__ import annotations
 
 import math
+import multiprocessing
+import signal
 import weakref
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -58,6 +63,11 @@ class DecodeOptions:
     token_min_logp: float = -5.0  # skip tokens below this log-prob unless they are the frame's argmax
     split_blank_seconds: float = 0.5  # cut the beam stream inside confident-blank runs at least this long
     max_piece_seconds: float = 60.0  # force a cut once a piece is this long (bounds memory and latency)
+    # Processes searching pieces while this one runs the model (0: search here, between windows). Each
+    # worker holds its own decoder (and language model). They start (once per run, ~0.5 s of CPU each)
+    # when an input goes on past `workers_after_seconds`: short inputs never pay for them.
+    workers: int = 0
+    workers_after_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,10 @@ class CTCDecoder(Protocol):
 
     def decode(self, emissions: Iterable[records.Emissions]) -> DecodeResult:
         """Decode all chunks of one input (log-probs (frames, vocab) each, consecutive, no overlap)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the decoder holds across inputs (worker processes); it cannot decode afterwards."""
         ...
 
 
@@ -198,6 +212,9 @@ class GreedyDecoder:
         _check_vocab(vocab)
         self.vocab = vocab
         self._strings = token_strings(vocab)
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     def decode(self, emissions: Iterable[records.Emissions]) -> DecodeResult:
         """Decode a stream of chunks; the result equals decoding their concatenation.
@@ -323,66 +340,22 @@ class _BeamSplitter:
             yield buf_start, np.concatenate(buf)
 
 
-class BeamDecoder:
-    """pyctcdecode prefix beam search with an explicit label list, optional KenLM and hotwords."""
+class _PieceSearch:
+    """pyctcdecode on one piece: log-probs (frames, vocab) -> [(word, start, end, confidence log-prob)].
 
-    def __init__(self, vocab: records.Vocabulary, options: DecodeOptions) -> None:
-        """Build the pyctcdecode decoder once (imports pyctcdecode, and kenlm if an LM is given)."""
-        _check_vocab(vocab)
-        if options.beam_width < 1:
-            raise errors.DecoderError(f"beam width must be >= 1, got {options.beam_width}")
-        self.vocab = vocab
+    Frames are piece-local. Built once in the main process and once in each worker process.
+    """
+
+    def __init__(self, labels: list[str], hotwords: tuple[str, ...], options: DecodeOptions) -> None:
         self.options = options
-        self.labels = beam_labels(vocab)
-        self.hotwords = _normalize_hotwords(options.hotwords, vocab, self.labels)
-        self._decoder = _build_pyctcdecode(self.labels, options)
-        # pyctcdecode keeps the LM in a class-level dict; drop our entry when this object goes away
-        weakref.finalize(self, self._decoder.cleanup)
+        self.hotwords = hotwords
+        self._decoder = _build_pyctcdecode(labels, options)
         # tokens (longest first) to split a decoded word back into vocabulary ids for the confidence
         self._by_text = sorted(
-            ((s, i) for i, s in enumerate(self.labels) if s not in ("", " ")), key=lambda t: -len(t[0])
+            ((s, i) for i, s in enumerate(labels) if s not in ("", " ")), key=lambda t: -len(t[0])
         )
 
-    def decode(self, emissions: Iterable[records.Emissions]) -> DecodeResult:
-        """Decode a stream of chunks piece by piece (pieces cut at pauses, see _BeamSplitter).
-
-        Args:
-            emissions: consecutive Emissions of one input, log_probs (frames, vocab) float32.
-
-        Returns:
-            DecodeResult; words are the beam's words, text is the words joined by one space.
-        """
-        state: dict[str, Any] = {"frames": 0, "frame_seconds": 0.0}
-
-        def chunks() -> Iterator[tuple[int, records.FloatArray]]:
-            for em in emissions:
-                lp = _check_emissions(em, len(self.vocab))
-                state["frames"] += lp.shape[0]
-                state["frame_seconds"] = em.frame_seconds
-                if lp.shape[0]:
-                    yield em.first_frame, lp
-
-        opts = self.options
-        pieces: list[_Piece] = []
-        splitter: _BeamSplitter | None = None
-        it = chunks()
-        first = next(it, None)
-        if first is not None:
-            fs = state["frame_seconds"] or 0.02
-            splitter = _BeamSplitter(
-                self.vocab.blank_id,
-                min_run=int(round(opts.split_blank_seconds / fs)),
-                max_frames=int(round(opts.max_piece_seconds / fs)),
-            )
-            stream = _prepend(first, it)
-            for g0, lp in splitter.split(stream):
-                self._decode_piece(g0, lp, pieces)
-        fs = state["frame_seconds"]
-        text, words = _assemble(pieces, self.vocab.do_lower_case, fs)
-        return DecodeResult(text=text, words=words, frames=state["frames"], duration=state["frames"] * fs)
-
-    def _decode_piece(self, g0: int, lp: records.FloatArray, pieces: list[_Piece]) -> None:
-        """Beam-search one piece and append its words (as pieces with a " " between words)."""
+    def __call__(self, lp: records.FloatArray) -> list[tuple[str, int, int, float]]:
         opts = self.options
         beams = self._decoder.decode_beams(
             lp,
@@ -393,14 +366,17 @@ class BeamDecoder:
             hotword_weight=opts.hotword_weight,
         )
         if not beams:
-            return
+            return []
+        found = []
         for word, (s, e) in beams[0][2]:
             if s < 0 or e <= s:  # pyctcdecode's NULL_FRAMES; should not happen for a real word
                 s, e = 0, max(e, 1)
-            conf_logp = self._word_logp(word, lp[s:e])
-            if pieces:
-                pieces.append(_Piece(" ", g0 + s, g0 + s, 0.0))
-            pieces.append(_Piece(word, g0 + s, g0 + e, conf_logp))
+            found.append((word, s, e, self._word_logp(word, lp[s:e])))
+        return found
+
+    def cleanup(self) -> None:
+        """pyctcdecode keeps the LM in a class-level dict: drop our entry."""
+        self._decoder.cleanup()
 
     def _word_logp(self, word: str, lp: records.FloatArray) -> float:
         """Mean over the word's tokens of the log of max over the word's frames of p(token)."""
@@ -417,6 +393,172 @@ class BeamDecoder:
         if not ids or lp.shape[0] == 0:
             return float(lp.max(axis=1).mean()) if lp.shape[0] else 0.0
         return float(np.mean([lp[:, t].max() for t in ids]))
+
+
+_worker_search: _PieceSearch | None = None  # in a worker process: its own search, built by _worker_start
+
+
+def _worker_start(labels: list[str], hotwords: tuple[str, ...], options: DecodeOptions) -> None:
+    """Worker process set-up: Ctrl-C is the main process's business (it stops the workers), then build."""
+    global _worker_search
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # started with both blocked (see _BeamWorkers.submit)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    _worker_search = _PieceSearch(labels, hotwords, options)
+
+
+def _worker_run(lp: records.FloatArray) -> list[tuple[str, int, int, float]]:
+    assert _worker_search is not None
+    return _worker_search(lp)
+
+
+class _BeamWorkers:
+    """A pool of spawned processes running `_PieceSearch`, started on first use, kept across inputs."""
+
+    def __init__(self, n: int, labels: list[str], hotwords: tuple[str, ...], options: DecodeOptions) -> None:
+        self.n = n
+        self._args = (labels, hotwords, options)
+        self._pool: Any = None
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def submit(self, lp: records.FloatArray) -> Future[list[tuple[str, int, int, float]]]:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.n,
+                mp_context=multiprocessing.get_context("spawn"),  # no fork of a process running torch threads
+                initializer=_worker_start,
+                initargs=self._args,
+            )
+        # A worker is spawned inside submit(); blocking the signals here makes it start with them blocked,
+        # so a Ctrl-C while it imports cannot print a traceback from it. This thread only: the signal is
+        # still handled (by the main thread, after this) when it arrives.
+        blocked = hasattr(signal, "pthread_sigmask")
+        if blocked:
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            return self._pool.submit(_worker_run, lp)
+        except BrokenProcessPool as e:
+            raise self._broken(e) from None
+        finally:
+            if blocked:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def result(self, future: Future[list[tuple[str, int, int, float]]]) -> list[tuple[str, int, int, float]]:
+        try:
+            return future.result()
+        except BrokenProcessPool as e:
+            raise self._broken(e) from None
+
+    def _broken(self, e: BrokenProcessPool) -> errors.DecoderError:
+        self.close(kill=True)  # the next input starts a new pool
+        return errors.DecoderError(f"a beam-search worker process stopped unexpectedly ({e})")
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers: let them finish (kill=False) or terminate them now (interrupt, error)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if kill:
+            for proc in list(getattr(pool, "_processes", {}).values()):  # no public API before 3.14
+                proc.terminate()
+        pool.shutdown(wait=not kill, cancel_futures=True)
+
+
+class BeamDecoder:
+    """pyctcdecode prefix beam search with an explicit label list, optional KenLM and hotwords."""
+
+    def __init__(self, vocab: records.Vocabulary, options: DecodeOptions) -> None:
+        """Build the pyctcdecode decoder once (imports pyctcdecode, and kenlm if an LM is given)."""
+        _check_vocab(vocab)
+        if options.beam_width < 1:
+            raise errors.DecoderError(f"beam width must be >= 1, got {options.beam_width}")
+        if options.workers < 0:
+            raise errors.DecoderError(f"beam workers must be >= 0, got {options.workers}")
+        self.vocab = vocab
+        self.options = options
+        self.labels = beam_labels(vocab)
+        self.hotwords = _normalize_hotwords(options.hotwords, vocab, self.labels)
+        self._search = _PieceSearch(self.labels, self.hotwords, options)  # also proves the LM loads
+        self._workers = _BeamWorkers(options.workers, self.labels, self.hotwords, options)
+        weakref.finalize(self, _close_all, self._search, self._workers)
+
+    def close(self) -> None:
+        """Stop the worker processes (if any were started)."""
+        self._workers.close()
+
+    def decode(self, emissions: Iterable[records.Emissions]) -> DecodeResult:
+        """Decode a stream of chunks piece by piece (pieces cut at pauses, see _BeamSplitter).
+
+        With `options.workers`, the pieces of a long input are searched in worker processes while this
+        process goes on with the model; results are put back in order.
+
+        Args:
+            emissions: consecutive Emissions of one input, log_probs (frames, vocab) float32.
+
+        Returns:
+            DecodeResult; words are the beam's words, text is the words joined by one space.
+        """
+        state: dict[str, Any] = {"frames": 0, "frame_seconds": 0.0, "done": False}
+
+        def chunks() -> Iterator[tuple[int, records.FloatArray]]:
+            for em in emissions:
+                lp = _check_emissions(em, len(self.vocab))
+                state["frames"] += lp.shape[0]
+                state["frame_seconds"] = em.frame_seconds
+                if lp.shape[0]:
+                    yield em.first_frame, lp
+            state["done"] = True
+
+        opts = self.options
+        pieces: list[_Piece] = []
+        pending: deque[tuple[int, Future[list[tuple[str, int, int, float]]]]] = deque()
+        it = chunks()
+        first = next(it, None)
+        try:
+            if first is not None:
+                fs = state["frame_seconds"] or 0.02
+                splitter = _BeamSplitter(
+                    self.vocab.blank_id,
+                    min_run=int(round(opts.split_blank_seconds / fs)),
+                    max_frames=int(round(opts.max_piece_seconds / fs)),
+                )
+                for g0, lp in splitter.split(_prepend(first, it)):
+                    long_input = not state["done"] and state["frames"] * fs >= opts.workers_after_seconds
+                    if opts.workers and (self._workers.started or long_input):
+                        pending.append((g0, self._workers.submit(lp)))
+                        while len(pending) > 2 * opts.workers:  # bounded: results are taken in order
+                            g, fut = pending.popleft()
+                            _add_words(pieces, g, self._workers.result(fut))
+                    else:
+                        _add_words(pieces, g0, self._search(lp))
+                while pending:
+                    g, fut = pending.popleft()
+                    _add_words(pieces, g, self._workers.result(fut))
+        except BaseException as e:
+            for _, fut in pending:
+                fut.cancel()
+            if not isinstance(e, Exception):  # Ctrl-C, SIGTERM: no more inputs are coming
+                self._workers.close(kill=True)
+            raise
+        fs = state["frame_seconds"]
+        text, words = _assemble(pieces, self.vocab.do_lower_case, fs)
+        return DecodeResult(text=text, words=words, frames=state["frames"], duration=state["frames"] * fs)
+
+
+def _add_words(pieces: list[_Piece], g0: int, found: list[tuple[str, int, int, float]]) -> None:
+    """Append one piece's words (global frames), with a " " piece between words."""
+    for word, s, e, conf_logp in found:
+        if pieces:
+            pieces.append(_Piece(" ", g0 + s, g0 + s, 0.0))
+        pieces.append(_Piece(word, g0 + s, g0 + e, conf_logp))
+
+
+def _close_all(search: _PieceSearch, workers: _BeamWorkers) -> None:
+    workers.close()
+    search.cleanup()
 
 
 def _prepend(

@@ -129,6 +129,20 @@ def test_options_resolve_into_stage_dataclasses(tmp_path: Path, clean_env: dict[
     )
 
 
+@pytest.mark.parametrize(
+    ("cpus", "given", "workers"), [(1, None, 0), (2, None, 2), (16, None, 4), (2, "0", 0)]
+)
+def test_beam_workers_default_to_one_per_cpu(cpus: int, given: str | None, workers: int) -> None:
+    args = ["transcribe", "x.wav", "--decoder", "beam"] + ([] if given is None else ["--beam-workers", given])
+    with (
+        mock.patch.object(cli, "run_transcribe", return_value=0) as run,
+        mock.patch.object(cli.os, "sched_getaffinity", return_value=set(range(cpus)), create=True),
+    ):
+        assert sew(*args).exit_code == 0
+    (request,), _ = run.call_args
+    assert request.pipeline.decode.workers == workers
+
+
 def test_defaults(clean_env: dict[str, str]) -> None:
     with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
         assert sew("transcribe", "x.wav").exit_code == 0
@@ -142,6 +156,7 @@ def test_defaults(clean_env: dict[str, str]) -> None:
     [
         (["--lm", "x.arpa"], "need --decoder beam"),
         (["--hotword", "x"], "need --decoder beam"),
+        (["--beam-workers", "2"], "need --decoder beam"),
         (["--chunk-length", "2", "--chunk-overlap", "3"], "overlap"),
         (["-f", "srt", "-f", "txt"], "need --output-dir"),
         (["--skip-existing", "--overwrite"], "cannot be combined"),

@@ -328,3 +328,90 @@ def test_beam_splits_at_pauses_and_keeps_global_times():
     g = greedy(EN_VOCAB, lp)
     assert [(w.text, w.start, w.end) for w in res.words] == [(w.text, w.start, w.end) for w in g.words]
     assert res.frames == len(lp)
+
+
+# beam search in worker processes
+
+
+def _paused_stream(seed: int, pieces: int, chunk: int = 150) -> list[records.Emissions]:
+    """Random speech-like log-probs with a 1 s confident pause every 5 s: `pieces` beam pieces."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for _ in range(pieces):
+        parts.append(random_logprobs(rng, 250, len(EN), 0))
+        parts.append(onehot(EN, "_" * 50, p=0.99))
+    lp = np.concatenate(parts)
+    return [records.Emissions(lp[a : a + chunk], a, FS) for a in range(0, len(lp), chunk)]
+
+
+def test_beam_workers_give_the_in_process_result_and_are_reused_then_stopped():
+    stream = _paused_stream(0, pieces=6)
+    alone = build_decoder(EN_VOCAB, DecodeOptions(kind="beam", beam_width=8)).decode(iter(stream))
+    dec = build_decoder(
+        EN_VOCAB, DecodeOptions(kind="beam", beam_width=8, workers=2, workers_after_seconds=0)
+    )
+    try:
+        assert dec.decode(iter(stream)) == alone  # text, word times and confidences, in order
+        pool = dec._workers._pool
+        assert pool is not None
+        assert dec.decode(iter(stream[:4])) == build_decoder(
+            EN_VOCAB, DecodeOptions(kind="beam", beam_width=8)
+        ).decode(iter(stream[:4]))
+        assert dec._workers._pool is pool, "the worker processes are kept for the next input"
+        procs = list(pool._processes.values())
+        assert len(procs) >= 1 and all(p.is_alive() for p in procs)
+    finally:
+        dec.close()
+    for p in procs:
+        p.join(timeout=10)
+    assert not any(p.is_alive() for p in procs)
+
+
+def test_beam_workers_are_not_started_for_a_one_piece_input_nor_a_short_one():
+    lp = onehot(EN, "HEL_LO|WORLD", p=0.95)
+    dec = build_decoder(
+        EN_VOCAB, DecodeOptions(kind="beam", beam_width=8, workers=2, workers_after_seconds=0)
+    )
+    assert dec.decode([records.Emissions(lp, 0, FS)]).text == "HELLO WORLD"
+    assert not dec._workers.started
+    dec.close()
+    stream = _paused_stream(2, pieces=6)  # 36 s in 6 pieces
+    dec = build_decoder(
+        EN_VOCAB, DecodeOptions(kind="beam", beam_width=8, workers=2, workers_after_seconds=40)
+    )
+    dec.decode(iter(stream))
+    assert not dec._workers.started
+    dec = build_decoder(
+        EN_VOCAB, DecodeOptions(kind="beam", beam_width=8, workers=2, workers_after_seconds=20)
+    )
+    dec.decode(iter(stream))
+    assert dec._workers.started
+    dec.close()
+
+
+def test_beam_worker_death_is_one_decoder_error_and_the_next_input_works():
+    stream = _paused_stream(1, pieces=4)
+    dec = build_decoder(
+        EN_VOCAB, DecodeOptions(kind="beam", beam_width=8, workers=1, workers_after_seconds=0)
+    )
+
+    def kill_after_first_piece():
+        for i, em in enumerate(stream):
+            if i == 3:  # the first piece went to the worker: kill it
+                for p in dec._workers._pool._processes.values():
+                    p.kill()
+                    p.join()
+            yield em
+
+    try:
+        with pytest.raises(errors.DecoderError, match="beam-search worker process stopped unexpectedly"):
+            dec.decode(kill_after_first_piece())
+        expected = build_decoder(EN_VOCAB, DecodeOptions(kind="beam", beam_width=8)).decode(iter(stream))
+        assert dec.decode(iter(stream)) == expected  # a new pool
+    finally:
+        dec.close()
+
+
+def test_beam_workers_must_not_be_negative():
+    with pytest.raises(errors.DecoderError, match="beam workers"):
+        build_decoder(EN_VOCAB, DecodeOptions(kind="beam", workers=-1))

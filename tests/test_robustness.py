@@ -461,6 +461,61 @@ def test_signal_mid_batch_with_several_formats(
     assert not _leftovers(out)
 
 
+def _children(pid: int) -> set[int]:
+    """Direct children of `pid` (Linux /proc)."""
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids.update(int(k) for k in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return kids
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"  # exited, waiting to be reaped by init
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_during_beam_search_in_workers_stops_them_quietly(
+    sig: int, code: int, tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
+    wav = write_audio(tmp_path / "long.wav", 300.0)
+    cmd = [*SEW, "transcribe", str(wav), "-m", str(tiny_sew_dir), "--decoder", "beam", "--threads", "1"]
+    proc = subprocess.Popen(
+        [*cmd, "--beam-workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(clean_env)
+    )
+    deadline = time.monotonic() + TIMEOUT
+    kids: set[int] = set()
+    while len(kids) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        kids |= _children(proc.pid)
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before its beam-search workers were seen"
+    if sig == signal.SIGINT:  # a terminal's Ctrl-C reaches the whole process group: sew and its workers
+        for pid in kids:
+            os.kill(pid, sig)
+        time.sleep(0.5)  # the workers' turn first: they must neither die noisily nor stop the run
+        assert proc.poll() is None
+        proc.send_signal(sig)
+    else:
+        proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == code, stderr.decode()
+    assert stdout == b"" and b"Traceback" not in stderr, stderr.decode()
+    assert stderr.decode().strip().splitlines()[-1] == (
+        "sew: interrupted" if code == 130 else "sew: terminated"
+    )
+    end = time.monotonic() + 30
+    while not all(_gone(k) for k in kids) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert all(_gone(k) for k in kids), "beam-search workers outlived sew"
+
+
 WRITE_INTERRUPTS = {  # where Ctrl-C lands while one input's outputs are written -> what is left on disk
     "exception-while-rendering": [],  # a KeyboardInterrupt raised inside a writer: nothing of that input
     "signal-while-rendering": ["a.json", "a.txt"],  # a real SIGINT is held until the input is complete
