@@ -57,6 +57,8 @@ from sewcli.records import AudioInfo, FloatArray
 logger = logging.getLogger(__name__)
 
 _SPOOL_CHUNK = 1 << 20  # bytes per read when spooling stdin or a pipe
+_SPOOL_CHECK_EVERY = 16 << 20  # look at the free space every 16 MiB written
+_SPOOL_KEEP_FREE = 1 << 30  # leave 1 GiB (or a tenth of the file system) free in the temporary directory
 _SF_COUNT_MAX = 2**62  # libsndfile reports SF_COUNT_MAX frames for some truncated OGGs (libsndfile#809)
 
 # libsndfile error codes (sndfile.h) -> readable text; other codes use libsndfile's own string.
@@ -316,12 +318,27 @@ def _ffmpeg_reason(errlog: IO[bytes], returncode: int | None) -> str:
 
 
 def _spool(reader: IO[bytes], name: str) -> str:
-    """Copy a non-seekable byte stream to a temporary file in bounded chunks; return its path."""
+    """Copy a non-seekable byte stream to a temporary file in bounded chunks; return its path.
+
+    The copy stops with an error rather than leave the temporary directory's file system with less than
+    1 GiB (or a tenth of its size, if smaller) free: a stream without end (`sew transcribe - < /dev/zero`)
+    must not fill the disk.
+    """
     fd, path = tempfile.mkstemp(prefix="sew-input-", suffix=".audio")
     total = 0
+    next_check = 0  # bytes written when the free space is looked at next
     try:
         with os.fdopen(fd, "wb") as out:
             while chunk := reader.read(_SPOOL_CHUNK):
+                if total >= next_check:
+                    next_check = total + _SPOOL_CHECK_EVERY
+                    usage = shutil.disk_usage(os.path.dirname(path))
+                    keep = min(_SPOOL_KEEP_FREE, usage.total // 10)
+                    if usage.free < keep:
+                        raise AudioError(
+                            f"{name}: stopped buffering the input after {total / 2**20:.0f} MiB: "
+                            f"{os.path.dirname(path)} is nearly full (set TMPDIR, or pass a file)"
+                        )
                 out.write(chunk)
                 total += len(chunk)
     except OSError as e:

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -178,6 +179,47 @@ def test_empty_stdin_and_bad_stdin(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         with open_audio("-"):
             pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_endless_stdin_stops_before_the_disk_is_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sew transcribe - < /dev/zero`: the spool stops (one error line, no temporary file left) while the
+    temporary directory's file system still has its reserve; a small input on the same disk is fine."""
+    from sewcli import audio
+
+    class Endless(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: Any) -> int:
+            b[:] = bytes(len(b))
+            return len(b)
+
+    written: list[int] = []
+    real_usage = shutil.disk_usage
+
+    def usage(path: str) -> Any:  # a 1 GiB disk (reserve: a tenth) with 200 MiB free before sew writes
+        assert Path(path) == tmp_path
+        spooled = sum(f.stat().st_size for f in tmp_path.iterdir())
+        written.append(spooled)
+        return real_usage(path)._replace(total=1 << 30, free=(200 << 20) - spooled)
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(audio.shutil, "disk_usage", usage)
+    monkeypatch.setattr(audio, "_SPOOL_CHECK_EVERY", 8 << 20)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(Endless())))
+    with pytest.raises(AudioError) as err:
+        with open_audio("-"):
+            pass
+    _one_line_naming(err, "<stdin>", "stopped buffering the input after ")
+    assert "is nearly full" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+    reserve = (1 << 30) // 10
+    assert (200 << 20) - reserve <= written[-1] <= (200 << 20) - reserve + (8 << 20)  # at the reserve
+    buf = io.BytesIO()
+    sf.write(buf, signal(16000, 1, seconds=1.0), 16000, format="WAV")
+    _fake_stdin(monkeypatch, buf.getvalue())
+    with open_audio("-") as stream:
+        assert stream.info.frames == 16000
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
