@@ -77,7 +77,11 @@ def test_augmentation_keeps_length_and_level_sane() -> None:
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
-def test_generate_train_resume_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))],
+)
+def test_generate_train_resume_export(device: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import generate
     import train
 
@@ -114,6 +118,8 @@ def test_generate_train_resume_export(tmp_path: Path, monkeypatch: pytest.Monkey
         "1",
         "--save-every",
         "1",
+        "--device",
+        device,
     ]
     monkeypatch.setattr(sys, "argv", base + ["--max-steps", "2"])
     train.main()

@@ -29,7 +29,7 @@ def hf_state_dict(model: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch
     """Our state dict under transformers' key names; the pos conv as a weight-norm pair (dim=2), like hub files."""
     out: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
-        v = v.detach().to(torch.float32)
+        v = v.detach().to("cpu", torch.float32)
         if k == POS_CONV:
             g = torch.linalg.vector_norm(v, dim=(0, 1), keepdim=True)  # (1, 1, k): norm over (out, in/groups)
             out[k[: -len("weight")] + "weight_g"] = g.to(dtype).contiguous()

@@ -1,6 +1,6 @@
 """Train a small SEW-CTC from scratch on the synthetic corpus (frame-CE warm start, then CTC); resumable.
 
-Usage: python train.py --work work [--minutes 90] [--threads 2]
+Usage: python train.py --work work [--minutes 90] [--threads 2] [--device cuda]
 Re-running continues from work/train/last.pt. Every --eval-every steps: greedy CER on held-out sets, a line in
 work/train/curve.tsv, and an HF export of the latest model to work/export/latest (best CER on test_a -> best).
 """
@@ -53,6 +53,7 @@ def lr_at(step: int, peak: float, warmup: int, total: int, floor: float = 0.05) 
 @torch.no_grad()
 def evaluate(model: SEWForCTC, corpus: Path, rows: list[dict], max_batch_seconds: float = 60.0) -> dict:
     """Greedy CER/WER over rows (each utterance normalised on its own, padded batches with a mask)."""
+    device = next(model.parameters()).device
     model.eval()
     refs, hyps = [], []
     order = sorted(range(len(rows)), key=lambda i: rows[i]["samples"])
@@ -65,9 +66,9 @@ def evaluate(model: SEWForCTC, corpus: Path, rows: list[dict], max_batch_seconds
         for j, a in enumerate(audios):
             x[j, : len(a)] = torch.from_numpy(a)
             m[j, : len(a)] = 1
-        logits = model(x, m)
+        logits = model(x.to(device), m.to(device))
         flen = model.output_lengths(m.sum(-1))
-        ids = logits.argmax(-1).numpy()
+        ids = logits.argmax(-1).cpu().numpy()
         for j, i in enumerate(b):
             hyps.append(greedy_decode(ids[j, : int(flen[j])]))
             refs.append(rows[order[i]]["text"])
@@ -84,6 +85,7 @@ def main() -> None:
     ap.add_argument("--total-steps", type=int, default=6000, help="LR schedule length")
     ap.add_argument("--threads", type=int, default=1, help="1 is ~6x faster than 2 on a busy 2-core machine")
     ap.add_argument("--fp32", action="store_true", help="disable bf16 autocast (bf16 is ~1.6x faster here)")
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda when available")
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--schedule-start", type=int, default=0,
                     help="warm restart: the LR schedule (warm-up, cosine over --total-steps) starts at this step")
@@ -100,24 +102,26 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
     work = Path(args.work)
     corpus, out = work / "corpus", work / "train"
     out.mkdir(parents=True, exist_ok=True)
     cfg = SEWConfig(**(SMALL if args.size == "small" else TINY))
     torch.manual_seed(args.seed)
-    model = SEWForCTC(cfg)
+    model = SEWForCTC(cfg).to(device)  # before the optimizer, so that its state lives there too
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98), eps=1e-8)
     step, epoch, batch_in_epoch, elapsed_prev, best = 0, 0, 0, 0.0, float("inf")
     ckpt = out / "last.pt"
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
+        state = torch.load(ckpt, weights_only=True, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         elapsed_prev, best = state["elapsed"], state["best"]
         print(f"resumed at step {step} (epoch {epoch}, batch {batch_in_epoch})", flush=True)
-    print(f"params {n_params} ({n_params / 1e6:.2f} M)", flush=True)
+    print(f"params {n_params} ({n_params / 1e6:.2f} M), device {device}", flush=True)
     (out / "args.json").write_text(json.dumps(vars(args), indent=1))
 
     tests = {s: load_manifest(corpus, s) for s in ("test_a", "test_b", "test_b2")}
@@ -135,29 +139,29 @@ def main() -> None:
         idx = list(range(batch_in_epoch, len(ds)))
         loader = torch.utils.data.DataLoader(
             torch.utils.data.Subset(ds, idx), batch_size=None, shuffle=False, num_workers=1, prefetch_factor=4,
-            persistent_workers=False, collate_fn=None)
+            persistent_workers=False, collate_fn=None, pin_memory=device.type == "cuda")
         print(f"epoch {epoch}: {len(rows)} utterances, {len(batches)} batches, from batch {batch_in_epoch}, "
               f"augment {ds.opt is not None}, frame targets {ds.with_ft}", flush=True)
         for batch in loader:
-            x = torch.as_tensor(batch["input_values"])
-            mask = torch.as_tensor(batch["attention_mask"])
+            x = torch.as_tensor(batch["input_values"]).to(device, non_blocking=True)
+            mask = torch.as_tensor(batch["attention_mask"]).to(device, non_blocking=True)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step - args.schedule_start, args.lr, args.warmup, args.total_steps)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.fp32):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=not args.fp32):
                 logits = model(x, mask)  # (B, frames, vocab)
             logits = logits.float()
             flen = model.output_lengths(mask.sum(-1))
             ce_w = 1.0 if step < args.ce_steps else max(0.0, 1 - (step - args.ce_steps) / max(1, args.ce_decay))
-            loss = torch.zeros(())
+            loss = torch.zeros((), device=device)
             kind = []
             if step >= args.ce_steps:
                 lp = logits.log_softmax(-1).transpose(0, 1)  # (frames, B, vocab)
-                loss = loss + F.ctc_loss(lp, torch.as_tensor(batch["labels"]), flen,
-                                         torch.as_tensor(batch["label_lengths"]), blank=0, reduction="mean",
-                                         zero_infinity=True)
+                loss = loss + F.ctc_loss(lp, torch.as_tensor(batch["labels"]).to(device), flen,
+                                         torch.as_tensor(batch["label_lengths"]).to(device), blank=0,
+                                         reduction="mean", zero_infinity=True)
                 kind.append("ctc")
             if ce_w > 0 and "frame_targets" in batch:
-                ft = torch.as_tensor(batch["frame_targets"])[:, : logits.shape[1]]
+                ft = torch.as_tensor(batch["frame_targets"]).to(device)[:, : logits.shape[1]]
                 ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ft.reshape(-1), ignore_index=-100)
                 loss = loss + ce_w * ce
                 kind.append(f"{ce_w:.2f}ce")
