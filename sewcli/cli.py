@@ -284,6 +284,18 @@ def _transcribe_one(
 @app.callback()
 def _root() -> None:
     """sew: offline speech-to-text with SEW, SEW-D and wav2vec2 CTC models."""
+    _passive_openmp()
+
+
+def _passive_openmp() -> None:
+    """Let torch's idle OpenMP threads sleep rather than spin, unless the user chose (read when torch loads).
+
+    Measured on 2 cores with one of them busy (docs/benchmarks.md): a 10-minute file took 39.6 s with
+    libgomp's default spinning and 8.7 s with OMP_WAIT_POLICY=PASSIVE; on an idle machine passive costs
+    3-8 % (OMP_WAIT_POLICY=ACTIVE gets it back).
+    """
+    if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys() and "torch" not in sys.modules:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 @app.command()

@@ -488,3 +488,29 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_its_test_command() -> No
     test_command = install_test.rsplit("&& ", 1)[1]
     assert test_command == "python -m pytest -q"
     assert test_command in (root / ".ci" / "run").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("env", "torch_loaded", "expected"),
+    [
+        ({}, False, "PASSIVE"),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, False, "ACTIVE"),  # the user's choice stands
+        ({"GOMP_SPINCOUNT": "300000"}, False, None),
+        ({}, True, None),  # too late: libgomp read its environment when torch was loaded
+    ],
+)
+def test_openmp_threads_sleep_when_idle_unless_the_user_chose(
+    env: dict[str, str], torch_loaded: bool, expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    modules = dict(sys.modules)
+    if not torch_loaded:
+        modules.pop("torch", None)
+    else:
+        modules.setdefault("torch", object())
+    monkeypatch.setattr(cli.sys, "modules", modules)
+    cli._passive_openmp()
+    assert os.environ.get("OMP_WAIT_POLICY") == expected
