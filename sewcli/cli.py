@@ -284,18 +284,18 @@ def _transcribe_one(
 @app.callback()
 def _root() -> None:
     """sew: offline speech-to-text with SEW, SEW-D and wav2vec2 CTC models."""
-    _passive_openmp()
+    _short_openmp_spin()
 
 
-def _passive_openmp() -> None:
-    """Let torch's idle OpenMP threads sleep rather than spin, unless the user chose (read when torch loads).
+def _short_openmp_spin() -> None:
+    """Bound how long torch's idle OpenMP threads spin before sleeping, unless the user chose (read at load).
 
-    Measured on 2 cores with one of them busy (docs/benchmarks.md): a 10-minute file took 39.6 s with
-    libgomp's default spinning and 8.7 s with OMP_WAIT_POLICY=PASSIVE; on an idle machine passive costs
-    3-8 % (OMP_WAIT_POLICY=ACTIVE gets it back).
+    libgomp's default spin (300,000 iterations) burns a core that another process may need. Measured on 2
+    cores (docs/benchmarks.md): with one core busy, a 10-minute file took 39.7 s with the default, 10.0 s with
+    GOMP_SPINCOUNT=10000, 9.4 s with OMP_WAIT_POLICY=PASSIVE; idle, 10000 costs 0-5 % and passive 7-21 %.
     """
     if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys() and "torch" not in sys.modules:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.environ["GOMP_SPINCOUNT"] = "10000"
 
 
 @app.command()

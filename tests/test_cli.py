@@ -493,13 +493,13 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_its_test_command() -> No
 @pytest.mark.parametrize(
     ("env", "torch_loaded", "expected"),
     [
-        ({}, False, "PASSIVE"),
-        ({"OMP_WAIT_POLICY": "ACTIVE"}, False, "ACTIVE"),  # the user's choice stands
-        ({"GOMP_SPINCOUNT": "300000"}, False, None),
+        ({}, False, "10000"),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, False, None),  # the user's choice stands
+        ({"GOMP_SPINCOUNT": "300000"}, False, "300000"),
         ({}, True, None),  # too late: libgomp read its environment when torch was loaded
     ],
 )
-def test_openmp_threads_sleep_when_idle_unless_the_user_chose(
+def test_openmp_threads_spin_briefly_unless_the_user_chose(
     env: dict[str, str], torch_loaded: bool, expected: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
@@ -512,5 +512,5 @@ def test_openmp_threads_sleep_when_idle_unless_the_user_chose(
     else:
         modules.setdefault("torch", object())
     monkeypatch.setattr(cli.sys, "modules", modules)
-    cli._passive_openmp()
-    assert os.environ.get("OMP_WAIT_POLICY") == expected
+    cli._short_openmp_spin()
+    assert os.environ.get("GOMP_SPINCOUNT") == expected
