@@ -467,8 +467,8 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
 def _beam_workers(given: int | None) -> int:
     """--beam-workers, or by default one per CPU (at most 4) when there are at least two.
 
-    Measured on 2 cores (docs/benchmarks.md): the search costs more CPU than the model, and two workers
-    beside the model's two threads beat one worker, or one model thread and one worker.
+    Measured on 2 cores (docs/benchmarks.md): the search costs about as much CPU as the model or (on flat
+    posteriors) far more, and two workers beside the model's two threads beat one worker, or one thread + one.
     """
     if given is not None:
         return given
