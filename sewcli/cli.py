@@ -284,11 +284,13 @@ def _transcribe_one(
 @app.callback()
 def _root() -> None:
     """sew: offline speech-to-text with SEW, SEW-D and wav2vec2 CTC models."""
-    _short_openmp_spin()
 
 
 def _short_openmp_spin() -> None:
     """Bound how long torch's idle OpenMP threads spin before sleeping, unless the user chose (read at load).
+
+    Called by the commands that run a model in this process (transcribe, classify), before torch is imported;
+    not by `sew bench`, whose reference (transformers) processes run with the user's own settings.
 
     libgomp's default spin (300,000 iterations) burns a core that another process may need. Measured on 2
     cores (docs/benchmarks.md): with one core busy, a 10-minute file took 39.7 s with the default, 10.0 s with
@@ -381,6 +383,7 @@ def transcribe(
 ) -> None:
     """Transcribe audio files, directories or stdin to txt, srt, vtt, json or tsv."""
     _setup_logging(verbose, quiet)
+    _short_openmp_spin()
     try:
         request = TranscribeRequest(
             inputs=tuple(inputs),
@@ -741,6 +744,7 @@ def classify(
 ) -> None:
     """Classify audio (keyword spotting, emotion, language, ...) with a sequence-classification checkpoint."""
     _setup_logging(verbose, quiet)
+    _short_openmp_spin()
     request = ClassifyRequest(
         inputs=tuple(inputs),
         model=model,

@@ -517,6 +517,12 @@ class BeamDecoder:
         pending: deque[tuple[int, Future[list[tuple[str, int, int, float]]]]] = deque()
         it = chunks()
         first = next(it, None)
+
+        def take_results(keep: int) -> None:  # in order, until at most `keep` pieces are in flight
+            while len(pending) > keep:
+                g, fut = pending.popleft()
+                _add_words(pieces, g, self._workers.result(fut))
+
         try:
             if first is not None:
                 fs = state["frame_seconds"] or 0.02
@@ -529,14 +535,10 @@ class BeamDecoder:
                     long_input = not state["done"] and state["frames"] * fs >= opts.workers_after_seconds
                     if opts.workers and (self._workers.started or long_input):
                         pending.append((g0, self._workers.submit(lp)))
-                        while len(pending) > 2 * opts.workers:  # bounded: results are taken in order
-                            g, fut = pending.popleft()
-                            _add_words(pieces, g, self._workers.result(fut))
+                        take_results(keep=2 * opts.workers)  # bounded memory
                     else:
                         _add_words(pieces, g0, self._search(lp))
-                while pending:
-                    g, fut = pending.popleft()
-                    _add_words(pieces, g, self._workers.result(fut))
+                take_results(keep=0)
         except BaseException as e:
             for _, fut in pending:
                 fut.cancel()
