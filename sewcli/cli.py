@@ -93,6 +93,7 @@ class Format(str, enum.Enum):
 
 
 class Decoder(str, enum.Enum):
+    auto = "auto"
     greedy = "greedy"
     beam = "beam"
 
@@ -221,7 +222,10 @@ def _load(request: TranscribeRequest) -> tuple[object, object]:
     directory = hub.model_directory(spec)
     log.info("model %s from %s", spec.name, directory)
     model = inference.load(directory, request.pipeline.inference, name=spec.name, language=spec.language)
-    decoder = decoding.build_decoder(model.vocab, request.pipeline.decode)
+    options = decoding.with_bundled_lm(request.pipeline.decode, directory)
+    if options.lm_path is not None:
+        log.info("language model %s", options.lm_path)
+    decoder = decoding.build_decoder(model.vocab, options)
     return model, decoder
 
 
@@ -319,16 +323,34 @@ def transcribe(
             show_default=",".join(AUDIO_EXTENSIONS),
         ),
     ] = None,
-    decoder: Annotated[Decoder, typer.Option("--decoder", help="CTC decoder.")] = Decoder.greedy,
+    decoder: Annotated[
+        Decoder,
+        typer.Option(
+            "--decoder",
+            help="CTC decoder. auto: beam search with the model's language model if it ships one "
+            "(or with --lm / --hotword), else greedy.",
+        ),
+    ] = Decoder.auto,
     beam_width: Annotated[
         int | None, typer.Option("--beam-width", min=1, help="Beams kept (beam decoder).", show_default="32")
     ] = None,
     lm: Annotated[
-        Path | None, typer.Option("--lm", dir_okay=False, help="KenLM model (.arpa/.bin) for beam.")
+        Path | None,
+        typer.Option(
+            "--lm",
+            help="Word n-gram LM for beam: .arpa[.gz], KenLM .bin, or a language_model/ directory.",
+            show_default="the model's own, if it ships one",
+        ),
     ] = None,
-    alpha: Annotated[float | None, typer.Option("--alpha", help="LM weight.", show_default="0.5")] = None,
+    no_lm: Annotated[
+        bool, typer.Option("--no-lm", help="Beam search without the LM that ships with the model.")
+    ] = False,
+    alpha: Annotated[
+        float | None, typer.Option("--alpha", help="LM weight.", show_default="the LM's attrs.json, else 0.5")
+    ] = None,
     beta: Annotated[
-        float | None, typer.Option("--beta", help="Word insertion bonus.", show_default="1.5")
+        float | None,
+        typer.Option("--beta", help="Word insertion bonus.", show_default="the LM's attrs.json, else 1.5"),
     ] = None,
     hotword: Annotated[
         list[str] | None, typer.Option("--hotword", help="Boost this word or phrase; repeatable.")
@@ -394,6 +416,7 @@ def transcribe(
                 decoder=decoder,
                 beam_width=beam_width,
                 lm=lm,
+                no_lm=no_lm,
                 alpha=alpha,
                 beta=beta,
                 hotwords=tuple(hotword or ()),
@@ -432,16 +455,29 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
     def given(**values: object) -> dict[str, object]:
         return {k: v for k, v in values.items() if v is not None}
 
-    beam = kw["decoder"] is Decoder.beam
+    beam = kw["decoder"] is not Decoder.greedy  # auto may become beam once the model is known
     if not beam and (
+        kw["lm"] is not None
+        or kw["no_lm"]
+        or kw["hotwords"]
+        or kw["beam_width"] is not None
+        or kw["beam_workers"] is not None
+    ):
+        raise UsageError(
+            "--lm, --no-lm, --hotword, --beam-width and --beam-workers need --decoder beam or auto"
+        )
+    if kw["lm"] is not None and kw["no_lm"]:
+        raise UsageError("--lm and --no-lm contradict each other")
+    kind = kw["decoder"].value  # type: ignore[attr-defined]
+    if kind == "auto" and (
         kw["lm"] is not None
         or kw["hotwords"]
         or kw["beam_width"] is not None
         or kw["beam_workers"] is not None
     ):
-        raise UsageError("--lm, --hotword, --beam-width and --beam-workers need --decoder beam")
+        kind = "beam"  # beam settings given: the user wants a beam search, LM or not
     decode = decoding.DecodeOptions(
-        kind=kw["decoder"].value,  # type: ignore[attr-defined]
+        kind=kind,
         **given(
             beam_width=kw["beam_width"],
             lm_path=None if kw["lm"] is None else str(kw["lm"]),
@@ -450,6 +486,7 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
             hotword_weight=kw["hotword_weight"],
         ),
         hotwords=kw["hotwords"],  # type: ignore[arg-type]
+        bundled_lm=not kw["no_lm"],
         workers=_beam_workers(kw["beam_workers"]) if beam else 0,  # type: ignore[arg-type]
     )
     overlap = kw["chunk_overlap"]

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -40,7 +40,8 @@ import numpy as np
 
 from sewcli import errors, records
 
-DecoderKind = Literal["greedy", "beam"]
+# "auto": beam search when there is a language model (the model's own, or lm_path) or hotwords, else greedy.
+DecoderKind = Literal["auto", "greedy", "beam"]
 
 # A frame counts as "confident blank" for splitting the beam stream when p(blank) >= 0.9.
 _SPLIT_BLANK_LOGP = math.log(0.9)
@@ -50,13 +51,17 @@ _SPLIT_BLANK_LOGP = math.log(0.9)
 class DecodeOptions:
     """Settings of the CTC decoder stage (the beam fields are ignored by the greedy decoder)."""
 
-    kind: DecoderKind = "greedy"
+    kind: DecoderKind = "auto"
     # Beam width 32: bench/decode_beam.py measured RTF 0.015 (32) vs 0.05 (100, pyctcdecode's default) on
     # synthetic peaky posteriors, 2 shared CPU cores; no accuracy difference without an LM on that data.
     beam_width: int = 32
-    lm_path: str | None = None  # KenLM model (.arpa or .bin); needs `pip install 'sewcli[lm]'`
-    alpha: float = 0.5  # LM weight (pyctcdecode default)
-    beta: float = 1.5  # word insertion bonus (pyctcdecode default)
+    # Word n-gram LM: an .arpa / .arpa.gz file (read by sewcli.lm, or by KenLM when installed), a KenLM .bin
+    # (needs `pip install 'sewcli[lm]'`), or a pyctcdecode/HF `language_model/` directory (attrs.json,
+    # unigrams.txt and one of those files), such as the one shipped with the embedded model.
+    lm_path: str | None = None
+    alpha: float | None = None  # LM weight: attrs.json's, else 0.5 (pyctcdecode's default)
+    beta: float | None = None  # word insertion bonus: attrs.json's, else 1.5 (pyctcdecode's default)
+    bundled_lm: bool = True  # beam without lm_path: use the model directory's language_model/, if any
     hotwords: tuple[str, ...] = ()
     hotword_weight: float = 10.0
     beam_prune_logp: float = -10.0  # drop beams this far below the best one (pyctcdecode default)
@@ -83,6 +88,9 @@ class DecodeResult:
 class CTCDecoder(Protocol):
     """Turns a stream of consecutive Emissions of one input into text and words."""
 
+    kind: str  # "greedy" or "beam" (what "auto" became)
+    lm_path: str | None  # the language model the beam search scores with, if any
+
     def decode(self, emissions: Iterable[records.Emissions]) -> DecodeResult:
         """Decode all chunks of one input (log-probs (frames, vocab) each, consecutive, no overlap)."""
         ...
@@ -103,11 +111,14 @@ def build_decoder(vocab: records.Vocabulary, options: DecodeOptions = DecodeOpti
         a CTCDecoder; raises DecoderError for bad options, a missing kenlm or an unreadable LM file.
     """
     _check_vocab(vocab)
-    if options.kind == "greedy":
+    kind = options.kind
+    if kind == "auto":
+        kind = "beam" if options.lm_path is not None or options.hotwords else "greedy"
+    if kind == "greedy":
         return GreedyDecoder(vocab)
-    if options.kind == "beam":
+    if kind == "beam":
         return BeamDecoder(vocab, options)
-    raise errors.DecoderError(f"decoder kind {options.kind!r} is not one of: greedy, beam")
+    raise errors.DecoderError(f"decoder kind {options.kind!r} is not one of: auto, greedy, beam")
 
 
 def _check_vocab(vocab: records.Vocabulary) -> None:
@@ -206,6 +217,9 @@ def _make_word(
 
 class GreedyDecoder:
     """Streaming argmax decoder with Wav2Vec2CTCTokenizer semantics."""
+
+    kind = "greedy"
+    lm_path: str | None = None
 
     def __init__(self, vocab: records.Vocabulary) -> None:
         """Precompute the per-token strings once."""
@@ -468,7 +482,9 @@ class _BeamWorkers:
 
 
 class BeamDecoder:
-    """pyctcdecode prefix beam search with an explicit label list, optional KenLM and hotwords."""
+    """pyctcdecode prefix beam search with an explicit label list, optional n-gram LM and hotwords."""
+
+    kind = "beam"
 
     def __init__(self, vocab: records.Vocabulary, options: DecodeOptions) -> None:
         """Build the pyctcdecode decoder once (imports pyctcdecode, and kenlm if an LM is given)."""
@@ -479,6 +495,7 @@ class BeamDecoder:
             raise errors.DecoderError(f"beam workers must be >= 0, got {options.workers}")
         self.vocab = vocab
         self.options = options
+        self.lm_path = options.lm_path
         self.labels = beam_labels(vocab)
         self.hotwords = _normalize_hotwords(options.hotwords, vocab, self.labels)
         self._search = _PieceSearch(self.labels, self.hotwords, options)  # also proves the LM loads
@@ -616,19 +633,83 @@ def _build_pyctcdecode(labels: list[str], options: DecodeOptions) -> Any:
     return BeamSearchDecoderCTC(Alphabet(list(labels), is_bpe=False), language_model)
 
 
-def _load_lm(options: DecodeOptions) -> Any:
-    """Load a KenLM model (and the unigram list from an ARPA file) for pyctcdecode."""
-    path = Path(options.lm_path or "")
-    try:
-        import kenlm  # optional dependency
-    except ImportError as e:
+LM_FILE_SUFFIXES = (".arpa", ".arpa.gz", ".bin", ".binary")
+
+
+def bundled_lm(model_dir: Path) -> Path | None:
+    """The `language_model/` directory shipped next to a checkpoint (pyctcdecode/HF layout), if any."""
+    lm_dir = model_dir / "language_model"
+    return lm_dir if lm_dir.is_dir() else None
+
+
+def with_bundled_lm(options: DecodeOptions, model_dir: Path) -> DecodeOptions:
+    """`options` for a model in `model_dir`: its own LM for a beam search given none, and "auto" resolved.
+
+    "auto" becomes beam search with the model's LM when it ships one (or with lm_path / hotwords when given),
+    else greedy decoding.
+    """
+    lm_dir = bundled_lm(model_dir) if options.lm_path is None and options.bundled_lm else None
+    kind = options.kind
+    if kind == "auto":
+        kind = "beam" if options.lm_path is not None or options.hotwords or lm_dir is not None else "greedy"
+    if kind == "beam" and lm_dir is not None:
+        return replace(options, kind=kind, lm_path=str(lm_dir))
+    return replace(options, kind=kind)
+
+
+def _lm_files(path: Path) -> tuple[Path, Path | None, Path | None]:
+    """(LM file, attrs.json or None, unigrams.txt or None) of an LM file or a `language_model/` dir."""
+    if not path.exists():
+        raise errors.DecoderError(f"language model {path}: no such file or directory")
+    if not path.is_dir():
+        return path, None, None
+    found = sorted(p for p in path.iterdir() if p.name.lower().endswith(LM_FILE_SUFFIXES))
+    if len(found) != 1:
+        what = "no" if not found else "more than one"
         raise errors.DecoderError(
-            f"language model {path} needs the kenlm module: pip install 'sewcli[lm]'"
-        ) from e
+            f"language model {path}: {what} LM file ({', '.join(LM_FILE_SUFFIXES)}) in the directory"
+        )
+    attrs, unigrams = path / "attrs.json", path / "unigrams.txt"
+    return found[0], attrs if attrs.is_file() else None, unigrams if unigrams.is_file() else None
+
+
+def _read_unigrams(path: Path) -> frozenset[str]:
+    try:
+        return frozenset(w for w in path.read_text(encoding="utf-8").split())
+    except (OSError, UnicodeDecodeError) as e:
+        raise errors.DecoderError(f"language model unigrams {path}: cannot read them ({e})") from e
+
+
+def _load_lm(options: DecodeOptions) -> Any:
+    """pyctcdecode's language model for `options.lm_path` (sewcli.lm for ARPA text, KenLM for binaries)."""
+    from sewcli import lm
+
+    model_file, attrs_file, unigrams_file = _lm_files(Path(options.lm_path or ""))
+    attrs = lm.read_attrs(attrs_file) if attrs_file else {}
+    for key in ("alpha", "beta"):
+        if getattr(options, key) is not None:  # the command line wins over attrs.json
+            attrs[key] = getattr(options, key)
+    params = lm.LMParams(**attrs)
+    unigrams = _read_unigrams(unigrams_file) if unigrams_file else None
+    name = model_file.name.lower()
+    kenlm_mod: Any = None
+    if not name.endswith(".gz"):  # KenLM reads gzip only when built with zlib: ours always can
+        try:
+            import kenlm as kenlm_mod  # type: ignore[import-not-found,no-redef]  # optional, fast on big LMs
+        except ImportError:
+            if not name.endswith(".arpa"):
+                raise errors.DecoderError(
+                    f"language model {model_file} is a KenLM binary: it needs the kenlm module "
+                    "(pip install 'sewcli[lm]'), or give the .arpa file"
+                ) from None
+    if kenlm_mod is None:
+        return lm.ngram_language_model(lm.ArpaModel(model_file), params, unigrams)
+    return _kenlm_language_model(kenlm_mod, model_file, params, unigrams)
+
+
+def _kenlm_language_model(kenlm: Any, path: Path, params: Any, unigrams: frozenset[str] | None) -> Any:
     from pyctcdecode.language_model import LanguageModel, load_unigram_set_from_arpa
 
-    if not path.is_file():
-        raise errors.DecoderError(f"language model {path}: no such file")
     try:
         model = kenlm.Model(str(path))
     except (OSError, RuntimeError, ValueError) as e:
@@ -636,10 +717,16 @@ def _load_lm(options: DecodeOptions) -> Any:
         raise errors.DecoderError(
             f"language model {path}: not a readable KenLM .arpa/.bin file ({detail})"
         ) from e
-    unigrams = None
-    if path.suffix.lower() == ".arpa":
+    if unigrams is None and path.suffix.lower() == ".arpa":
         try:
-            unigrams = load_unigram_set_from_arpa(str(path))
+            unigrams = frozenset(load_unigram_set_from_arpa(str(path)))
         except (OSError, ValueError, UnicodeDecodeError) as e:
             raise errors.DecoderError(f"language model {path}: cannot read its unigrams ({e})") from e
-    return LanguageModel(model, unigrams, alpha=options.alpha, beta=options.beta)
+    return LanguageModel(
+        model,
+        unigrams,
+        alpha=params.alpha,
+        beta=params.beta,
+        unk_score_offset=params.unk_score_offset,
+        score_boundary=params.score_boundary,
+    )

@@ -82,7 +82,9 @@ def transcribe_file(
         result = decoder.decode(_report(emitted, progress, stream.info.duration))
         native_seconds = stream.frames_read / stream.info.sample_rate
     words = result.words
-    extra: dict[str, object] = {"decoder": options.decode.kind}
+    extra: dict[str, object] = {"decoder": decoder.kind}
+    if decoder.lm_path is not None:
+        extra["language_model"] = decoder.lm_path
     if exit_counts is not None:
         extra["exit_layers"] = {str(layer): n for layer, n in sorted(exit_counts.items())}
     return Transcript(

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -119,7 +120,7 @@ def test_options_resolve_into_stage_dataclasses(tmp_path: Path, clean_env: dict[
     p = request.pipeline
     assert isinstance(p, pipeline.PipelineOptions)
     assert (p.decode.kind, p.decode.beam_width, p.decode.hotwords) == ("beam", 8, ("sew", "new york"))
-    assert (p.decode.hotword_weight, p.decode.alpha, p.decode.beta) == (5.0, 0.7, 1.5)
+    assert (p.decode.hotword_weight, p.decode.alpha, p.decode.beta) == (5.0, 0.7, None)  # None: the LM's own
     assert (p.chunk.chunk_seconds, p.chunk.overlap_seconds) == (10.0, 1.5)
     assert (p.inference.device, p.inference.threads, p.inference.batch_size, p.inference.precision) == (
         "cpu",
@@ -148,15 +149,21 @@ def test_defaults(clean_env: dict[str, str]) -> None:
         assert sew("transcribe", "x.wav").exit_code == 0
     (request,), _ = run.call_args
     assert request.model is None and request.output == outputs.OutputOptions()
-    assert request.pipeline == pipeline.PipelineOptions()
+    defaults = pipeline.PipelineOptions()
+    # the one CLI-level default: beam-search worker processes, in case "auto" becomes a beam search
+    workers = cli._beam_workers(None)
+    assert request.pipeline == replace(defaults, decode=replace(defaults.decode, workers=workers))
+    assert request.pipeline.decode.kind == "auto"
 
 
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--lm", "x.arpa"], "need --decoder beam"),
-        (["--hotword", "x"], "need --decoder beam"),
-        (["--beam-workers", "2"], "need --decoder beam"),
+        (["--decoder", "greedy", "--lm", "x.arpa"], "need --decoder beam"),
+        (["--decoder", "greedy", "--hotword", "x"], "need --decoder beam"),
+        (["--decoder", "greedy", "--beam-workers", "2"], "need --decoder beam"),
+        (["--decoder", "greedy", "--no-lm"], "need --decoder beam"),
+        (["--decoder", "beam", "--lm", "x.arpa", "--no-lm"], "contradict"),
         (["--chunk-length", "2", "--chunk-overlap", "3"], "overlap"),
         (["-f", "srt", "-f", "txt"], "need --output-dir"),
         (["--skip-existing", "--overwrite"], "cannot be combined"),

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyctcdecode.language_model  # noqa: F401  # imported before a test hides kenlm from it
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -275,17 +276,18 @@ def test_kenlm_moves_the_output_toward_the_likely_word(tmp_path):
     assert beam(EN_VOCAB, lp, lm_path=str(cat_lm), alpha=0.0, beta=0.0).text == "KAT"
 
 
-def test_missing_kenlm_names_the_pip_command(tmp_path, monkeypatch):
+def test_kenlm_binary_without_kenlm_names_the_pip_command(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "kenlm", None)  # makes `import kenlm` raise ImportError
-    with pytest.raises(errors.DecoderError, match=r"pip install 'sewcli\[lm\]'"):
-        build_decoder(EN_VOCAB, DecodeOptions(kind="beam", lm_path=str(tmp_path / "x.arpa")))
+    (tmp_path / "x.bin").write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\0")
+    with pytest.raises(errors.DecoderError, match=r"x.bin is a KenLM binary: .*pip install 'sewcli\[lm\]'"):
+        build_decoder(EN_VOCAB, DecodeOptions(kind="beam", lm_path=str(tmp_path / "x.bin")))
 
 
 def test_bad_lm_path_names_the_file(tmp_path):
-    pytest.importorskip("kenlm")
     missing = tmp_path / "nope.arpa"
     with pytest.raises(errors.DecoderError, match="nope.arpa: no such file"):
         build_decoder(EN_VOCAB, DecodeOptions(kind="beam", lm_path=str(missing)))
+    pytest.importorskip("kenlm")
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(b"\x00not a language model\n" * 10)
     with pytest.raises(errors.DecoderError, match="garbage.bin"):

@@ -292,7 +292,6 @@ def test_stdin_faults(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, s
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--decoder", "beam", "--lm", "{dir}"], "'--lm'"),
         (["--registry", "{dir}"], "'--registry'"),
         (["-o", "{file}"], "'--output-dir'"),
     ],

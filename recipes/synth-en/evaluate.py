@@ -1,8 +1,10 @@
 """Greedy CER/WER of an exported model on the held-out test sets and on real recordings (alsa-utils sounds).
 
-Usage: python evaluate.py MODEL_DIR [--work work] [--json out.json]
+Usage: python evaluate.py MODEL_DIR [--work work] [--json out.json] [--lm DIR]
 The model is loaded with the project's own loader (sewcli.model.load); each utterance is normalised on its own
-and run unpadded, as `sew transcribe` does for short files.
+and run unpadded, as `sew transcribe` does for short files. With a language model (--lm, else MODEL_DIR's own
+language_model/ if it has one) the same posteriors are also decoded as `sew transcribe` does by default:
+sewcli's beam search (width 32) with that LM; those numbers go under "lm" in each set's results.
 """
 
 from __future__ import annotations
@@ -36,10 +38,26 @@ SET_NAMES = {"test_a": "(a) held-out sentences, training voices", "test_b": "(b)
 
 
 @torch.no_grad()
-def transcribe(model: torch.nn.Module, audio: np.ndarray) -> str:
-    """One utterance (16 kHz float) -> greedy text."""
+def log_probs(model: torch.nn.Module, audio: np.ndarray) -> np.ndarray:
+    """One utterance (16 kHz float) -> CTC log-probabilities (frames, vocab)."""
     x = torch.from_numpy(normalize(audio))[None]  # (1, samples)
-    return greedy_decode(model(x)[0].argmax(-1).numpy())
+    return torch.log_softmax(model(x)[0].float(), dim=-1).numpy()
+
+
+class LMDecoder:
+    """sewcli's beam search with a language model, exactly as `sew transcribe` builds it."""
+
+    def __init__(self, model_dir: str, lm_dir: Path) -> None:
+        from sewcli.checkpoint import read_vocabulary
+        from sewcli.decoding import DecodeOptions, build_decoder
+
+        self.lm_dir = lm_dir
+        self.decoder = build_decoder(read_vocabulary(Path(model_dir)), DecodeOptions(kind="beam", lm_path=str(lm_dir)))
+
+    def __call__(self, lp: np.ndarray) -> str:
+        from sewcli.records import Emissions
+
+        return self.decoder.decode([Emissions(lp, 0, 0.02)]).text
 
 
 def load_alsa(alsa_dir: Path = ALSA_DIR) -> list[tuple[str, np.ndarray, str]]:
@@ -60,9 +78,12 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lm", default=None, help="language_model/ directory (default: MODEL_DIR's own, if any)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model_dir).model
+    lm_dir = Path(args.lm) if args.lm else Path(args.model_dir) / "language_model"
+    lm = LMDecoder(args.model_dir, lm_dir) if lm_dir.is_dir() else None
     corpus = Path(args.work) / "corpus"
     results: dict[str, dict] = {}
     for split in ("test_a", "test_b", "test_b2"):
@@ -70,13 +91,19 @@ def main() -> None:
         if not rows:
             continue
         t = time.time()
-        hyps = [transcribe(model, read_audio(corpus, r)) for r in rows]
+        lps = [log_probs(model, read_audio(corpus, r)) for r in rows]
+        hyps = [greedy_decode(lp.argmax(-1)) for lp in lps]
         refs = [r["text"] for r in rows]
         secs = sum(r["samples"] for r in rows) / 16000
         results[split] = {"name": SET_NAMES[split], "n": len(rows), "hours": round(secs / 3600, 3),
                           "cer": round(cer(refs, hyps), 4), "wer": round(wer(refs, hyps), 4),
                           "rtf": round((time.time() - t) / secs, 4),
                           "examples": [[r, h] for r, h in zip(refs[:5], hyps[:5])]}
+        if lm is not None:
+            lm_hyps = [lm(lp) for lp in lps]
+            results[split]["lm"] = {"path": str(lm.lm_dir), "cer": round(cer(refs, lm_hyps), 4),
+                                    "wer": round(wer(refs, lm_hyps), 4),
+                                    "examples": [[r, h] for r, h in zip(refs[:5], lm_hyps[:5])]}
         groups: dict[str, list[int]] = {}
         for i, r in enumerate(rows):
             groups.setdefault(r["engine"] + ":" + r["voice"].split("+")[0], []).append(i)
@@ -85,13 +112,19 @@ def main() -> None:
         print(split, {k: v for k, v in results[split].items() if k != "examples"}, flush=True)
     alsa = load_alsa()
     if alsa:
-        hyps = [transcribe(model, a) for _, a, _ in alsa]
+        lps = [log_probs(model, a) for _, a, _ in alsa]
+        hyps = [greedy_decode(lp.argmax(-1)) for lp in lps]
         refs = [r for _, _, r in alsa]
         results["alsa"] = {"name": SET_NAMES["alsa"], "n": len(alsa),
                            "hours": round(sum(len(a) for _, a, _ in alsa) / 16000 / 3600, 5),
                            "cer": round(cer(refs, hyps), 4),
                            "wer": round(wer(refs, hyps), 4),
                            "examples": [[n, r, h] for (n, _, r), h in zip(alsa, hyps)]}
+        if lm is not None:
+            lm_hyps = [lm(lp) for lp in lps]
+            results["alsa"]["lm"] = {"path": str(lm.lm_dir), "cer": round(cer(refs, lm_hyps), 4),
+                                     "wer": round(wer(refs, lm_hyps), 4),
+                                     "examples": [[n, r, h] for (n, _, r), h in zip(alsa, lm_hyps)]}
         print("alsa", results["alsa"], flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

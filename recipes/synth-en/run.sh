@@ -24,6 +24,9 @@ mkdir -p work
 # 2. Text: fortunes -> normalised sentences, 4% held out by hash.
 [ -s work/text/train.txt ] || python prepare_text.py --out work/text
 
+# 2b. Word 3-gram language model (Kneser-Ney) on the training sentences only: sew's default beam search uses it.
+[ -s work/language_model/lm.arpa.gz ] || python lm.py work/text/train.txt --order 3 --out work/language_model
+
 # 3. Audio: ~36k utterances (2 voices per training sentence) + 3 test sets; training may start on a partial
 #    corpus (the trainer re-reads the manifests every epoch), so generation runs in the background.
 python generate.py --work work --workers "$GEN_WORKERS" > work/generate.log 2>&1 &

@@ -33,8 +33,12 @@ def render_card(template: str, ev: dict, curve: list[dict], meta: dict) -> str:
             e = ev[key]
             secs = e.get("hours", 0.0) * 3600
             hours = f"{secs / 60:.1f} min" if secs >= 60 else f"{secs:.0f} s"
-            rows.append(f"| {e['name']} | {e['n']} | {hours} | {pct(e['cer'])} | {pct(e['wer'])} |")
-    alsa = "\n".join(f"| {n} | {r} | {h} |" for n, r, h in ev.get("alsa", {}).get("examples", []))
+            lm = e.get("lm", {})
+            with_lm = f"{pct(lm['cer'])} | {pct(lm['wer'])}" if lm else "- | -"
+            rows.append(f"| {e['name']} | {e['n']} | {hours} | {pct(e['cer'])} | {pct(e['wer'])} | {with_lm} |")
+    alsa_ev = ev.get("alsa", {})
+    alsa_lm = {n: h for n, _, h in alsa_ev.get("lm", {}).get("examples", [])}
+    alsa = "\n".join(f"| {n} | {r} | {h} | {alsa_lm.get(n, '-')} |" for n, r, h in alsa_ev.get("examples", []))
     cur = ["| step | minutes | CER (a) | CER (b) | CER (b2) |", "|---|---|---|---|---|"]
     for c in curve:
         cur.append(f"| {c['step']} | {c['minutes']:.0f} | {pct(c.get('cer_test_a', float('nan')))} | "
@@ -59,6 +63,9 @@ def main() -> None:
     for f in FILES:
         shutil.copyfile(src / f, dest / f)
         (dest / f).chmod(0o644)
+    if (work / "language_model").is_dir():  # lm.py's output: the default decoder's language model
+        shutil.rmtree(dest / "language_model", ignore_errors=True)
+        shutil.copytree(work / "language_model", dest / "language_model")
     with safe_open(str(src / "model.safetensors"), "pt") as fh:
         step = fh.metadata().get("step", "?")
         n_params = sum(_prod(fh.get_slice(k).get_shape()) for k in fh.keys()

@@ -1,0 +1,306 @@
+"""The pure-Python ARPA reader (sewcli.lm), the recipe's Kneser-Ney builder, and the LM in beam search."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import pyctcdecode.language_model  # noqa: F401  # imported before any test hides kenlm from it
+import pytest
+
+from sewcli import errors
+from sewcli.decoding import DecodeOptions, build_decoder, bundled_lm, with_bundled_lm
+from sewcli.lm import ArpaModel, LMParams, ngram_language_model
+
+REPO = Path(__file__).resolve().parents[1]
+EMBEDDED_DIR = REPO / "sewcli" / "assets" / "sew-synth-en"
+
+# A hand-made bigram model: the numbers are chosen so that each lookup path gives a distinct sum.
+ARPA = """\
+Some text before the data section is allowed.
+
+\\data\\
+ngram 1=6
+ngram 2=4
+
+\\1-grams:
+-1.5\t<unk>\t0
+-99\t<s>\t-0.25
+-1.0\t</s>
+-0.7\tTHE\t-0.5
+-1.2\tCAT\t-0.125
+-2.0\tSAT
+
+\\2-grams:
+-0.3\t<s> THE
+-0.4\tTHE CAT
+-0.6\tCAT SAT
+-0.05\tSAT </s>
+
+\\end\\
+"""
+
+
+def ids(m: ArpaModel, *words: str) -> tuple[int, ...]:
+    return tuple(m._ids[w] for w in words)
+
+
+@pytest.fixture
+def arpa(tmp_path: Path) -> Path:
+    p = tmp_path / "lm.arpa"
+    p.write_text(ARPA, encoding="utf-8")
+    return p
+
+
+def test_scores_follow_the_back_off_rules(arpa):
+    m = ArpaModel(arpa)
+    assert m.order == 2 and m.unigrams == {"THE", "CAT", "SAT"}
+    s = m.start(sentence=True)
+    assert m.score(s, "THE") == (pytest.approx(-0.3), ids(m, "THE"))  # listed bigram
+    assert m.score(ids(m, "THE"), "CAT")[0] == pytest.approx(-0.4)
+    assert m.score(ids(m, "THE"), "SAT")[0] == pytest.approx(-0.5 + -2.0)  # back-off(THE) + p(SAT)
+    assert m.score(ids(m, "SAT"), "THE")[0] == pytest.approx(0.0 + -0.7)  # SAT has no back-off: 0
+    assert m.score(s, "CAT")[0] == pytest.approx(-0.25 + -1.2)
+    assert m.score(ids(m, "CAT"), "DOG") == (pytest.approx(-0.125 + -1.5), ids(m, "<unk>"))  # as KenLM: <unk>
+    assert m.score((), "CAT")[0] == pytest.approx(-1.2)
+    assert m.start(sentence=False) == ()
+
+
+def test_gzip_and_hashed_keys_give_the_same_scores(arpa, tmp_path, monkeypatch):
+    gz = tmp_path / "lm.arpa.gz"
+    gz.write_bytes(gzip.compress(arpa.read_bytes()))
+    plain, zipped = ArpaModel(arpa), ArpaModel(gz)
+    monkeypatch.setattr(ArpaModel, "_choose_keys", lambda self, declared: setattr(self, "_bits", 0))
+    hashed = ArpaModel(arpa)
+    assert plain._bits > 0 and hashed._bits == 0
+    for state in [(), plain.start(True), ids(plain, "THE"), ids(plain, "CAT"), ids(plain, "SAT")]:
+        for w in ["THE", "CAT", "SAT", "</s>", "DOG"]:
+            assert plain.score(state, w) == zipped.score(state, w) == hashed.score(state, w)
+
+
+def test_the_state_keeps_order_minus_one_words(tmp_path):
+    p = tmp_path / "tri.arpa"
+    p.write_text(
+        "\\data\\\nngram 1=4\nngram 2=1\nngram 3=1\n\n"
+        "\\1-grams:\n-1\t<unk>\n-99\t<s>\t0\n-1\t</s>\n-0.5\tA\t-0.1\n\n"
+        "\\2-grams:\n-0.2\tA A\t-0.3\n\n\\3-grams:\n-0.01\tA A A\n\n\\end\\\n",
+        encoding="utf-8",
+    )
+    m = ArpaModel(p)
+    a = m._ids["A"]
+    state = m.start(True)
+    for _ in range(3):
+        _, state = m.score(state, "A")
+    assert state == (a, a)
+    assert m.score((a, a), "A")[0] == pytest.approx(-0.01)
+    assert m.score((a, a), "</s>")[0] == pytest.approx(-0.3 + -0.1 + -1)  # bo(A A) + bo(A) + p(</s>)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("just some words\n", "not an ARPA file"),
+        ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\n", "line 5: expected a log-probability and 1 word"),
+        ("\\data\\\nngram 1=2\n\n\\1-grams:\nx\tA\n", "line 5: log-probability is not a number"),
+        ("\\data\\\nngram 1=1\n\n\\2-grams:\n-1\tA B\n", "section 2-grams is not declared"),
+        ("\\data\\\nngram 1=1\nngram 2=1\n\n\\1-grams:\n-1\tA\n\n\\2-grams:\n-1\tA B\n", "word missing"),
+    ],
+)
+def test_bad_arpa_files_name_the_file_and_line(tmp_path, text, message):
+    p = tmp_path / "bad.arpa"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(errors.DecoderError, match=message) as e:
+        ArpaModel(p)
+    assert "bad.arpa" in str(e.value)
+
+
+def test_unreadable_lm_files_are_decoder_errors(tmp_path):
+    with pytest.raises(errors.DecoderError, match="nope.arpa: no such file"):
+        ArpaModel(tmp_path / "nope.arpa")
+    broken = tmp_path / "broken.arpa.gz"
+    broken.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(errors.DecoderError, match="broken.arpa.gz: cannot read it"):
+        ArpaModel(broken)
+    latin = tmp_path / "latin.arpa"
+    latin.write_bytes("\\data\\\nngram 1=1\n\n\\1-grams:\n-1\tCAF\xc9\n".encode("latin-1"))
+    with pytest.raises(errors.DecoderError, match="latin.arpa: cannot read it"):
+        ArpaModel(latin)
+
+
+def load_recipe_lm():
+    spec = importlib.util.spec_from_file_location("recipe_lm", REPO / "recipes" / "synth-en" / "lm.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+SENTENCES = [
+    "THE CAT SAT ON THE MAT",
+    "THE DOG SAT ON THE LOG",
+    "A CAT AND A DOG",
+    "THE CAT ATE",
+    "ON THE MAT THE CAT SAT",
+    "THE DOG ATE THE CAT'S FOOD",
+    "A MAT",
+]
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_recipe_kneser_ney_is_a_normalised_model(tmp_path, order):
+    """Each context's distribution over the vocabulary (with </s> and <unk>) sums to one, read as ARPA."""
+    lm = load_recipe_lm()
+    logp, logbo = lm.estimate([s.split() for s in SENTENCES], order)
+    lm.write_arpa(tmp_path / "kn.arpa", logp, logbo)
+    m = ArpaModel(tmp_path / "kn.arpa")
+    assert m.order == order
+    words = sorted(m.unigrams) + ["</s>", "<unk>"]
+    contexts = [
+        (),
+        ("<s>",),
+        ("THE",),
+        ("ON", "THE"),
+        ("<s>", "THE"),
+        ("CAT", "SAT"),
+        ("MAT", "THE", "CAT"),
+        ("DOG", "DOG"),
+        ("A",),
+    ]
+    for ctx in contexts:
+        state = tuple(m._ids.get(w, m._ids["<unk>"]) for w in ctx)[-(order - 1) :] if order > 1 else ()
+        total = sum(10 ** m.score(state, w)[0] for w in words)
+        assert total == pytest.approx(1.0, abs=1e-5), ctx
+    # seen continuations are more likely than unseen ones
+    if order >= 2:
+        the = (m._ids["THE"],)
+        assert m.score(the, "CAT")[0] > m.score(the, "AND")[0]
+
+
+def test_recipe_lm_command_writes_the_language_model_directory(tmp_path):
+    lm = load_recipe_lm()
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    out = tmp_path / "language_model"
+    argv, sys.argv = sys.argv, ["lm.py", str(text), "--order", "3", "--out", str(out)]
+    try:
+        lm.main()
+    finally:
+        sys.argv = argv
+    assert sorted(p.name for p in out.iterdir()) == ["attrs.json", "lm.arpa.gz", "unigrams.txt"]
+    assert json.loads((out / "attrs.json").read_text())["alpha"] == 0.5
+    assert "CAT'S" in (out / "unigrams.txt").read_text().split()
+    assert ArpaModel(out / "lm.arpa.gz").order == 3
+
+
+# ---- in the beam search ----------------------------------------------------------------------------
+
+from test_decoding import EN_VOCAB, ambiguous_cat, beam, write_arpa  # noqa: E402
+
+
+def test_python_lm_moves_the_output_toward_the_likely_word(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "kenlm", None)  # the pure-Python reader, even where kenlm is installed
+    lp = ambiguous_cat()
+    cat_lm = write_arpa(tmp_path / "cat.arpa", "CAT", "KAT")
+    kat_lm = write_arpa(tmp_path / "kat.arpa", "KAT", "CAT")
+    assert beam(EN_VOCAB, lp).text == "KAT"
+    assert beam(EN_VOCAB, lp, lm_path=str(cat_lm)).text == "CAT"
+    assert beam(EN_VOCAB, lp, lm_path=str(kat_lm)).text == "KAT"
+    assert beam(EN_VOCAB, lp, lm_path=str(cat_lm), alpha=0.0, beta=0.0).text == "KAT"
+
+
+def lm_dir(tmp_path: Path, alpha: float, files: tuple[str, ...] = ("lm.arpa",)) -> Path:
+    d = tmp_path / "language_model"
+    d.mkdir()
+    for name in files:
+        write_arpa(d / name, "CAT", "KAT")
+    (d / "attrs.json").write_text(json.dumps({"alpha": alpha, "beta": 0.0}), encoding="utf-8")
+    return d
+
+
+def test_language_model_directory_settings_and_command_line_override(tmp_path):
+    lp = ambiguous_cat()
+    d = lm_dir(tmp_path, alpha=0.0)  # attrs.json switches the LM off...
+    assert beam(EN_VOCAB, lp, lm_path=str(d)).text == "KAT"
+    assert beam(EN_VOCAB, lp, lm_path=str(d), alpha=0.5).text == "CAT"  # ...the command line wins
+
+
+def test_language_model_directory_needs_exactly_one_lm_file(tmp_path):
+    d = lm_dir(tmp_path, alpha=0.5, files=("a.arpa", "b.arpa.gz"))
+    with pytest.raises(errors.DecoderError, match="more than one LM file"):
+        build_decoder(EN_VOCAB, DecodeOptions(kind="beam", lm_path=str(d)))
+    for p in d.glob("*.arpa*"):
+        p.unlink()
+    with pytest.raises(errors.DecoderError, match="language_model: no LM file"):
+        build_decoder(EN_VOCAB, DecodeOptions(kind="beam", lm_path=str(d)))
+    (d / "attrs.json").write_text("[1]", encoding="utf-8")
+    write_arpa(d / "lm.arpa", "CAT", "KAT")
+    with pytest.raises(errors.DecoderError, match="attrs.json: not a JSON object"):
+        build_decoder(EN_VOCAB, DecodeOptions(kind="beam", lm_path=str(d)))
+
+
+def test_bundled_lm_is_used_by_beam_search_only_unless_switched_off(tmp_path):
+    lm_dir(tmp_path, alpha=0.5)
+    beam_opts = DecodeOptions(kind="beam")
+    assert bundled_lm(tmp_path) == tmp_path / "language_model"
+    assert with_bundled_lm(beam_opts, tmp_path).lm_path == str(tmp_path / "language_model")
+    assert with_bundled_lm(DecodeOptions(kind="greedy"), tmp_path).lm_path is None
+    assert with_bundled_lm(DecodeOptions(kind="beam", bundled_lm=False), tmp_path).lm_path is None
+    given = DecodeOptions(kind="beam", lm_path="other.arpa")
+    assert with_bundled_lm(given, tmp_path).lm_path == "other.arpa"
+    assert with_bundled_lm(beam_opts, tmp_path / "nowhere").lm_path is None
+
+
+def test_the_embedded_model_ships_its_language_model():
+    d = bundled_lm(EMBEDDED_DIR)
+    assert d is not None
+    m = ArpaModel(d / "lm.arpa.gz")
+    assert m.order == 3 and len(m.unigrams) > 10_000
+    # trained on the recipe's training sentences only: a held-out-only word is unknown to it
+    held_out = REPO / "recipes" / "synth-en" / "work" / "text" / "heldout.txt"
+    if held_out.exists():
+        train = set((REPO / "recipes" / "synth-en" / "work" / "text" / "train.txt").read_text().split())
+        only_held_out = {w for w in held_out.read_text().split() if w not in train}
+        assert only_held_out and not (only_held_out & m.unigrams)
+    lm = ngram_language_model(m, LMParams(**json.loads((d / "attrs.json").read_text())))
+    assert lm.score(lm.get_start_state(), "THE")[0] > lm.score(lm.get_start_state(), "XYZZY")[0]
+
+
+def test_kenlm_and_the_python_reader_agree(tmp_path):
+    kenlm = pytest.importorskip("kenlm")
+    lm = load_recipe_lm()
+    logp, logbo = lm.estimate([s.split() for s in SENTENCES], 3)
+    lm.write_arpa(tmp_path / "kn.arpa", logp, logbo)
+    ours, theirs = ArpaModel(tmp_path / "kn.arpa"), kenlm.Model(str(tmp_path / "kn.arpa"))
+    for sentence in SENTENCES + ["THE MAT SAT ON A DOG", "ZEBRA CAT", "A A A A"]:
+        state, total = ours.start(True), 0.0
+        for w in [*sentence.split(), "</s>"]:
+            p, state = ours.score(state, w)
+            total += p
+        assert total == pytest.approx(theirs.score(sentence, bos=True, eos=True), abs=1e-4), sentence
+
+
+def test_kenlm_and_the_python_reader_agree_word_by_word(tmp_path):
+    """Every (two-word context, word) pair, OOV words and sentence starts included, to float32 rounding."""
+    kenlm = pytest.importorskip("kenlm")
+    lm = load_recipe_lm()
+    logp, logbo = lm.estimate([s.split() for s in SENTENCES], 3)
+    lm.write_arpa(tmp_path / "kn.arpa", logp, logbo)
+    ours, theirs = ArpaModel(tmp_path / "kn.arpa"), kenlm.Model(str(tmp_path / "kn.arpa"))
+    words = sorted(ours.unigrams) + ["</s>", "ZEBRA"]
+    for ctx in itertools.product(["<s>", *words], repeat=2):
+        state, our_state = kenlm.State(), ours.start(False)
+        theirs.NullContextWrite(state)
+        for w in ctx:
+            if w == "<s>":
+                theirs.BeginSentenceWrite(state)
+                our_state = ours.start(True)
+                continue
+            after = kenlm.State()
+            theirs.BaseScore(state, w, after)
+            state, (_, our_state) = after, ours.score(our_state, w)
+        for w in words:
+            expected = theirs.BaseScore(state, w, kenlm.State())
+            assert ours.score(our_state, w)[0] == pytest.approx(expected, abs=1e-6), (ctx, w)
