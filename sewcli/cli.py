@@ -449,7 +449,8 @@ def transcribe(
 
 def _pipeline_options(**kw: object) -> PipelineOptions:
     """Build the per-stage option dataclasses from the command line (None = the stage's own default)."""
-    from sewcli import chunking, decoding, inference
+    from sewcli import chunking, decoding
+    from sewcli.inference_options import InferenceOptions
     from sewcli.pipeline import PipelineOptions
 
     def given(**values: object) -> dict[str, object]:
@@ -494,7 +495,7 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
         # the default ratio: 30 s windows, 3 s overlap
         overlap = kw["chunk_length"] / 10  # type: ignore[operator]
     chunk = chunking.ChunkOptions(**given(chunk_seconds=kw["chunk_length"], overlap_seconds=overlap))
-    infer = inference.InferenceOptions(
+    infer = InferenceOptions(
         device=kw["device"].value,  # type: ignore[attr-defined]
         threads=kw["threads"],  # type: ignore[arg-type]
         batch_size=kw["batch_size"],  # type: ignore[arg-type]

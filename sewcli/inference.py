@@ -20,41 +20,16 @@ import torch
 
 from sewcli.checkpoint import normalize_waveform
 from sewcli.errors import UsageError
+from sewcli.inference_options import DEVICES, PRECISION_NAMES, InferenceOptions
+
+__all__ = ["DEVICES", "PRECISIONS", "InferenceOptions", "LoadedModel", "emissions", "load", "resolve_device"]
 from sewcli.records import Emissions, FloatArray, Vocabulary, Window
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "cuda")
 # Activation dtype per --precision; int8 = fp32 activations with int8 dynamic linear layers (CPU only).
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
-
-
-@dataclass(frozen=True)
-class InferenceOptions:
-    """How the model runs: device, CPU threads, windows per batch, and weight/activation precision."""
-
-    device: str = "auto"  # auto = cuda when available, else cpu
-    threads: int | None = None  # torch intra-op threads; None = torch's default
-    batch_size: int = 1  # equal-length windows per forward pass
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA) | int8 (CPU, model/fastpath.py)
-    exit_layer: int | str | None = None  # early-exit models: a fixed exit layer, "auto", or None = last layer
-    exit_threshold: float = 0.9  # "auto": a window exits once its mean max-posterior reaches this
-
-    def __post_init__(self) -> None:
-        if self.exit_layer is not None and self.exit_layer != "auto" and not isinstance(self.exit_layer, int):
-            raise UsageError(f"--exit-layer must be a layer number or 'auto', got {self.exit_layer!r}")
-        if not 0.0 <= self.exit_threshold <= 1.0:
-            raise UsageError(f"--exit-threshold must be in [0, 1], got {self.exit_threshold}")
-        if self.device not in DEVICES:
-            raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if self.threads is not None and self.threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {self.threads}")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.precision not in PRECISIONS:
-            raise UsageError(
-                f"--precision {self.precision!r} is not supported; use one of {', '.join(PRECISIONS)}"
-            )
+assert tuple(PRECISIONS) == PRECISION_NAMES
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,14 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sewcli import audio, chunking, decoding, inference, resample, segmenting
+from sewcli import audio, chunking, decoding, resample, segmenting
+from sewcli.inference_options import InferenceOptions
 from sewcli.records import Emissions, Transcript
+
+if TYPE_CHECKING:
+    from sewcli import inference
 
 # Called with (seconds of audio done, the header's total seconds or None).
 ProgressCallback = Callable[[float, "float | None"], None]
@@ -24,7 +29,7 @@ class PipelineOptions:
 
     audio: audio.AudioOptions = field(default_factory=audio.AudioOptions)
     chunk: chunking.ChunkOptions = field(default_factory=chunking.ChunkOptions)
-    inference: inference.InferenceOptions = field(default_factory=inference.InferenceOptions)
+    inference: InferenceOptions = field(default_factory=InferenceOptions)
     decode: decoding.DecodeOptions = field(default_factory=decoding.DecodeOptions)
     segment: segmenting.SegmentOptions = field(default_factory=segmenting.SegmentOptions)
     resample_quality: str = "HQ"
@@ -78,6 +83,8 @@ def transcribe_file(
             source=name,
             align_samples=model.align_samples,
         )
+        from sewcli import inference  # torch: only once there is audio to run
+
         emitted = inference.emissions(windows, model, options.inference)
         result = decoder.decode(_report(emitted, progress, stream.info.duration))
         native_seconds = stream.frames_read / stream.info.sample_rate
