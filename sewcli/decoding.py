@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import signal
+import sys
 import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -707,11 +710,31 @@ def _load_lm(options: DecodeOptions) -> Any:
     return _kenlm_language_model(kenlm_mod, model_file, params, unigrams)
 
 
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for the duration (C++ libraries write there directly)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to silence
+        yield
+        return
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _kenlm_language_model(kenlm: Any, path: Path, params: Any, unigrams: frozenset[str] | None) -> Any:
     from pyctcdecode.language_model import LanguageModel, load_unigram_set_from_arpa
 
     try:
-        model = kenlm.Model(str(path))
+        with _stderr_silenced():  # KenLM prints a progress bar and advice on file descriptor 2
+            model = kenlm.Model(str(path))
     except (OSError, RuntimeError, ValueError) as e:
         detail = " ".join(str(e).split())[-160:]  # kenlm's messages are long and multi-line
         raise errors.DecoderError(

@@ -304,3 +304,13 @@ def test_kenlm_and_the_python_reader_agree_word_by_word(tmp_path):
         for w in words:
             expected = theirs.BaseScore(state, w, kenlm.State())
             assert ours.score(our_state, w)[0] == pytest.approx(expected, abs=1e-6), (ctx, w)
+
+
+def test_kenlm_loading_prints_nothing(tmp_path, capfd):
+    """KenLM writes a progress bar to file descriptor 2 while it reads: stderr is for sew's messages."""
+    pytest.importorskip("kenlm")
+    build_decoder(
+        EN_VOCAB, DecodeOptions(kind="beam", lm_path=str(write_arpa(tmp_path / "cat.arpa", "CAT", "KAT")))
+    )
+    out, err = capfd.readouterr()
+    assert out == "" and "Reading" not in err and "****" not in err, err
