@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -481,7 +481,23 @@ class _BeamWorkers:
         if kill:
             for proc in list(getattr(pool, "_processes", {}).values()):  # no public API before 3.14
                 proc.terminate()
+            _unblock_call_queue(pool)
         pool.shutdown(wait=not kill, cancel_futures=True)
+
+
+def _unblock_call_queue(pool: ProcessPoolExecutor) -> None:
+    """After the workers are killed, nothing reads the pool's call queue any more: a feeder thread in the
+    middle of writing a piece to it would block for ever, and the interpreter's exit joins that thread (seen:
+    `sew` hung after Ctrl-C with `Queue._finalize_join` waiting on `QueueFeederThread` in `send_bytes`).
+    Do what CPython does when it finds a worker dead (gh-94777): close the queue's reading end, so the write
+    fails, and do not join the feeder at exit. Private attributes: guarded, best effort."""
+    queue = getattr(pool, "_call_queue", None)
+    if queue is None:
+        return
+    with suppress(Exception):
+        queue.cancel_join_thread()
+    with suppress(Exception):
+        queue._reader.close()
 
 
 class BeamDecoder:

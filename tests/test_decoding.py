@@ -417,3 +417,27 @@ def test_beam_worker_death_is_one_decoder_error_and_the_next_input_works():
 def test_beam_workers_must_not_be_negative():
     with pytest.raises(errors.DecoderError, match="beam workers"):
         build_decoder(EN_VOCAB, DecodeOptions(kind="beam", workers=-1))
+
+
+UNBLOCK_SCRIPT = """
+import multiprocessing, sys, time
+from types import SimpleNamespace
+from sewcli.decoding import _unblock_call_queue
+if __name__ == "__main__":
+    q = multiprocessing.get_context("spawn").Queue()
+    q.put(b"x" * 10_000_000)  # more than a pipe holds and no reader: the feeder thread blocks in send
+    time.sleep(0.5)
+    if sys.argv[1] == "unblock":
+        _unblock_call_queue(SimpleNamespace(_call_queue=q))
+    print("exiting", flush=True)
+"""
+
+
+def test_killed_workers_call_queue_does_not_hang_the_exit(tmp_path):
+    """Once the workers are killed nothing reads the call queue; a feeder stuck writing a piece to it made
+    the interpreter's exit hang (seen in CI after Ctrl-C). `_unblock_call_queue` lets the process exit.
+    (Run with "leave" instead of "unblock", the same script hangs at exit on CPython 3.11.)"""
+    script = tmp_path / "q.py"
+    script.write_text(UNBLOCK_SCRIPT, encoding="utf-8")
+    out = subprocess.run([sys.executable, str(script), "unblock"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "exiting", out.stderr
