@@ -456,26 +456,21 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
     def given(**values: object) -> dict[str, object]:
         return {k: v for k, v in values.items() if v is not None}
 
-    beam = kw["decoder"] is not Decoder.greedy  # auto may become beam once the model is known
-    if not beam and (
+    beam_settings = (
         kw["lm"] is not None
-        or kw["no_lm"]
         or kw["hotwords"]
         or kw["beam_width"] is not None
         or kw["beam_workers"] is not None
-    ):
+    )
+    beam = kw["decoder"] is not Decoder.greedy  # auto may become beam once the model is known
+    if not beam and (beam_settings or kw["no_lm"]):
         raise UsageError(
             "--lm, --no-lm, --hotword, --beam-width and --beam-workers need --decoder beam or auto"
         )
     if kw["lm"] is not None and kw["no_lm"]:
         raise UsageError("--lm and --no-lm contradict each other")
     kind = kw["decoder"].value  # type: ignore[attr-defined]
-    if kind == "auto" and (
-        kw["lm"] is not None
-        or kw["hotwords"]
-        or kw["beam_width"] is not None
-        or kw["beam_workers"] is not None
-    ):
+    if kind == "auto" and beam_settings:
         kind = "beam"  # beam settings given: the user wants a beam search, LM or not
     decode = decoding.DecodeOptions(
         kind=kind,

@@ -729,11 +729,14 @@ def _load_lm(options: DecodeOptions) -> Any:
 @contextmanager
 def _stderr_silenced() -> Iterator[None]:
     """Point file descriptor 2 at /dev/null for the duration (C++ libraries write there directly)."""
+    saved = devnull = -1
     try:
         sys.stderr.flush()
         saved = os.dup(2)
         devnull = os.open(os.devnull, os.O_WRONLY)
-    except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to silence
+    except (OSError, ValueError, AttributeError):  # no usable stderr (or no /dev/null): leave it be
+        if saved >= 0:
+            os.close(saved)
         yield
         return
     try:
