@@ -268,12 +268,18 @@ def test_the_embedded_model_ships_its_language_model():
     assert lm.score(lm.get_start_state(), "THE")[0] > lm.score(lm.get_start_state(), "XYZZY")[0]
 
 
-def test_kenlm_and_the_python_reader_agree(tmp_path):
+@pytest.fixture
+def both_readers(tmp_path):
+    """(our ArpaModel, kenlm.Model) on the same Kneser-Ney 3-gram ARPA file; skips without kenlm."""
     kenlm = pytest.importorskip("kenlm")
     lm = load_recipe_lm()
     logp, logbo = lm.estimate([s.split() for s in SENTENCES], 3)
     lm.write_arpa(tmp_path / "kn.arpa", logp, logbo)
-    ours, theirs = ArpaModel(tmp_path / "kn.arpa"), kenlm.Model(str(tmp_path / "kn.arpa"))
+    return ArpaModel(tmp_path / "kn.arpa"), kenlm.Model(str(tmp_path / "kn.arpa"))
+
+
+def test_kenlm_and_the_python_reader_agree(both_readers):
+    ours, theirs = both_readers
     for sentence in SENTENCES + ["THE MAT SAT ON A DOG", "ZEBRA CAT", "A A A A"]:
         state, total = ours.start(True), 0.0
         for w in [*sentence.split(), "</s>"]:
@@ -282,13 +288,11 @@ def test_kenlm_and_the_python_reader_agree(tmp_path):
         assert total == pytest.approx(theirs.score(sentence, bos=True, eos=True), abs=1e-4), sentence
 
 
-def test_kenlm_and_the_python_reader_agree_word_by_word(tmp_path):
+def test_kenlm_and_the_python_reader_agree_word_by_word(both_readers):
     """Every (two-word context, word) pair, OOV words and sentence starts included, to float32 rounding."""
-    kenlm = pytest.importorskip("kenlm")
-    lm = load_recipe_lm()
-    logp, logbo = lm.estimate([s.split() for s in SENTENCES], 3)
-    lm.write_arpa(tmp_path / "kn.arpa", logp, logbo)
-    ours, theirs = ArpaModel(tmp_path / "kn.arpa"), kenlm.Model(str(tmp_path / "kn.arpa"))
+    import kenlm
+
+    ours, theirs = both_readers
     words = sorted(ours.unigrams) + ["</s>", "ZEBRA"]
     for ctx in itertools.product(["<s>", *words], repeat=2):
         state, our_state = kenlm.State(), ours.start(False)
