@@ -636,11 +636,24 @@ def models_info(
         ]
         if status.directory is not None:
             rows.append(("checkpoint", _checkpoint_summary(status.directory)))
+            rows.append(("language model", _lm_summary(status.directory)))
         width = max(len(k) for k, _ in rows)
         sys.stdout.write("".join(f"{k:<{width}}  {v}\n" for k, v in rows))
         return EXIT_OK
 
     raise typer.Exit(_guarded(body, False))
+
+
+def _lm_summary(directory: Path) -> str:
+    """The model's own language_model/ (used by the default decoder), or that there is none."""
+    lm_dir = directory / "language_model"
+    if not lm_dir.is_dir():
+        return "none (the default decoder is greedy)"
+    from sewcli.decoding import LM_FILE_SUFFIXES
+
+    lm_files = sorted(p for p in lm_dir.iterdir() if p.name.lower().endswith(LM_FILE_SUFFIXES))
+    listed = ", ".join(f"{p.name} ({_mb(p.stat().st_size)})" for p in lm_files) or "no LM file"
+    return f"language_model/{' ' if lm_files else ': '}{listed}; the default decoder is beam search with it"
 
 
 def _checkpoint_summary(directory: Path) -> str:

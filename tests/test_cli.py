@@ -521,3 +521,16 @@ def test_openmp_threads_spin_briefly_unless_the_user_chose(
     monkeypatch.setattr(cli.sys, "modules", modules)
     cli._short_openmp_spin()
     assert os.environ.get("GOMP_SPINCOUNT") == expected
+
+
+def test_models_info_shows_the_language_model(clean_env: dict[str, str]) -> None:
+    result = sew("models", "info", "sew-synth-en")
+    assert result.exit_code == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("language model"))
+    assert "lm.arpa.gz (2." in line and "beam search" in line
+
+
+def test_models_info_without_a_language_model(tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
+    result = sew("models", "info", str(tiny_sew_dir))
+    assert result.exit_code == 0, result.stderr
+    assert "language model  none (the default decoder is greedy)" in result.stdout
