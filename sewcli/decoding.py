@@ -24,6 +24,7 @@ vocabulary tokens by longest match).
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import os
@@ -42,6 +43,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from sewcli import errors, records
+
+log = logging.getLogger(__name__)
 
 # "auto": beam search when there is a language model (the model's own, or lm_path) or hotwords, else greedy.
 DecoderKind = Literal["auto", "greedy", "beam"]
@@ -421,6 +424,9 @@ def _worker_start(labels: list[str], hotwords: tuple[str, ...], options: DecodeO
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # started with both blocked (see _BeamWorkers.submit)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    quiet = logging.getLogger("sewcli")  # the main process already said what loading the LM had to say
+    quiet.handlers[:] = [logging.NullHandler()]
+    quiet.propagate = False
     _worker_search = _PieceSearch(labels, hotwords, options)
 
 
@@ -653,6 +659,7 @@ def _build_pyctcdecode(labels: list[str], options: DecodeOptions) -> Any:
 
 
 LM_FILE_SUFFIXES = (".arpa", ".arpa.gz", ".bin", ".binary")
+LARGE_ARPA_BYTES = 100_000_000  # above this (on disk), reading it without KenLM earns a warning
 
 
 def bundled_lm(model_dir: Path) -> Path | None:
@@ -722,6 +729,14 @@ def _load_lm(options: DecodeOptions) -> Any:
                     "(pip install 'sewcli[lm]'), or give the .arpa file"
                 ) from None
     if kenlm_mod is None:
+        size = model_file.stat().st_size
+        if size > LARGE_ARPA_BYTES:
+            log.warning(
+                "language model %s: %.0f MB of ARPA read in Python is slow and takes much memory; "
+                "pip install 'sewcli[lm]' (KenLM) reads it faster",
+                model_file,
+                size / 1e6,
+            )
         return lm.ngram_language_model(lm.ArpaModel(model_file), params, unigrams)
     return _kenlm_language_model(kenlm_mod, model_file, params, unigrams)
 

@@ -318,3 +318,14 @@ def test_kenlm_loading_prints_nothing(tmp_path, capfd):
     )
     out, err = capfd.readouterr()
     assert out == "" and "Reading" not in err and "****" not in err, err
+
+
+def test_large_arpa_without_kenlm_warns(tmp_path, monkeypatch, caplog):
+    import sewcli.decoding as decoding
+
+    monkeypatch.setitem(sys.modules, "kenlm", None)
+    monkeypatch.setattr(decoding, "LARGE_ARPA_BYTES", 100)
+    path = write_arpa(tmp_path / "big.arpa", "CAT", "KAT")
+    with caplog.at_level("WARNING", logger="sewcli.decoding"):
+        build_decoder(EN_VOCAB, DecodeOptions(kind="beam", lm_path=str(path)))
+    assert "big.arpa" in caplog.text and "pip install 'sewcli[lm]'" in caplog.text
