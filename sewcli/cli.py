@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -162,6 +162,9 @@ class TranscribeRequest:
     output: OutputOptions
     quiet: bool = False
     verbose: bool = False
+    # --chunk-length and --chunk-overlap as given (None: not given). Without a length, a registry entry's
+    # chunk_length replaces the chunking stage's default window once the model is known.
+    chunk_given: tuple[float | None, float | None] = (None, None)
 
 
 class _Terminated(BaseException):
@@ -213,9 +216,10 @@ def _signals() -> Iterator[None]:
         yield
 
 
-def _load(request: TranscribeRequest) -> tuple[object, object]:
-    """Resolve, fetch and load the model and build the decoder (torch is imported here)."""
-    from sewcli import decoding, hub, inference
+def _load(request: TranscribeRequest) -> tuple[object, object, PipelineOptions]:
+    """Resolve, fetch and load the model, build the decoder, and settle the options that depend on the model
+    (its own language model, its preferred window). torch is imported here."""
+    from sewcli import chunking, decoding, hub, inference
 
     reg = registry_mod.load_registry(request.registry)
     spec = registry_mod.resolve(request.model, reg, request.revision)
@@ -226,7 +230,18 @@ def _load(request: TranscribeRequest) -> tuple[object, object]:
     if options.lm_path is not None:
         log.info("language model %s", options.lm_path)
     decoder = decoding.build_decoder(model.vocab, options)
-    return model, decoder
+    pipeline = replace(request.pipeline, decode=options)
+    length, overlap = request.chunk_given
+    if length is None and spec.chunk_length is not None:
+        window = spec.chunk_length
+        pipeline = replace(
+            pipeline,
+            chunk=chunking.ChunkOptions(
+                chunk_seconds=window, overlap_seconds=window / 10 if overlap is None else overlap
+            ),
+        )
+        log.info("windows of %g s (the registry's chunk_length for %s)", window, spec.name)
+    return model, decoder, pipeline
 
 
 def run_transcribe(request: TranscribeRequest) -> int:
@@ -236,17 +251,17 @@ def run_transcribe(request: TranscribeRequest) -> int:
     with progress(not request.quiet and sys.stderr.isatty()) as start:
 
         def work(job: Job, loaded: object) -> tuple[dict[str, Render], float]:
-            model, decoder = loaded  # type: ignore[misc]
-            transcript = _transcribe_one(job, model, decoder, request.pipeline, start(job.display))
+            model, decoder, options = loaded  # type: ignore[misc]
+            transcript = _transcribe_one(job, model, decoder, options, start(job.display))
             renders = {fmt: render_transcript(transcript, fmt) for fmt in request.output.formats}
             return renders, transcript.duration
 
         decoders: list[object] = []
 
-        def load() -> tuple[object, object]:
-            model, decoder = _load(request)
+        def load() -> tuple[object, object, PipelineOptions]:
+            model, decoder, options = _load(request)
             decoders.append(decoder)
-            return model, decoder
+            return model, decoder, options
 
         try:
             return run_inputs(
@@ -366,7 +381,10 @@ def transcribe(
         ),
     ] = None,
     chunk_length: Annotated[
-        float | None, typer.Option("--chunk-length", help="Seconds per model window.", show_default="30")
+        float | None,
+        typer.Option(
+            "--chunk-length", help="Seconds per model window.", show_default="the model's (registry), else 30"
+        ),
     ] = None,
     chunk_overlap: Annotated[
         float | None,
@@ -440,6 +458,7 @@ def transcribe(
             ),
             quiet=quiet,
             verbose=verbose,
+            chunk_given=(chunk_length, chunk_overlap),
         )
     except SewError as e:
         error(None, str(e))
@@ -625,6 +644,12 @@ def models_info(
             ("parameters", size if size != "-" else "unknown"),
             ("license", spec.license or "unknown"),
             ("description", spec.description or "-"),
+            (
+                "window",
+                f"{spec.chunk_length:g} s, overlap {spec.chunk_length / 10:g} s (registry)"
+                if spec.chunk_length
+                else "30 s, overlap 3 s (default)",
+            ),
             (
                 "available",
                 f"{status.directory} ({_mb(status.size_bytes)})"

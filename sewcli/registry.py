@@ -35,6 +35,7 @@ _KEYS = {
     "params",
     "license",
     "description",
+    "chunk_length",
 }
 
 
@@ -53,6 +54,9 @@ class ModelSpec:
     params: float | None = None  # millions
     license: str | None = None
     description: str = ""
+    # Seconds per model window when the command line gives none (overlap: a tenth of it); None: the
+    # chunking stage's default. For models trained on short utterances, which do better on short windows.
+    chunk_length: float | None = None
 
     @property
     def is_local(self) -> bool:
@@ -124,6 +128,14 @@ def _entry(path: Path, name: str, table: object, base: ModelSpec | None) -> Mode
         not isinstance(table["params"], (int, float)) or isinstance(table["params"], bool)
     ):
         raise RegistryError(f"{where}: params must be a number (millions), got {table['params']!r}")
+    if "chunk_length" in table and (
+        not isinstance(table["chunk_length"], (int, float))
+        or isinstance(table["chunk_length"], bool)
+        or not 1 <= table["chunk_length"] <= 600
+    ):
+        raise RegistryError(
+            f"{where}: chunk_length must be a number of seconds in [1, 600], got {table['chunk_length']!r}"
+        )
     if "arch" in table and table["arch"] not in ARCHES:
         raise RegistryError(f"{where}: arch must be one of {', '.join(ARCHES)}, got {table['arch']!r}")
     if "repo" in table and not _HUB_ID.match(str(table["repo"])):
@@ -149,8 +161,9 @@ def _entry(path: Path, name: str, table: object, base: ModelSpec | None) -> Mode
         values.setdefault("subfolder", None)  # a path entry over a hub entry drops its subfolder
     elif "repo" in values:
         values["path"] = None  # a user entry that names a repo turns a local entry into a hub one
-    if "params" in values:
-        values["params"] = float(values["params"])  # type: ignore[arg-type]
+    for number in ("params", "chunk_length"):
+        if number in values:
+            values[number] = float(values[number])  # type: ignore[arg-type]
     spec = replace(base, **values) if base is not None else ModelSpec(name=name, **values)  # type: ignore[arg-type]
     if spec.repo is None and spec.path is None:
         raise RegistryError(f"{where}: needs 'repo' (a hub id) or 'path' (a checkpoint directory)")

@@ -534,3 +534,23 @@ def test_models_info_without_a_language_model(tiny_sew_dir: Path, clean_env: dic
     result = sew("models", "info", str(tiny_sew_dir))
     assert result.exit_code == 0, result.stderr
     assert "language model  none (the default decoder is greedy)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "window"),
+    [
+        ([], (10.0, 1.0)),  # the registry's chunk_length for sew-synth-en, overlap a tenth of it
+        (["--chunk-overlap", "2"], (10.0, 2.0)),  # the user's overlap is kept
+        (["--chunk-length", "20"], (20.0, 2.0)),  # the user's window wins
+    ],
+)
+def test_the_registry_window_applies_unless_the_command_line_sets_one(
+    args: list[str], window: tuple[float, float], clean_env: dict[str, str]
+) -> None:
+    with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
+        assert sew("transcribe", "x.wav", *args).exit_code == 0
+    (request,), _ = run.call_args
+    _, decoder, options = cli._load(request)
+    decoder.close()
+    assert (options.chunk.chunk_seconds, options.chunk.overlap_seconds) == window
+    assert options.decode.kind == "beam" and options.decode.lm_path.endswith("language_model")

@@ -50,6 +50,8 @@ def test_shipped_registry_has_the_required_entries() -> None:
     subfolders = {name: spec.subfolder for name, spec in reg.models.items() if spec.subfolder}
     assert subfolders == {"wav2vec2-ee": "Checkpoint"}  # its config.json and weights live in Checkpoint/
     assert reg.models["wav2vec2-ee"].source == "SpeechTek/EE-Wav2Vec2@main (Checkpoint/)"
+    windows = {name: spec.chunk_length for name, spec in reg.models.items() if spec.chunk_length}
+    assert windows == {"sew-synth-en": 10.0}  # trained on utterances of at most 10 s
 
 
 def test_resolve_registry_name_directory_and_hub_id(tmp_path: Path) -> None:
@@ -150,6 +152,9 @@ def test_user_config_dir_is_read(tmp_path: Path) -> None:
         ('[models.x]\nrepo = "a/b"\nsample_rate = "16k"\n', "sample_rate must be a positive integer"),
         ('[models.x]\nrepo = "not a hub id"\n', "repo must be a hub id"),
         ('[models.x]\nrepo = "a/b"\nparams = true\n', "params must be a number"),
+        ('[models.x]\nrepo = "a/b"\nchunk_length = "10s"\n', "chunk_length must be a number of seconds"),
+        ('[models.x]\nrepo = "a/b"\nchunk_length = 0.5\n', "chunk_length must be a number of seconds"),
+        ('[models.x]\nrepo = "a/b"\nchunk_length = true\n', "chunk_length must be a number of seconds"),
         ('[models.x]\nrepo = "a/b"\nsubfolder = 1\n', "subfolder must be a string"),
         ('[models.x]\nrepo = "a/b"\nsubfolder = "a/../b"\n', "subfolder must be a relative folder"),
         ('[models.x]\nrepo = "a/b"\nsubfolder = "a\\\\b"\n', "subfolder must be a relative folder"),

@@ -1,0 +1,96 @@
+"""Long-form accuracy of the embedded model: window length x decoder on 10 minutes of held-out speech.
+
+Usage: python bench/long_form.py WORKDIR [--windows 30,20,15,10] [--decoders greedy,auto] [--threads 2]
+
+Audio: the synth-en recipe's held-out test utterances strung together with 0.3-1.2 s pauses (the file
+of bench/beam_workers.py; needs recipes/synth-en/work/corpus). Reference: the text of the utterances that
+fit whole in the 10 minutes, in order. Each row is one whole `sew transcribe` process (`--chunk-length W
+--chunk-overlap W/10`), timed, with its peak RSS; WER and CER by plain Levenshtein over the whole text.
+Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from beam_workers import CORPUS, speech_file  # noqa: E402
+
+from sewcli import bench  # noqa: E402
+
+
+def reference(seconds: float = 600.0) -> str:
+    """The text of the utterances speech_file() puts whole into its first `seconds` (same order, pauses)."""
+    rows = [
+        json.loads(line)
+        for m in sorted(CORPUS.glob("manifest.*.jsonl"))
+        for line in m.read_text().splitlines()
+        if line.strip()
+    ]
+    rng = np.random.default_rng(0)
+    total, limit, words = 0, int(seconds * 16000), []
+    for row in (r for r in rows if r["split"].startswith("test")):
+        n = sf.info(str(CORPUS / row["path"])).frames
+        pause = int(16000 * rng.uniform(0.3, 1.2))  # the same draw, in the same order, as speech_file()
+        if total + n <= limit:
+            words.append(row["text"])
+        total += n + pause
+        if total >= limit:
+            break
+    return " ".join(words)
+
+
+def error_rate(ref: list[str], hyp: list[str]) -> float:
+    """Levenshtein distance / len(ref) over tokens (words or characters)."""
+    d = list(range(len(hyp) + 1))
+    for i in range(1, len(ref) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(hyp) + 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (ref[i - 1] != hyp[j - 1]))
+    return d[-1] / max(len(ref), 1)
+
+
+def run(audio: Path, window: float, decoder: str, threads: int, out: Path) -> tuple[str, float, float]:
+    """(transcript, wall seconds, peak RSS MB) of one `sew transcribe` (sew bench's measuring wrapper)."""
+    cmd = [sys.executable, "-m", "sewcli", "transcribe", str(audio), "--quiet", "--threads", str(threads)]
+    cmd += ["--decoder", decoder, "--chunk-length", f"{window:g}", "--chunk-overlap", f"{window / 10:g}"]
+    cmd += ["--output-dir", str(out), "--overwrite"]
+    wall, rss, status = bench.run_process(cmd, env=bench.bench_env(threads))
+    if status:
+        raise SystemExit(f"{' '.join(cmd)} exited {status}")
+    return (out / f"{audio.stem}.txt").read_text(encoding="utf-8"), wall, rss
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("workdir", type=Path)
+    ap.add_argument("--windows", default="30,20,15,10")
+    ap.add_argument("--decoders", default="greedy,auto")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    if not any(CORPUS.glob("manifest.*.jsonl")):
+        print(f"needs the recipe's corpus in {CORPUS} (bash recipes/synth-en/run.sh)", file=sys.stderr)
+        return 1
+    audio = speech_file(args.workdir / "audio" / "speech-10min.wav")
+    ref = reference()
+    windows = [float(w) for w in args.windows.split(",")]
+    print("| decoder | window | WER | CER | wall s | peak RSS MB |\n|---|---|---|---|---|---|")
+    for decoder in args.decoders.split(","):
+        for window in windows:
+            text, wall, rss = run(audio, window, decoder, args.threads, args.workdir / "out")
+            hyp = " ".join(text.split())
+            wer = error_rate(ref.split(), hyp.split())
+            cer = error_rate(list(ref), list(hyp))
+            rates = f"{100 * wer:.1f} % | {100 * cer:.1f} %"
+            print(f"| {decoder} | {window:g} s | {rates} | {wall:.1f} | {rss:.0f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
