@@ -231,7 +231,10 @@ def resolve(name: str | None, registry: Registry, revision: str | None = None) -
     if spec is None:
         local = Path(os.path.expanduser(name))
         if local.is_dir():
-            spec = ModelSpec(name=name, path=local.resolve())
+            path = local.resolve()
+            # the directory of a registry entry (e.g. the embedded model's) keeps that entry's settings
+            known = [m for m in registry.models.values() if m.path is not None and m.path.resolve() == path]
+            spec = replace(known[0], name=name, path=path) if known else ModelSpec(name=name, path=path)
         elif local.is_file():  # e.g. `-m clip.wav`: say so instead of looking for a hub repo `clips/clip.wav`
             raise ModelNotFoundError(
                 f"{name}: is a file, not a checkpoint directory (give the directory holding config.json)"

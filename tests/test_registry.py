@@ -175,3 +175,14 @@ def test_malformed_user_file_is_one_line_naming_the_file(tmp_path: Path, text: s
 def test_missing_explicit_registry_file(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="registry file not found"):
         load_registry(tmp_path / "absent.toml")
+
+
+def test_a_registry_entrys_directory_keeps_its_settings(tmp_path: Path) -> None:
+    reg = load_registry(include_user_config=False)
+    embedded = reg.models["sew-synth-en"]
+    by_dir = resolve(str(embedded.path), reg)
+    assert by_dir.path == embedded.path and by_dir.name == str(embedded.path)
+    assert (by_dir.chunk_length, by_dir.language, by_dir.arch) == (10.0, "en", "sew")
+    other = tmp_path / "ckpt"
+    other.mkdir()
+    assert resolve(str(other), reg).chunk_length is None  # any other directory: no registry settings
