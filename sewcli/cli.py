@@ -700,6 +700,10 @@ def models_download(
     name: Annotated[str, typer.Argument(help="Registry name or hub id.")],
     revision: RevisionOpt = None,
     registry: RegistryOpt = None,
+    with_lm: Annotated[
+        bool,
+        typer.Option("--with-lm", help="Also fetch the repository's language_model/ (used by beam search)."),
+    ] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Download (or refresh) a hub model into the Hugging Face cache; prints its directory."""
@@ -711,7 +715,7 @@ def models_download(
         spec = registry_mod.resolve(name, registry_mod.load_registry(registry), revision)
         if spec.is_local:
             raise DownloadError(f"{spec.name}: is a local model ({spec.path}); nothing to download")
-        sys.stdout.write(f"{hub.download(spec)}\n")
+        sys.stdout.write(f"{hub.download(spec, with_lm=with_lm)}\n")
         return EXIT_OK
 
     raise typer.Exit(_guarded(body, verbose))

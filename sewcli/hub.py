@@ -105,8 +105,12 @@ def _how_to_get(spec: ModelSpec) -> str:
     )
 
 
-def download(spec: ModelSpec) -> Path:
-    """Download (or refresh) the files of a hub model into the cache and return the snapshot directory."""
+def download(spec: ModelSpec, with_lm: bool = False) -> Path:
+    """Download (or refresh) the files of a hub model into the cache and return the snapshot directory.
+
+    with_lm: also fetch the repository's `language_model/` (pyctcdecode/HF layout; often hundreds of MB),
+    which `sew transcribe` then uses for its default beam search.
+    """
     if spec.repo is None:
         raise DownloadError(f"{spec.name}: is a local model ({spec.path}); nothing to download")
     if offline():
@@ -129,6 +133,11 @@ def download(spec: ModelSpec) -> Path:
         if "config.json" not in files:
             raise DownloadError(f"{spec.name}: {spec.source} has no config.json")
         wanted = [prefix + f for f in METADATA_FILES if f in files] + [prefix + weights]
+        if with_lm:
+            lm_files = sorted(f for f in files if f.startswith("language_model/"))
+            if not lm_files:
+                raise DownloadError(f"{spec.name}: {spec.source} has no language_model/ folder")
+            wanted += [prefix + f for f in lm_files]
         log.info("downloading %s (%s) into %s", spec.source, ", ".join(wanted), cache_dir())
         path = snapshot_download(
             spec.repo, revision=spec.revision, allow_patterns=wanted, cache_dir=str(cache_dir())

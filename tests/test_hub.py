@@ -196,3 +196,40 @@ def test_download_of_a_subfolder_model(hf_cache: Path, monkeypatch: pytest.Monke
         "Checkpoint/vocab.json",
         "Checkpoint/pytorch_model.bin",
     ]
+
+
+@pytest.mark.parametrize("has_lm", [True, False])
+def test_download_with_lm_adds_the_language_model_folder(
+    hf_cache: Path, monkeypatch: pytest.MonkeyPatch, has_lm: bool
+) -> None:
+    """--with-lm: the repository's language_model/ files come too (pyctcdecode/HF layout), or one error."""
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    calls: dict[str, object] = {}
+    lm_files = ["language_model/5gram.bin", "language_model/attrs.json", "language_model/unigrams.txt"]
+
+    class FakeApi:
+        def list_repo_files(self, repo: str, revision: str) -> list[str]:
+            return ["config.json", "vocab.json", "model.safetensors", *(lm_files if has_lm else [])]
+
+    def fake_snapshot(repo: str, **kwargs: object) -> str:
+        calls["snapshot"] = kwargs
+        return str(hf_cache / "snap")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    spec = ModelSpec(name="lm", repo="org/wav2vec2-with-lm")
+    if not has_lm:
+        with pytest.raises(DownloadError, match="org/wav2vec2-with-lm@main has no language_model/"):
+            hub.download(spec, with_lm=True)
+        return
+    hub.download(spec, with_lm=True)
+    assert calls["snapshot"]["allow_patterns"] == [  # type: ignore[index]
+        "config.json",
+        "vocab.json",
+        "model.safetensors",
+        *lm_files,
+    ]
+    hub.download(spec)  # without the flag: the model files only
+    assert "language_model/5gram.bin" not in calls["snapshot"]["allow_patterns"]  # type: ignore[index]
