@@ -1,4 +1,4 @@
-"""Whole processes only: transformers ASR pipeline vs `sew transcribe`: fp32, int8, default and 20 s windows.
+"""Whole processes: transformers ASR pipeline vs `sew transcribe`: fp32, int8; default, 20 s and 10 s windows.
 
 Usage: python bench/pipeline_rerun.py WORKDIR [REPEATS]   (WORKDIR as given to `sew bench --workdir`; the
 SEW-tiny checkpoint and the 10-minute file are created there if missing). Prints a markdown table and writes
@@ -31,6 +31,10 @@ def main() -> int:
     matched = ["--chunk-length", "20", "--chunk-overlap", "1"]
     for precision in ("fp32", "int8"):
         cmds[f"sew {precision} 20 s windows"] = bench.sew_command([audio], model, out, 2, precision) + matched
+    # shorter windows: less attention per audio second (the embedded model's registry window is 10 s)
+    short = ["--chunk-length", "10", "--chunk-overlap", "0.5"]
+    for precision in ("fp32", "int8"):
+        cmds[f"sew {precision} 10 s windows"] = bench.sew_command([audio], model, out, 2, precision) + short
     load0 = bench.load_average()
     rows = bench.process_bench("sew-tiny 10 min", cmds, 600.0, opts, repeats)
     data = {
