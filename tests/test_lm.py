@@ -251,6 +251,16 @@ def test_bundled_lm_is_used_by_beam_search_only_unless_switched_off(tmp_path):
     given = DecodeOptions(kind="beam", lm_path="other.arpa")
     assert with_bundled_lm(given, tmp_path).lm_path == "other.arpa"
     assert with_bundled_lm(beam_opts, tmp_path / "nowhere").lm_path is None
+    # "auto" (the default): beam with the model's LM when it has one, else greedy unless beam is implied
+    auto = DecodeOptions()
+    assert auto.kind == "auto"
+    assert (with_bundled_lm(auto, tmp_path).kind, with_bundled_lm(auto, tmp_path).lm_path) == (
+        "beam",
+        str(tmp_path / "language_model"),
+    )
+    assert with_bundled_lm(auto, tmp_path / "nowhere").kind == "greedy"
+    assert with_bundled_lm(DecodeOptions(bundled_lm=False), tmp_path).kind == "greedy"  # --no-lm
+    assert with_bundled_lm(DecodeOptions(hotwords=("cat",)), tmp_path / "nowhere").kind == "beam"
 
 
 def test_the_embedded_model_ships_its_language_model():
