@@ -109,6 +109,17 @@ def test_transformers_greedy_text_equals_ours(ours: dict[Path, str]) -> None:
         text = proc.batch_decode(ids)[0]
         assert text == ours[path], path.name
         assert text, f"{path.name}: transformers decoded nothing"
+    # and the command itself, greedy (its default adds the shipped language model: not transformers' decoding)
+    paths = [p for p, _ in _examples()]
+    res = subprocess.run(
+        [sys.executable, "-m", "sewcli", "transcribe", *map(str, paths), "--decoder", "greedy", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    printed = [line for line in res.stdout.splitlines() if not line.startswith("==> ")]
+    assert printed == [ours[p] for p in paths]
 
 
 def test_examples_are_recognised(ours: dict[Path, str], ours_default: dict[Path, str]) -> None:
