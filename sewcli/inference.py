@@ -21,9 +21,9 @@ import torch
 from sewcli.checkpoint import normalize_waveform
 from sewcli.errors import UsageError
 from sewcli.inference_options import DEVICES, PRECISION_NAMES, InferenceOptions
+from sewcli.records import Emissions, FloatArray, Vocabulary, Window
 
 __all__ = ["DEVICES", "PRECISIONS", "InferenceOptions", "LoadedModel", "emissions", "load", "resolve_device"]
-from sewcli.records import Emissions, FloatArray, Vocabulary, Window
 
 log = logging.getLogger(__name__)
 
