@@ -5,8 +5,8 @@ Usage: python bench/long_form.py WORKDIR [--windows 30,20,15,10] [--decoders gre
 Audio: the synth-en recipe's held-out test utterances strung together with 0.3-1.2 s pauses (the file
 of bench/beam_workers.py; needs recipes/synth-en/work/corpus). Reference: the text of the utterances that
 fit whole in the 10 minutes, in order. Each row is one whole `sew transcribe` process (`--chunk-length W
---chunk-overlap W/10`), timed, with its peak RSS; WER and CER by plain Levenshtein over the whole text.
-Prints a markdown table.
+--chunk-overlap W/10`), timed, with its peak RSS; WER and CER over the whole text by the recipe's
+metrics.py. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "synth-en"))
 from beam_workers import CORPUS, speech_file  # noqa: E402
+from metrics import cer, wer  # noqa: E402  # the recipe's corpus-level Levenshtein rates
 
 from sewcli import bench  # noqa: E402
 
@@ -44,16 +46,6 @@ def reference(seconds: float = 600.0) -> str:
         if total >= limit:
             break
     return " ".join(words)
-
-
-def error_rate(ref: list[str], hyp: list[str]) -> float:
-    """Levenshtein distance / len(ref) over tokens (words or characters)."""
-    d = list(range(len(hyp) + 1))
-    for i in range(1, len(ref) + 1):
-        prev, d[0] = d[0], i
-        for j in range(1, len(hyp) + 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (ref[i - 1] != hyp[j - 1]))
-    return d[-1] / max(len(ref), 1)
 
 
 def run(audio: Path, window: float, decoder: str, threads: int, out: Path) -> tuple[str, float, float]:
@@ -85,9 +77,7 @@ def main() -> int:
         for window in windows:
             text, wall, rss = run(audio, window, decoder, args.threads, args.workdir / "out")
             hyp = " ".join(text.split())
-            wer = error_rate(ref.split(), hyp.split())
-            cer = error_rate(list(ref), list(hyp))
-            rates = f"{100 * wer:.1f} % | {100 * cer:.1f} %"
+            rates = f"{100 * wer([ref], [hyp]):.1f} % | {100 * cer([ref], [hyp]):.1f} %"
             print(f"| {decoder} | {window:g} s | {rates} | {wall:.1f} | {rss:.0f} |", flush=True)
     return 0
 
