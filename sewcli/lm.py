@@ -8,14 +8,25 @@ probabilities with back-off, <unk> for words the model does not know, <s> and </
 `NgramLanguageModel` is pyctcdecode's LanguageModel with this reader in place of kenlm.Model: the same
 shallow-fusion score (alpha * ln p + beta per word), the same penalty for partial and whole words outside the
 unigram list, so results match pyctcdecode + KenLM on the same ARPA file.
+
+Parsing ARPA text in Python takes ~0.8 s for the embedded model's 2.5 MB LM, on every run and in every beam
+worker; so the parsed arrays are kept in a cache (`$SEW_CACHE_DIR`, else `$XDG_CACHE_HOME/sew`, else
+`~/.cache/sew`; `SEW_CACHE_DIR=` empty turns it off) under a key made of the file's real path, size and
+modification time, and read back in milliseconds. The cache holds plain arrays (`.npz`, read with
+allow_pickle=False); a cache that cannot be written or read is skipped, never an error.
 """
 
 from __future__ import annotations
 
 import bisect
 import gzip
+import hashlib
 import json
+import logging
 import math
+import os
+import tempfile
+import zipfile
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +36,21 @@ import numpy as np
 
 from sewcli import errors
 
+log = logging.getLogger(__name__)
+
 LOG10_TO_LN = math.log(10.0)  # pyctcdecode's LOG_BASE_CHANGE_FACTOR
 AVG_TOKEN_LEN = 6  # pyctcdecode's constant: partial words longer than this are penalised proportionally
 State = tuple[int, ...]  # ids of the last (order - 1) words
+CACHE_FORMAT = 1  # bump when the arrays' meaning changes: old cache files are then ignored
+
+
+def cache_root() -> Path | None:
+    """Where sew keeps derived files (parsed language models); None when caching is turned off."""
+    env = os.environ.get("SEW_CACHE_DIR")
+    if env is not None:
+        return Path(env).expanduser() if env else None
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "sew"
 
 
 class ArpaModel:
@@ -108,14 +131,68 @@ class ArpaModel:
         return h - (1 << 64) if h >= 1 << 63 else h
 
     def _read(self) -> None:
-        opener: Any = gzip.open if self.path.suffix == ".gz" else open
         try:
+            cached = self._cache_file()
+            if cached is not None and self._load_cache(cached):
+                return
+            opener: Any = gzip.open if self.path.suffix == ".gz" else open
             with opener(self.path, "rt", encoding="utf-8") as f:
                 self._parse(f)
         except FileNotFoundError as e:
             raise errors.DecoderError(f"language model {self.path}: no such file") from e
         except (OSError, UnicodeDecodeError, EOFError) as e:
             raise errors.DecoderError(f"language model {self.path}: cannot read it ({e})") from e
+        if cached is not None:
+            self._save_cache(cached)
+
+    def _cache_file(self) -> Path | None:
+        """The cache entry for this file as it is now (path, size, mtime), or None when caching is off."""
+        root = cache_root()
+        if root is None:
+            return None
+        st = self.path.stat()  # FileNotFoundError: reported by _read
+        ident = f"{CACHE_FORMAT}\0{os.path.realpath(self.path)}\0{st.st_size}\0{st.st_mtime_ns}"
+        return root / "lm" / (hashlib.sha256(ident.encode()).hexdigest()[:32] + ".npz")
+
+    def _load_cache(self, cached: Path) -> bool:
+        try:
+            with np.load(cached, allow_pickle=False) as z:
+                self.order, self._bits = int(z["order"]), int(z["bits"])
+                words = bytes(z["words"]).decode("utf-8").split("\n")
+                self._keys = [z[f"keys{n}"] for n in range(1, self.order + 1)]
+                self._logp = [z[f"logp{n}"] for n in range(1, self.order + 1)]
+                self._logbo = [z[f"logbo{n}"] for n in range(1, self.order + 1)]
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # damaged: parse again
+            log.debug("language model cache %s unreadable (%s): reading %s", cached, e, self.path)
+            self.order, self._bits, self._keys, self._logp, self._logbo = 0, 0, [], [], []
+            return False
+        self._ids = {w: i for i, w in enumerate(words)}
+        return True
+
+    def _save_cache(self, cached: Path) -> None:
+        """Write the parsed arrays next to other cache entries (temp file + rename: never a partial entry)."""
+        arrays: dict[str, np.ndarray] = {
+            "order": np.array(self.order),
+            "bits": np.array(self._bits),
+            "words": np.frombuffer("\n".join(self._ids).encode("utf-8"), dtype=np.uint8),
+        }
+        for n in range(1, self.order + 1):
+            arrays[f"keys{n}"] = self._keys[n - 1]
+            arrays[f"logp{n}"] = self._logp[n - 1]
+            arrays[f"logbo{n}"] = self._logbo[n - 1]
+        tmp = None
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".tmp-", suffix=".npz")
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, cached)
+        except OSError as e:  # read-only home, full disk: the next run parses again
+            log.debug("language model cache %s not written: %s", cached, e)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
 
     def _parse(self, lines: Any) -> None:
         declared: dict[int, int] = {}

@@ -137,6 +137,14 @@ def write_audio(
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sew_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """sew's own cache (parsed language models) in a temporary directory, for subprocesses too."""
+    import os
+
+    os.environ["SEW_CACHE_DIR"] = str(tmp_path_factory.mktemp("sew-cache"))
+
+
 @pytest.fixture
 def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """No user registry, an empty offline HF cache: what a fresh machine without network looks like."""

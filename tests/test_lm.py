@@ -74,6 +74,7 @@ def test_gzip_and_hashed_keys_give_the_same_scores(arpa, tmp_path, monkeypatch):
     gz = tmp_path / "lm.arpa.gz"
     gz.write_bytes(gzip.compress(arpa.read_bytes()))
     plain, zipped = ArpaModel(arpa), ArpaModel(gz)
+    monkeypatch.setenv("SEW_CACHE_DIR", "")  # parse again, not read the cache entry of `plain`
     monkeypatch.setattr(ArpaModel, "_choose_keys", lambda self, declared: setattr(self, "_bits", 0))
     hashed = ArpaModel(arpa)
     assert plain._bits > 0 and hashed._bits == 0
@@ -129,6 +130,57 @@ def test_unreadable_lm_files_are_decoder_errors(tmp_path):
     latin.write_bytes("\\data\\\nngram 1=1\n\n\\1-grams:\n-1\tCAF\xc9\n".encode("latin-1"))
     with pytest.raises(errors.DecoderError, match="latin.arpa: cannot read it"):
         ArpaModel(latin)
+
+
+def cache_entries(root: Path) -> list[Path]:
+    return sorted((root / "lm").glob("*.npz")) if (root / "lm").is_dir() else []
+
+
+def test_parsed_models_are_cached_and_read_back_identically(arpa, tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("SEW_CACHE_DIR", str(root))
+    parsed = ArpaModel(arpa)
+    [entry] = cache_entries(root)
+    monkeypatch.setattr(ArpaModel, "_parse", lambda self, lines: pytest.fail("parsed instead of cached"))
+    cached = ArpaModel(arpa)
+    assert cached._ids == parsed._ids and (cached.order, cached._bits) == (parsed.order, parsed._bits)
+    for a, b in zip(cached._keys + cached._logp + cached._logbo, parsed._keys + parsed._logp + parsed._logbo):
+        assert a.dtype == b.dtype and (a == b).all()
+    for state in [(), parsed.start(True), ids(parsed, "THE"), ids(parsed, "CAT")]:
+        for w in ["THE", "CAT", "SAT", "</s>", "DOG"]:
+            assert cached.score(state, w) == parsed.score(state, w)
+    assert cached.unigrams == parsed.unigrams
+    assert [p.name for p in entry.parent.iterdir()] == [entry.name]  # no temporary file left
+
+
+def test_an_edited_lm_file_is_parsed_again(arpa, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEW_CACHE_DIR", str(tmp_path / "cache"))
+    assert ArpaModel(arpa).score((), "SAT")[0] == pytest.approx(-2.0)
+    arpa.write_text(ARPA.replace("-2.0\tSAT", "-2.5\tSAT"), encoding="utf-8")  # same size, new mtime
+    assert ArpaModel(arpa).score((), "SAT")[0] == pytest.approx(-2.5)
+    assert len(cache_entries(tmp_path / "cache")) == 2
+
+
+def test_a_damaged_cache_entry_is_replaced_not_an_error(arpa, tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("SEW_CACHE_DIR", str(root))
+    ArpaModel(arpa)
+    [entry] = cache_entries(root)
+    entry.write_bytes(entry.read_bytes()[:100])
+    assert ArpaModel(arpa).score((), "CAT")[0] == pytest.approx(-1.2)
+    assert ArpaModel(arpa).score((), "CAT")[0] == pytest.approx(-1.2)  # from the rewritten entry
+    assert entry.stat().st_size > 100
+
+
+def test_cache_off_or_unwritable_still_reads_the_model(arpa, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEW_CACHE_DIR", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert ArpaModel(arpa).order == 2
+    assert not (tmp_path / "xdg").exists()
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    monkeypatch.setenv("SEW_CACHE_DIR", str(blocker / "cache"))  # mkdir fails: ENOTDIR
+    assert ArpaModel(arpa).order == 2
 
 
 def load_recipe_lm():
