@@ -133,11 +133,19 @@ def download(spec: ModelSpec, with_lm: bool = False) -> Path:
         if "config.json" not in files:
             raise DownloadError(f"{spec.name}: {spec.source} has no config.json")
         wanted = [prefix + f for f in METADATA_FILES if f in files] + [prefix + weights]
+        lm_files = sorted(f for f in files if f.startswith("language_model/"))
         if with_lm:
-            lm_files = sorted(f for f in files if f.startswith("language_model/"))
             if not lm_files:
                 raise DownloadError(f"{spec.name}: {spec.source} has no language_model/ folder")
             wanted += [prefix + f for f in lm_files]
+        elif lm_files:
+            log.warning(
+                "%s: %s also has a language model (language_model/, not fetched); "
+                "`sew models download %s --with-lm` fetches it for the default beam search",
+                spec.name,
+                spec.source,
+                spec.name,
+            )
         log.info("downloading %s (%s) into %s", spec.source, ", ".join(wanted), cache_dir())
         path = snapshot_download(
             spec.repo, revision=spec.revision, allow_patterns=wanted, cache_dir=str(cache_dir())
