@@ -12,9 +12,13 @@ soundfile's (frames, channels) array (transformers once averaged the wrong axis,
 Inputs:
 - a path (str or os.PathLike; unicode, spaces, quotes and leading dashes are fine: ffmpeg gets `file:PATH`
   in an argument list, never a shell string);
-- "-" for standard input, and any non-regular file (a FIFO such as `<(cat a.wav)`): the bytes are spooled to
-  a temporary file in 1 MiB chunks (libsndfile needs to seek) and the file is deleted on close. The format
-  is always detected from the content, never from the name.
+- "-" for standard input, and any non-regular file (a FIFO such as `<(cat a.wav)`). A WAV stream (RIFF/WAVE,
+  PCM 8/16/24/32-bit or float 32/64, plain or WAVE_FORMAT_EXTENSIBLE: what `arecord`, `sox ... -t wav -` and
+  `ffmpeg ... -f wav -` write) is decoded as it arrives, in bounded memory, so transcription starts before
+  the writer finishes and a stream may be endless; its header's data size is only an upper bound (streaming
+  writers put a placeholder there). Anything else is spooled to a temporary file in 1 MiB chunks
+  (libsndfile needs to seek) and the file is deleted on close. The format is always detected from the
+  content, never from the name.
 
 Errors are `AudioError` with one line "NAME: problem" (missing, a directory, empty, unreadable, not audio,
 no samples, NaN/inf samples, a decode failure). A truncated WAV (header claims more data than present) is
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -44,7 +49,7 @@ import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Protocol
 
@@ -230,18 +235,179 @@ class _FfmpegError(AudioError):
         self.detail = detail
 
 
-class _FfmpegStream:
+_WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+# (format tag, bits per sample) -> (libsndfile's subtype name, numpy dtype of one sample, scale to [-1, 1)).
+# The scales are libsndfile's, so a streamed WAV decodes to the same floats as the same file on disk.
+_WAV_SAMPLES: dict[tuple[int, int], tuple[str, str, float]] = {
+    (_WAVE_PCM, 8): ("PCM_U8", "u1", 1 / 0x80),
+    (_WAVE_PCM, 16): ("PCM_16", "<i2", 1 / 0x8000),
+    (_WAVE_PCM, 24): ("PCM_24", "i3", 1 / 0x800000),
+    (_WAVE_PCM, 32): ("PCM_32", "<i4", 1 / 0x80000000),
+    (_WAVE_FLOAT, 32): ("FLOAT", "<f4", 1.0),
+    (_WAVE_FLOAT, 64): ("DOUBLE", "<f8", 1.0),
+}
+
+
+@dataclass(frozen=True)
+class _WavLayout:
+    """What the header of a WAV stream says, up to its data chunk."""
+
+    rate: int
+    channels: int
+    subtype: str  # libsndfile's name: PCM_16, FLOAT, ...
+    dtype: str  # numpy dtype of one sample ("i3": 24-bit little-endian, unpacked by hand)
+    scale: float
+    data_bytes: int | None  # the data chunk's declared size (an upper bound); None when it says 0
+
+    @property
+    def sample_bytes(self) -> int:
+        return 3 if self.dtype == "i3" else np.dtype(self.dtype).itemsize
+
+    def to_float(self, data: bytes, frames: int) -> FloatArray:
+        """`frames` whole frames of sample bytes -> (frames, channels) float32, libsndfile's scaling."""
+        if self.dtype == "i3":
+            b = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3)  # (samples, 3 bytes, little-endian)
+            high = b[:, 2].view(np.int8).astype(np.int32) << 16  # the sign comes with the top byte
+            x = high | (b[:, 1].astype(np.int32) << 8) | b[:, 0].astype(np.int32)
+        else:
+            x = np.frombuffer(data, dtype=self.dtype)
+        if self.dtype == "u1":
+            x = x.astype(np.int32) - 128
+        y = x.astype(np.float32)
+        if self.scale != 1.0:
+            y *= np.float32(self.scale)
+        return y.reshape(frames, self.channels)  # (frames, channels)
+
+
+class _ShortRead(Exception):
+    """The stream ended inside a WAV header."""
+
+
+def _wav_layout(read_exact: Callable[[int], bytes]) -> _WavLayout | str:
+    """Parse a RIFF/WAVE header from a stream up to the data chunk.
+
+    Returns the layout, or the reason it cannot be streamed (not RIFF/WAVE, a sample format not in
+    _WAV_SAMPLES); `read_exact` raises when the stream ends early.
+    """
+    riff = read_exact(12)
+    if riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+        return "not a RIFF/WAVE stream"
+    fmt: tuple[int, int, int, int] | None = None  # (tag, channels, rate, bits)
+    while True:
+        cid, size = struct.unpack("<4sI", read_exact(8))
+        if cid == b"data":
+            break
+        if size > 1 << 20:  # no header chunk before the data is this big: something else than we think
+            return f"a {cid!r} chunk of {size} bytes before the audio data"
+        body = read_exact(size + (size & 1))  # chunks are word-aligned
+        if cid == b"fmt " and size >= 16:
+            tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
+            if tag == _WAVE_EXTENSIBLE and size >= 40:
+                tag = struct.unpack("<H", body[24:26])[0]  # the sub-format GUID starts with the format tag
+            fmt = (tag, channels, rate, bits)
+    if fmt is None:
+        return "no format chunk before the audio data"
+    tag, channels, rate, bits = fmt
+    if (tag, bits) not in _WAV_SAMPLES or channels <= 0 or rate <= 0:
+        return f"WAV format tag 0x{tag:04x} with {bits}-bit samples"
+    subtype, dtype, scale = _WAV_SAMPLES[(tag, bits)]
+    return _WavLayout(rate, channels, subtype, dtype, scale, size or None)
+
+
+class _Recorder:
+    """A binary reader that keeps what it has read, so that a stream that is not WAV can still be spooled."""
+
+    def __init__(self, reader: IO[bytes]) -> None:
+        self.reader = reader
+        self.seen = bytearray()
+
+    def read_exact(self, n: int) -> bytes:
+        data = self.reader.read(n)
+        self.seen += data
+        if len(data) != n:
+            raise _ShortRead
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        """Replay what was recorded, then read on (the interface `_spool` needs)."""
+        if self.seen:
+            head = bytes(self.seen[:n] if n >= 0 else self.seen)
+            del self.seen[: len(head)]
+            return head
+        return self.reader.read(n)
+
+
+class _WavPipeStream:
+    """A WAV stream read from a pipe as it arrives (its header already parsed)."""
+
+    def __init__(self, reader: IO[bytes], layout: _WavLayout, name: str, source: str, block: int) -> None:
+        self._in, self._layout, self._name, self._block = reader, layout, name, block
+        self.info = AudioInfo(
+            source=source,
+            sample_rate=layout.rate,
+            channels=layout.channels,
+            frames=None,
+            format="WAV",
+            subtype=layout.subtype,
+        )
+        self.frames_read = 0
+
+    def blocks(self) -> Iterator[FloatArray]:
+        """Yield mono blocks until EOF (or the end of the declared data); AudioError if the pipe fails."""
+        layout, rate = self._layout, self._layout.rate
+        frame_bytes = layout.sample_bytes * layout.channels
+        left = layout.data_bytes
+        while left is None or left >= frame_bytes:
+            want = self._block * frame_bytes if left is None else min(self._block * frame_bytes, left)
+            try:
+                data = self._in.read(want)  # a short read only at EOF
+            except OSError as e:
+                raise AudioError(
+                    f"{self._name}: reading the input failed after {self.frames_read / rate:.2f} s: "
+                    f"{e.strerror or e}"
+                ) from e
+            n = len(data) // frame_bytes
+            if n == 0:
+                if data:
+                    logger.debug("%s: %d trailing bytes, less than one frame, ignored", self._name, len(data))
+                break
+            if left is not None:
+                left -= len(data)
+            mono = _downmix(layout.to_float(data[: n * frame_bytes], n))
+            _check_finite(mono, self._name, self.frames_read, rate)
+            self.frames_read += n
+            yield mono
+            if len(data) < want:
+                break
+        self._at_eof()
+        if self.frames_read == 0:
+            raise AudioError(f"{self._name}: contains no audio samples")
+
+    def _at_eof(self) -> None:
+        """Called once the stream has ended, before the check for no samples."""
+
+
+class _FfmpegStream(_WavPipeStream):
     """An input decoded by an `ffmpeg` subprocess into float32 WAV on a pipe (all channels; we downmix)."""
 
     def __init__(self, proc: subprocess.Popen[bytes], errlog: IO[bytes], name: str, source: str, block: int):
-        self._proc, self._err, self._name, self._block = proc, errlog, name, block
+        self._proc, self._err, self._name = proc, errlog, name
         assert proc.stdout is not None
-        self._out = proc.stdout
-        rate, channels = self._read_header()
-        self.info = AudioInfo(
-            source=source, sample_rate=rate, channels=channels, frames=None, format="FFMPEG", subtype="FLOAT"
-        )
-        self.frames_read = 0
+        out = proc.stdout
+
+        def read_exact(n: int) -> bytes:
+            data = out.read(n)
+            if len(data) != n:
+                raise self._fail("not a recognised audio format")
+            return data
+
+        layout = _wav_layout(read_exact)
+        if isinstance(layout, str):
+            raise self._fail(f"unexpected ffmpeg output: {layout}")
+        if layout.subtype != "FLOAT":
+            raise self._fail(f"unexpected ffmpeg output: {layout.subtype} samples")
+        super().__init__(out, layout, name, source, block)
+        self.info = dataclasses.replace(self.info, format="FFMPEG")
 
     def _fail(self, problem: str) -> _FfmpegError:
         """An AudioError carrying ffmpeg's last stderr line."""
@@ -249,51 +415,29 @@ class _FfmpegStream:
         detail = _ffmpeg_reason(self._err, self._proc.returncode)
         return _FfmpegError(f"{self._name}: {problem} ({detail})", detail)
 
-    def _read_exact(self, n: int) -> bytes:
-        data = self._out.read(n)
-        if len(data) != n:
-            raise self._fail("not a recognised audio format")
-        return data
-
-    def _read_header(self) -> tuple[int, int]:
-        """Parse RIFF/WAVE chunks up to "data"; return (sample_rate, channels)."""
-        riff = self._read_exact(12)
-        if riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
-            raise self._fail("not a recognised audio format")
-        rate = channels = 0
-        while True:
-            cid, size = struct.unpack("<4sI", self._read_exact(8))
-            if cid == b"data":
-                break
-            body = self._read_exact(size + (size & 1))  # chunks are word-aligned
-            if cid == b"fmt ":
-                _, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
-                if bits != 32:
-                    raise self._fail(f"unexpected ffmpeg output: {bits}-bit samples")
-        if rate <= 0 or channels <= 0:
-            raise self._fail("unexpected ffmpeg output: no format chunk")
-        return rate, channels
-
-    def blocks(self) -> Iterator[FloatArray]:
-        """Yield mono blocks until ffmpeg closes the pipe; AudioError if ffmpeg failed."""
-        channels, rate = self.info.channels, self.info.sample_rate
-        frame_bytes = 4 * channels
-        while True:
-            data = self._out.read(self._block * frame_bytes)  # a short read only at EOF
-            n = len(data) // frame_bytes
-            if n == 0:
-                break
-            frames = np.frombuffer(data[: n * frame_bytes], dtype="<f4").reshape(
-                n, channels
-            )  # (frames, channels)
-            mono = _downmix(frames.astype(np.float32, copy=False))
-            _check_finite(mono, self._name, self.frames_read, rate)
-            self.frames_read += n
-            yield mono
+    def _at_eof(self) -> None:
         if self._proc.wait() != 0:
-            raise self._fail(f"decoding failed after {self.frames_read / rate:.2f} s")
-        if self.frames_read == 0:
-            raise AudioError(f"{self._name}: contains no audio samples")
+            raise self._fail(f"decoding failed after {self.frames_read / self.info.sample_rate:.2f} s")
+
+
+def _open_pipe(
+    reader: IO[bytes], name: str, source: str, options: AudioOptions, stack: contextlib.ExitStack
+) -> AudioStream:
+    """Stream a WAV from a pipe as it arrives; spool anything else to a temporary file and open that."""
+    recorder = _Recorder(reader)
+    try:
+        layout: _WavLayout | str = _wav_layout(recorder.read_exact)
+    except _ShortRead:
+        layout = "shorter than a WAV header"
+    except OSError as e:
+        raise AudioError(f"{name}: cannot read input: {e.strerror or e}") from e
+    if isinstance(layout, _WavLayout):
+        logger.debug("%s: streaming %s WAV at %d Hz", name, layout.subtype, layout.rate)
+        return _WavPipeStream(reader, layout, name, source, options.block_frames)
+    logger.debug("%s: %s; buffering it in a temporary file", name, layout)
+    path = _spool(recorder, name)  # type: ignore[arg-type]  # has read()
+    stack.callback(os.unlink, path)
+    return _open_path(path, name, source, options, stack)
 
 
 def _sf_reason(e: BaseException) -> str:
@@ -495,19 +639,15 @@ def open_audio(source: str | os.PathLike[str], options: AudioOptions | None = No
     src = "-" if name == "<stdin>" else os.fspath(source)
     with contextlib.ExitStack() as stack:
         if src == "-":
-            path = _spool(_stdin_bytes(name), name)
-            stack.callback(os.unlink, path)
+            yield _open_pipe(_stdin_bytes(name), name, src, options, stack)
         elif _preflight(src, name):
             try:
-                pipe = open(src, "rb")  # noqa: SIM115 - closed right below
+                pipe = stack.enter_context(open(src, "rb"))  # a FIFO or a device: read it once, in order
             except OSError as e:
                 raise AudioError(f"{name}: cannot open file: {e.strerror or e}") from e
-            with pipe:
-                path = _spool(pipe, name)
-            stack.callback(os.unlink, path)
+            yield _open_pipe(pipe, name, src, options, stack)
         else:
-            path = src
-        yield _open_path(path, name, src, options, stack)
+            yield _open_path(src, name, src, options, stack)
 
 
 def probe(source: str | os.PathLike[str], options: AudioOptions | None = None) -> AudioInfo:

@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -146,7 +147,7 @@ def _fake_stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
 
 
-@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("OGG", "VORBIS")])
+@pytest.mark.parametrize("fmt,subtype", [("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("WAV", "ULAW")])
 def test_stdin_is_spooled_detected_by_content_and_deleted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, subtype: str
 ) -> None:
@@ -162,8 +163,10 @@ def test_stdin_is_spooled_detected_by_content_and_deleted(
         assert len(list(spool.iterdir())) == 1
         y = np.concatenate(list(stream.blocks()))
     assert list(spool.iterdir()) == []  # the temporary copy is gone
-    if fmt != "OGG":
+    if fmt == "FLAC":
         np.testing.assert_allclose(y, expected_mono(x), atol=2e-4)
+    elif fmt == "WAV":  # mu-law is not streamed (libsndfile decodes it from the spooled copy)
+        np.testing.assert_allclose(y, expected_mono(x), atol=0.02)
     else:
         assert len(y) == len(x)
 
@@ -216,14 +219,133 @@ def test_endless_stdin_stops_before_the_disk_is_full(tmp_path: Path, monkeypatch
     reserve = (1 << 30) // 10
     assert (200 << 20) - reserve <= written[-1] <= (200 << 20) - reserve + (8 << 20)  # at the reserve
     buf = io.BytesIO()
-    sf.write(buf, signal(16000, 1, seconds=1.0), 16000, format="WAV")
+    sf.write(buf, signal(16000, 1, seconds=1.0), 16000, format="FLAC")
     _fake_stdin(monkeypatch, buf.getvalue())
     with open_audio("-") as stream:
         assert stream.info.frames == 16000
 
 
+WAV_SUBTYPES = ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"]
+
+
+@pytest.mark.parametrize("subtype", WAV_SUBTYPES)
+@pytest.mark.parametrize("extensible", [False, True])
+def test_wav_on_stdin_streams_to_the_same_samples_as_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subtype: str, extensible: bool
+) -> None:
+    """A piped WAV is decoded as it arrives (no temporary file), to exactly libsndfile's floats."""
+    x = signal(22050, 2, seconds=1.0)
+    path = tmp_path / "a.wav"
+    sf.write(path, x, 22050, subtype=subtype, format="WAVEX" if extensible else "WAV")
+    assert (path.read_bytes()[20:22] == b"\xfe\xff") == extensible  # WAVE_FORMAT_EXTENSIBLE
+    from_file = np.concatenate(list(read_blocks(path, NO_FFMPEG)))
+    _fake_stdin(monkeypatch, path.read_bytes())
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    with open_audio("-", AudioOptions(block_frames=1000, use_ffmpeg=False)) as stream:
+        assert (stream.info.format, stream.info.subtype) == ("WAV", subtype)
+        assert (stream.info.sample_rate, stream.info.channels, stream.info.frames) == (
+            22050,
+            x.shape[1],
+            None,
+        )
+        blocks = list(stream.blocks())
+        assert list(spool.iterdir()) == []  # nothing buffered on disk
+        assert stream.frames_read == len(x)
+    assert [len(b) for b in blocks[:-1]] == [1000] * (len(blocks) - 1)
+    np.testing.assert_array_equal(np.concatenate(blocks), from_file)
+
+
+class Trickle(io.RawIOBase):
+    """A pipe that delivers a WAV header and then `frames` frames of 16-bit silence, 4 KiB at a time, and
+    records how far it was read (an endless stream when `frames` is None)."""
+
+    def __init__(self, header: bytes, frames: int | None) -> None:
+        self.header, self.left, self.read_bytes = header, None if frames is None else 2 * frames, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self.header:
+            n = min(len(b), len(self.header))
+            b[:n], self.header = self.header[:n], self.header[n:]
+        else:
+            n = min(len(b), 4096, *(() if self.left is None else (self.left,)))
+            b[:n] = bytes(n)
+            if self.left is not None:
+                self.left -= n
+        self.read_bytes += n
+        return n
+
+
+def wav_header(data_bytes: int, rate: int = 16000) -> bytes:
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, 2 * rate, 2, 16)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 0xFFFFFFFF)
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + (struct.pack("<I", data_bytes))
+    )
+
+
+def test_an_endless_wav_stream_is_read_in_bounded_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`arecord | sew transcribe -`: blocks come while the writer goes on; nothing waits for its end."""
+    pipe = Trickle(wav_header(0xFFFFFFFF), frames=None)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(pipe)))
+    gen = read_blocks("-", AudioOptions(block_frames=16000))
+    for _ in range(3):
+        assert next(gen).shape == (16000,)
+    assert pipe.read_bytes <= 44 + 3 * 32000 + 8192  # read as far as needed, not to the end
+    gen.close()
+
+
+@pytest.mark.parametrize(
+    ("declared", "sent", "expected"), [(0, 5000, 5000), (2 * 3000, 5000, 3000), (2 * 8000, 5000, 5000)]
+)
+def test_the_declared_data_size_is_an_upper_bound(
+    monkeypatch: pytest.MonkeyPatch, declared: int, sent: int, expected: int
+) -> None:
+    """0 (unknown) and a placeholder larger than the stream read to EOF; a real size stops there (a LIST
+    chunk may follow the data); a half frame at the end is dropped."""
+    pipe = Trickle(wav_header(declared), frames=sent)
+    data = b"".join(iter(lambda: pipe.read(65536), b"")) + b"\x01"  # + half a frame
+    _fake_stdin(monkeypatch, data)
+    with open_audio("-", NO_FFMPEG) as stream:
+        assert sum(len(b) for b in stream.blocks()) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (wav_header(100)[:30], "error in WAV file"),  # ends in the header: spooled, libsndfile refuses it
+        (wav_header(0), "contains no audio samples"),
+    ],
+)
+def test_broken_wav_streams_are_one_line(monkeypatch: pytest.MonkeyPatch, data: bytes, message: str) -> None:
+    _fake_stdin(monkeypatch, data)
+    with pytest.raises(AudioError, match=f"^<stdin>: {message}"):
+        with open_audio("-", NO_FFMPEG) as stream:
+            list(stream.blocks())
+
+
+def test_nan_in_a_wav_stream_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = signal(16000, 1, seconds=1.0)
+    x[8000] = np.nan
+    buf = io.BytesIO()
+    sf.write(buf, x, 16000, format="WAV", subtype="FLOAT")
+    _fake_stdin(monkeypatch, buf.getvalue())
+    with pytest.raises(AudioError, match=r"^<stdin>: contains NaN or infinite samples \(first at 0.500 s\)"):
+        with open_audio("-", NO_FFMPEG) as stream:
+            list(stream.blocks())
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
-def test_fifo_path_is_spooled(tmp_path: Path) -> None:
+def test_fifo_path_is_streamed(tmp_path: Path) -> None:
     x = signal(16000, 1)
     buf = io.BytesIO()
     sf.write(buf, x, 16000, format="WAV", subtype="FLOAT")
@@ -234,6 +356,22 @@ def test_fifo_path_is_spooled(tmp_path: Path) -> None:
     y, info, _ = decode(fifo)
     writer.join(timeout=10)
     np.testing.assert_allclose(y, x[:, 0], atol=1e-7)
+    assert (info.format, info.frames) == ("WAV", None)  # streamed, not spooled
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_path_that_is_not_wav_is_spooled(tmp_path: Path) -> None:
+    x = signal(16000, 1)
+    buf = io.BytesIO()
+    sf.write(buf, x, 16000, format="FLAC")
+    fifo = tmp_path / "pipe.flac"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(buf.getvalue()), daemon=True)
+    writer.start()
+    y, info, _ = decode(fifo)
+    writer.join(timeout=10)
+    np.testing.assert_allclose(y, x[:, 0], atol=2e-4)
+    assert (info.format, info.frames) == ("FLAC", len(x))
 
 
 ODD_NAMES = ["-leading dash.wav", 'it\'s "quoted".wav', "tëst ☃ 音声.wav", "--.wav", "a b\tc.wav"]
@@ -448,7 +586,7 @@ def test_permission_error_is_reported_even_as_root(tmp_path: Path, monkeypatch: 
 def test_early_close_deletes_the_stdin_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopping after one block still deletes the temporary copy of stdin."""
     buf = io.BytesIO()
-    sf.write(buf, signal(16000, 1, seconds=1.0), 16000, format="WAV")
+    sf.write(buf, signal(16000, 1, seconds=1.0), 16000, format="FLAC")
     _fake_stdin(monkeypatch, buf.getvalue())
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     gen = read_blocks("-", AudioOptions(block_frames=1000))
