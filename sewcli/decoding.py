@@ -32,7 +32,7 @@ import signal
 import sys
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
@@ -91,14 +91,23 @@ class DecodeResult:
     duration: float  # seconds covered by those frames
 
 
+WordsCallback = Callable[[tuple[records.Word, ...]], None]
+
+
 class CTCDecoder(Protocol):
     """Turns a stream of consecutive Emissions of one input into text and words."""
 
     kind: str  # "greedy" or "beam" (what "auto" became)
     lm_path: str | None  # the language model the beam search scores with, if any
 
-    def decode(self, emissions: Iterable[records.Emissions]) -> DecodeResult:
-        """Decode all chunks of one input (log-probs (frames, vocab) each, consecutive, no overlap)."""
+    def decode(
+        self, emissions: Iterable[records.Emissions], on_words: WordsCallback | None = None
+    ) -> DecodeResult:
+        """Decode all chunks of one input (log-probs (frames, vocab) each, consecutive, no overlap).
+
+        `on_words`, if given, receives the words in order as soon as each is final (a later chunk can no
+        longer change it); all its calls together hand over exactly the result's words.
+        """
         ...
 
     def close(self) -> None:
@@ -201,6 +210,46 @@ def _assemble(
     return text, words
 
 
+class _LiveWords:
+    """Hands a decoder's words to a callback as soon as they are final, with their offsets in the final text.
+
+    Words are final once a word break (a " " piece) follows them: pieces after the last break may still grow.
+    Each batch is assembled alone (_assemble) and its character offsets are moved by the length of the final
+    text before it, so the words equal those of assembling every piece at the end (a test checks it).
+    """
+
+    def __init__(self, callback: WordsCallback | None, lower: bool) -> None:
+        self.callback, self.lower = callback, lower
+        self.done = 0  # pieces handed over
+        self.text_len = -1  # length of the final text up to the pieces handed over; -1: no word yet
+
+    def feed(self, pieces: Sequence[_Piece], frame_seconds: float, final: bool = False) -> None:
+        if self.callback is None:
+            return
+        cut = len(pieces)
+        if not final:
+            while cut > self.done and pieces[cut - 1].text != " ":
+                cut -= 1
+            cut -= 1  # up to the break, not including it
+        if cut <= self.done:
+            return
+        batch = pieces[self.done : cut]
+        self.done = cut
+        raw = "".join(p.text for p in batch)
+        body = raw.lstrip()
+        if not body:  # only breaks: they count once a word follows
+            if self.text_len >= 0:
+                self.text_len += len(raw)
+            return
+        lead = raw[: len(raw) - len(body)]
+        base = 0 if self.text_len < 0 else self.text_len + len(lead)  # breaks are spaces: no case
+        _, words = _assemble(batch, self.lower, frame_seconds)
+        self.text_len = base + len(body.lower() if self.lower else body)
+        self.callback(
+            tuple(replace(w, char_start=w.char_start + base, char_end=w.char_end + base) for w in words)
+        )
+
+
 def _make_word(
     text: str, pieces: Sequence[_Piece], char_start: int, char_end: int, frame_seconds: float
 ) -> records.Word:
@@ -236,11 +285,14 @@ class GreedyDecoder:
     def close(self) -> None:
         """Nothing to release."""
 
-    def decode(self, emissions: Iterable[records.Emissions]) -> DecodeResult:
+    def decode(
+        self, emissions: Iterable[records.Emissions], on_words: WordsCallback | None = None
+    ) -> DecodeResult:
         """Decode a stream of chunks; the result equals decoding their concatenation.
 
         Args:
             emissions: consecutive Emissions of one input, log_probs (frames, vocab) float32.
+            on_words: receives the words as they become final (see CTCDecoder.decode).
 
         Returns:
             DecodeResult with HF-identical text and word offsets converted to seconds.
@@ -252,7 +304,9 @@ class GreedyDecoder:
         frames = 0
         next_frame = 0  # global index one past the last frame seen
         frame_seconds = 0.0
+        live = _LiveWords(on_words, self.vocab.do_lower_case)
         for em in emissions:
+            live.feed(pieces, frame_seconds)
             lp = _check_emissions(em, len(self.vocab))
             frame_seconds = em.frame_seconds
             n = lp.shape[0]
@@ -277,6 +331,7 @@ class GreedyDecoder:
                 run_id, run_start, run_peak = tok, g0 + a, peak
         if run_id >= 0:
             self._close(pieces, run_id, run_start, next_frame, run_peak)
+        live.feed(pieces, frame_seconds, final=True)
         text, words = _assemble(pieces, self.vocab.do_lower_case, frame_seconds)
         return DecodeResult(text=text, words=words, frames=frames, duration=frames * frame_seconds)
 
@@ -531,7 +586,9 @@ class BeamDecoder:
         """Stop the worker processes (if any were started)."""
         self._workers.close()
 
-    def decode(self, emissions: Iterable[records.Emissions]) -> DecodeResult:
+    def decode(
+        self, emissions: Iterable[records.Emissions], on_words: WordsCallback | None = None
+    ) -> DecodeResult:
         """Decode a stream of chunks piece by piece (pieces cut at pauses, see _BeamSplitter).
 
         With `options.workers`, the pieces of a long input are searched in worker processes while this
@@ -539,6 +596,7 @@ class BeamDecoder:
 
         Args:
             emissions: consecutive Emissions of one input, log_probs (frames, vocab) float32.
+            on_words: receives the words as they become final (see CTCDecoder.decode).
 
         Returns:
             DecodeResult; words are the beam's words, text is the words joined by one space.
@@ -556,6 +614,7 @@ class BeamDecoder:
 
         opts = self.options
         pieces: list[_Piece] = []
+        live = _LiveWords(on_words, self.vocab.do_lower_case)
         pending: deque[tuple[int, Future[list[tuple[str, int, int, float]]]]] = deque()
         it = chunks()
         first = next(it, None)
@@ -564,6 +623,7 @@ class BeamDecoder:
             while len(pending) > keep:
                 g, fut = pending.popleft()
                 _add_words(pieces, g, self._workers.result(fut))
+                live.feed(pieces, state["frame_seconds"])
 
         try:
             if first is not None:
@@ -580,6 +640,7 @@ class BeamDecoder:
                         take_results(keep=2 * opts.workers)  # bounded memory
                     else:
                         _add_words(pieces, g0, self._search(lp))
+                        live.feed(pieces, state["frame_seconds"])
                 take_results(keep=0)
         except BaseException as e:
             for _, fut in pending:
@@ -588,6 +649,7 @@ class BeamDecoder:
                 self._workers.close(kill=True)
             raise
         fs = state["frame_seconds"]
+        live.feed(pieces, fs, final=True)
         text, words = _assemble(pieces, self.vocab.do_lower_case, fs)
         return DecodeResult(text=text, words=words, frames=state["frames"], duration=state["frames"] * fs)
 

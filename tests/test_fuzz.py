@@ -257,6 +257,51 @@ def test_words_are_ordered_inside_the_audio_and_spell_the_text(
         assert a.end <= b.start + 1e-9
 
 
+LOWER_VOCAB = records.Vocabulary(
+    ("[PAD]", "|", "[UNK]", *"aİΣbc"),
+    blank_id=0,
+    unk_token="[UNK]",
+    do_lower_case=True,
+    special_tokens=frozenset({"[UNK]", "[PAD]"}),
+)
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    frames=st.integers(0, 150),
+    first=st.integers(0, 10_000),
+    kind=st.sampled_from(["greedy", "beam"]),
+    lower=st.booleans(),
+    cuts=st.lists(st.integers(0, 150), max_size=6),
+)
+def test_live_words_are_the_result_words_handed_over_in_order(
+    seed: int, frames: int, first: int, kind: str, lower: bool, cuts: list[int]
+) -> None:
+    """`--live`: what on_words receives, batch by batch, is exactly the final words (text, times, confidence,
+    offsets into the final text), whatever the chunking; with lower-casing that changes lengths, special
+    tokens and double spaces (greedy keeps them, as the HF tokenizer does)."""
+    vocab = LOWER_VOCAB if lower else EN_VOCAB
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(frames, len(vocab.tokens))) * 3.0
+    x[:, 0] += 1.0
+    x[:, 1] += 1.0  # word breaks, often two in a row
+    lp = (x - np.log(np.exp(x).sum(axis=1, keepdims=True))).astype(np.float32)
+    got: list[records.Word] = []
+    batches: list[int] = []
+
+    def take(words: tuple[records.Word, ...]) -> None:
+        assert words, "an empty batch"
+        batches.append(len(words))
+        got.extend(words)
+
+    decoder = build_decoder(vocab, DecodeOptions(kind=kind, beam_width=8, split_blank_seconds=0.04))
+    result = decoder.decode(chunked(lp, cuts, first), on_words=take)
+    assert tuple(got) == result.words
+    for w in got:
+        assert result.text[w.char_start : w.char_end] == w.text
+
+
 # ------------------------------------------------------------------------------------------------------------
 # audio: damaged files
 
