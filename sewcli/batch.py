@@ -99,7 +99,11 @@ def progress(enabled: bool) -> Iterator[Callable[[str], Callable[[float, float |
         TextColumn("{task.completed:.0f} s"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    # rich's default redirects stdout into its console, i.e. to stderr: `sew ... > out.txt` would print the
+    # transcript on the terminal and leave out.txt empty. Only when stdout is the terminal too is it
+    # redirected, so that the transcript prints above the bar instead of through it.
+    redirect = _isatty(sys.stdout)
+    with Progress(*columns, console=Console(stderr=True), transient=True, redirect_stdout=redirect) as bar:
         current: list[int] = []
 
         def start(name: str) -> Callable[[float, float | None], None]:
@@ -109,6 +113,13 @@ def progress(enabled: bool) -> Iterator[Callable[[str], Callable[[float, float |
             return lambda done, total: bar.update(current[0], completed=done, total=total)
 
         yield start
+
+
+def _isatty(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def summary(tally: Tally, wall: float, verb: str = "transcribed") -> str:

@@ -5,6 +5,7 @@ In-process (typer's CliRunner) where possible; subprocesses for stdin pipes, `| 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -386,6 +387,31 @@ def test_stdin_equals_file(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[s
     direct = sew("transcribe", str(wav), "-m", str(tiny_sew_dir), "-q")
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout.decode() == direct.stdout and len(direct.stdout.split()) > 0
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="no pseudo-terminals here")
+def test_redirected_stdout_gets_the_transcript_while_the_progress_bar_is_on_the_terminal(
+    tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
+    """`sew transcribe a.wav > out.txt` in a terminal: the progress bar (stderr is a tty) must not take
+    stdout with it (rich redirects stdout into its stderr console by default)."""
+    wav = write_audio(tmp_path / "a.wav", 2.0, seed=7)
+    expected = sew("transcribe", str(wav), "-m", str(tiny_sew_dir), "-q").stdout
+    term, tty = os.openpty()
+    try:
+        with open(tmp_path / "out.txt", "wb") as out:
+            cmd = [sys.executable, "-m", "sewcli", "transcribe", str(wav), "-m", str(tiny_sew_dir)]
+            proc = subprocess.run(cmd, stdout=out, stderr=tty, env=_env(clean_env), timeout=120)
+    finally:
+        os.close(tty)
+    shown = b""
+    with contextlib.suppress(OSError):  # EIO once the terminal's other end is closed and drained
+        while chunk := os.read(term, 65536):
+            shown += chunk
+    os.close(term)
+    assert proc.returncode == 0, shown
+    assert (tmp_path / "out.txt").read_text() == expected and expected.strip()
+    assert expected.strip().encode() not in shown and b"1 file transcribed" in shown
 
 
 def test_closed_stdout_ends_quietly(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
