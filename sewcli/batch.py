@@ -148,6 +148,11 @@ def plan_run(inputs: tuple[str, ...], out: OutputOptions) -> Plan:
     """Expand the inputs, check the stdout/format policy, and assign output paths."""
     jobs, problems, had_dir = collect_jobs(inputs, out.extensions)
     several = len(jobs) + len(problems) > 1 or had_dir
+    if out.live:
+        if out.output_dir is not None or len(out.formats) > 1 or out.formats[0] == "json":
+            raise UsageError("--live prints one format to stdout: txt, srt, vtt or tsv, without --output-dir")
+        if several:
+            raise UsageError("--live takes one input (a file, or - for stdin)")
     if out.output_dir is None and (len(out.formats) > 1 or (several and out.formats != ("txt",))):
         raise UsageError(
             "several inputs or formats need --output-dir; "
@@ -243,6 +248,8 @@ def run_inputs(
 
 def _emit(renders: dict[str, Render], job: Job, plan: Plan, i: int, out: OutputOptions, mode: int) -> None:
     """Print one input's result (stdout, first format) or write each format's file atomically."""
+    if out.live:  # printed while it was transcribed
+        return
     if out.output_dir is None:
         buf = io.StringIO()
         if plan.several:

@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -59,11 +60,12 @@ from sewcli.outputs import (
     StdoutClosed,
     render_transcript,
     signal_handlers,
+    write_stdout,
 )
 
 if TYPE_CHECKING:
     from sewcli.pipeline import PipelineOptions
-    from sewcli.records import Transcript
+    from sewcli.records import Segment, Transcript
 
 log = logging.getLogger("sewcli")
 
@@ -248,11 +250,38 @@ def run_transcribe(request: TranscribeRequest) -> int:
     """Transcribe every input of `request`; returns the exit status (see the module docstring)."""
     started = time.perf_counter()
     plan = plan_run(request.inputs, request.output)
-    with progress(not request.quiet and sys.stderr.isatty()) as start:
+    stopping = threading.Event()
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+        say("sew: interrupted: finishing what was read (Ctrl-C again to stop at once)")
+
+    # --live: the first Ctrl-C ends the input (a microphone stream has no other end) and the audio already
+    # read is still transcribed and printed; exit status 130 all the same.
+    handlers = {signal.SIGINT: on_interrupt} if request.output.live else {}
+    with signal_handlers(handlers), progress(not request.quiet and sys.stderr.isatty()) as start:
 
         def work(job: Job, loaded: object) -> tuple[dict[str, Render], float]:
             model, decoder, options = loaded  # type: ignore[misc]
-            transcript = _transcribe_one(job, model, decoder, options, start(job.display))
+            live = None
+            if request.output.live:
+                from sewcli.writers import LiveWriter
+
+                live = LiveWriter(request.output.formats[0], write_stdout)
+            transcript = _transcribe_one(
+                job,
+                model,
+                decoder,
+                options,
+                start(job.display),
+                None if live is None else live.segment,
+                stopping.is_set if live is not None else None,
+            )
+            if live is not None:
+                live.finish()
+                return {}, transcript.duration
             renders = {fmt: render_transcript(transcript, fmt) for fmt in request.output.formats}
             return renders, transcript.duration
 
@@ -264,7 +293,7 @@ def run_transcribe(request: TranscribeRequest) -> int:
             return model, decoder, options
 
         try:
-            return run_inputs(
+            status = run_inputs(
                 plan,
                 request.output,
                 load=load,
@@ -273,6 +302,7 @@ def run_transcribe(request: TranscribeRequest) -> int:
                 verbose=request.verbose,
                 started=started,
             )
+            return EXIT_SIGINT if stopping.is_set() else status
         finally:
             for decoder in decoders:
                 decoder.close()  # type: ignore[attr-defined]  # beam-search worker processes
@@ -284,6 +314,8 @@ def _transcribe_one(
     decoder: object,
     options: PipelineOptions,
     update: Callable[[float, float | None], None],
+    on_segment: Callable[[Segment], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Transcript:
     from sewcli import pipeline
 
@@ -293,6 +325,8 @@ def _transcribe_one(
         decoder,  # type: ignore[arg-type]
         options,
         progress=update,
+        on_segment=on_segment,
+        stop=stop,
     )
 
 
@@ -416,6 +450,14 @@ def transcribe(
             show_default="0.9",
         ),
     ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Print each segment as soon as it is final (one input to stdout; txt: a line per "
+            "segment), e.g. from a microphone: `arecord -f S16_LE -r 16000 | sew transcribe - --live`.",
+        ),
+    ] = False,
     revision: RevisionOpt = None,
     registry: RegistryOpt = None,
     quiet: QuietOpt = False,
@@ -455,6 +497,7 @@ def transcribe(
                 skip_existing=skip_existing,
                 overwrite=overwrite,
                 extensions=tuple(ext) if ext else AUDIO_EXTENSIONS,
+                live=live,
             ),
             quiet=quiet,
             verbose=verbose,

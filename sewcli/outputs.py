@@ -62,6 +62,7 @@ class OutputOptions:
     skip_existing: bool = False
     overwrite: bool = False
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS
+    live: bool = False  # print each segment as soon as it is final (one input, stdout, txt/srt/vtt/tsv)
 
 
 @dataclass(frozen=True)

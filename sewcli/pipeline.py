@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from sewcli import audio, chunking, decoding, resample, segmenting
 from sewcli.inference_options import InferenceOptions
-from sewcli.records import Emissions, Transcript
+from sewcli.records import Emissions, FloatArray, Segment, Transcript
 
 if TYPE_CHECKING:
     from sewcli import inference
@@ -45,12 +45,22 @@ def _report(
         yield em
 
 
+def _until(blocks: Iterator[FloatArray], stop: Callable[[], bool]) -> Iterator[FloatArray]:
+    """Pass blocks through until `stop()` says so (checked after each block, so none read is dropped)."""
+    for block in blocks:
+        yield block
+        if stop():
+            return
+
+
 def transcribe_file(
     source: str | os.PathLike[str],
     model: inference.LoadedModel,
     decoder: decoding.CTCDecoder,
     options: PipelineOptions,
     progress: ProgressCallback | None = None,
+    on_segment: Callable[[Segment], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Transcript:
     """Transcribe one input (a path, or "-" for stdin).
 
@@ -60,6 +70,10 @@ def transcribe_file(
         decoder: built once per run for model.vocab.
         options: the per-stage options.
         progress: optional callback receiving (seconds transcribed so far, header duration or None).
+        on_segment: optional callback receiving each subtitle segment as soon as it is final, in order
+            (`--live`); together they are the returned transcript's segments.
+        stop: optional; once it returns True the input is treated as ended after the block just read, and
+            what was read is transcribed as usual (Ctrl-C in `--live`: a stream is stopped, not lost).
     Returns:
         the Transcript (text, timed words, subtitle segments); raises a SewError subclass naming the input.
     """
@@ -71,7 +85,10 @@ def transcribe_file(
         exit_counts.clear()
     with audio.open_audio(source, options.audio) as stream:
         blocks = resample.resample_blocks(
-            stream.blocks(), stream.info.sample_rate, model.sample_rate, options.resample_quality
+            stream.blocks() if stop is None else _until(stream.blocks(), stop),
+            stream.info.sample_rate,
+            model.sample_rate,
+            options.resample_quality,
         )
         windows = chunking.windows(
             blocks,
@@ -86,7 +103,12 @@ def transcribe_file(
         from sewcli import inference  # torch: only once there is audio to run
 
         emitted = inference.emissions(windows, model, options.inference)
-        result = decoder.decode(_report(emitted, progress, stream.info.duration))
+        live = None if on_segment is None else segmenting.LiveSegmenter(on_segment, options.segment)
+        result = decoder.decode(
+            _report(emitted, progress, stream.info.duration), on_words=None if live is None else live.add
+        )
+        if live is not None:
+            live.finish()
         native_seconds = stream.frames_read / stream.info.sample_rate
     words = result.words
     extra: dict[str, object] = {"decoder": decoder.kind}

@@ -10,7 +10,7 @@ Segment text is the words joined by single spaces (so "a  b" in the transcript b
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sewcli import errors, records
@@ -62,6 +62,32 @@ def segment_words(
     if cur:
         segments.append(_segment(cur))
     return tuple(segments)
+
+
+class LiveSegmenter:
+    """`segment_words` for words that arrive in batches: each segment goes to `emit` once it is closed.
+
+    A segment is closed when a later word starts the next one; the rules above look only at the open segment
+    and the new word, so the segments emitted, then those of `finish()`, are exactly `segment_words` of all
+    the words.
+    """
+
+    def __init__(self, emit: Callable[[records.Segment], None], options: SegmentOptions = SegmentOptions()):
+        self.emit, self.options = emit, options
+        self.open: list[records.Word] = []  # words of the segment that may still grow
+
+    def add(self, words: Iterable[records.Word]) -> None:
+        """Take the next words (in order); emit the segments they close."""
+        *closed, last = segment_words([*self.open, *words], self.options) or (None,)
+        for seg in closed:
+            self.emit(seg)
+        self.open = [] if last is None else list(last.words)
+
+    def finish(self) -> None:
+        """No more words: emit the open segment."""
+        if self.open:
+            self.emit(_segment(self.open))
+            self.open = []
 
 
 def _segment(words: list[records.Word]) -> records.Segment:

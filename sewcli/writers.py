@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from sewcli import records
+from sewcli import errors, records
 from sewcli.segmenting import SegmentOptions, segment_words
 
 JSON_SCHEMA_VERSION = 1
@@ -152,19 +152,47 @@ def segments_of(transcript: records.Transcript) -> tuple[records.Segment, ...]:
     return ()
 
 
-def cues(transcript: records.Transcript) -> list[tuple[int, int, str]]:
+Cue = tuple[int, int, str]  # start ms, end ms, one-line text
+
+
+def cue(seg: records.Segment, prev_end: int) -> Cue | None:
+    """One segment as a cue that starts at or after `prev_end` (ms) and lasts >= 1 ms; None when empty."""
+    text = one_line(seg.text)
+    if not text:
+        return None
+    start = max(_ms(seg.start), prev_end)
+    return start, max(_ms(seg.end), start + 1), text
+
+
+def cues(transcript: records.Transcript) -> list[Cue]:
     """(start ms, end ms, one-line text) per non-empty segment; monotonic and at least 1 ms long."""
-    out: list[tuple[int, int, str]] = []
+    out: list[Cue] = []
     prev_end = 0
     for seg in segments_of(transcript):
-        text = one_line(seg.text)
-        if not text:
-            continue
-        start = max(_ms(seg.start), prev_end)
-        end = max(_ms(seg.end), start + 1)
-        out.append((start, end, text))
-        prev_end = end
+        c = cue(seg, prev_end)
+        if c is not None:
+            out.append(c)
+            prev_end = c[1]
     return out
+
+
+def _srt_cue(i: int, c: Cue) -> str:
+    start, end, text = c
+    return f"{i}\n{format_timestamp(start)} --> {format_timestamp(end)}\n{text.replace('-->', '->')}\n\n"
+
+
+def _vtt_cue(c: Cue) -> str:
+    start, end, text = c
+    text = html.escape(text, quote=False)
+    return f"{format_timestamp(start, '.')} --> {format_timestamp(end, '.')}\n{text}\n\n"
+
+
+def _tsv_row(c: Cue) -> str:
+    start, end, text = c
+    return f"{start}\t{end}\t{_tsv_escape(text)}\n"
+
+
+VTT_HEADER, TSV_HEADER = "WEBVTT\n\n", "start\tend\ttext\n"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -178,17 +206,15 @@ def write_txt(transcript: records.Transcript, fp: TextIO) -> None:
 
 def write_srt(transcript: records.Transcript, fp: TextIO) -> None:
     """SubRip: numbered cues, "HH:MM:SS,mmm --> HH:MM:SS,mmm", a blank line after each."""
-    for i, (start, end, text) in enumerate(cues(transcript), 1):
-        text = text.replace("-->", "->")
-        fp.write(f"{i}\n{format_timestamp(start)} --> {format_timestamp(end)}\n{text}\n\n")
+    for i, c in enumerate(cues(transcript), 1):
+        fp.write(_srt_cue(i, c))
 
 
 def write_vtt(transcript: records.Transcript, fp: TextIO) -> None:
     """WebVTT: "WEBVTT" header, then "HH:MM:SS.mmm --> HH:MM:SS.mmm" cues with HTML-escaped text."""
-    fp.write("WEBVTT\n\n")
-    for start, end, text in cues(transcript):
-        text = html.escape(text, quote=False)
-        fp.write(f"{format_timestamp(start, '.')} --> {format_timestamp(end, '.')}\n{text}\n\n")
+    fp.write(VTT_HEADER)
+    for c in cues(transcript):
+        fp.write(_vtt_cue(c))
 
 
 def _tsv_escape(text: str) -> str:
@@ -197,9 +223,56 @@ def _tsv_escape(text: str) -> str:
 
 def write_tsv(transcript: records.Transcript, fp: TextIO) -> None:
     """Tab-separated "start\\tend\\ttext" with integer milliseconds, one segment a line (as whisper)."""
-    fp.write("start\tend\ttext\n")
-    for start, end, text in cues(transcript):
-        fp.write(f"{start}\t{end}\t{_tsv_escape(text)}\n")
+    fp.write(TSV_HEADER)
+    for c in cues(transcript):
+        fp.write(_tsv_row(c))
+
+
+class LiveWriter:
+    """Writes segments as they are decoded (`sew transcribe --live`), each as soon as it is closed.
+
+    srt, vtt and tsv come out as the same cues their batch writers make from the same segments; txt gives
+    one line per segment (the batch txt is the whole text on one line). `finish()` writes the header of an
+    input without any segment, so that the output is still a valid (empty) file.
+    """
+
+    FORMATS = ("txt", "srt", "vtt", "tsv")
+
+    def __init__(self, fmt: str, write: Callable[[str], None]) -> None:
+        if fmt not in self.FORMATS:
+            raise errors.UsageError(f"--live writes {', '.join(self.FORMATS)}, not {fmt}")
+        self.fmt, self.write = fmt, write
+        self.count = 0  # cues written
+        self.prev_end = 0  # ms
+        self.started = False
+
+    def _start(self) -> None:
+        if not self.started:
+            self.started = True
+            header = {"vtt": VTT_HEADER, "tsv": TSV_HEADER}.get(self.fmt, "")
+            if header:
+                self.write(header)
+
+    def segment(self, seg: records.Segment) -> None:
+        """Write one closed segment."""
+        self._start()
+        c = cue(seg, self.prev_end)
+        if c is None:
+            return
+        self.count += 1
+        self.prev_end = c[1]
+        if self.fmt == "txt":
+            self.write(c[2] + "\n")
+        elif self.fmt == "srt":
+            self.write(_srt_cue(self.count, c))
+        elif self.fmt == "vtt":
+            self.write(_vtt_cue(c))
+        else:
+            self.write(_tsv_row(c))
+
+    def finish(self) -> None:
+        """The input is done: write the header if nothing was written yet."""
+        self._start()
 
 
 def _word_json(w: records.Word) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -580,3 +581,121 @@ def test_the_registry_window_applies_unless_the_command_line_sets_one(
     decoder.close()
     assert (options.chunk.chunk_seconds, options.chunk.overlap_seconds) == window
     assert options.decode.kind == "beam" and options.decode.lm_path.endswith("language_model")
+
+
+# ----------------------------------------------------------------------------------------------------
+# --live
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "beam"])
+def test_live_output_equals_the_batch_output(tmp_path: Path, tiny_sew_dir: Path, decoder: str) -> None:
+    """Segment by segment, --live prints the same cues as the batch writers; its txt is the same words,
+    a line per segment."""
+    wav = write_audio(tmp_path / "a.wav", 25.0 if decoder == "greedy" else 12.0, seed=3)
+    common = (str(wav), "-m", str(tiny_sew_dir), "-q", "--decoder", decoder, "--chunk-length", "5")
+    for fmt in ("srt", "vtt", "tsv") if decoder == "greedy" else ("srt",):
+        batch = sew("transcribe", *common, "-f", fmt)
+        live = sew("transcribe", *common, "-f", fmt, "--live")
+        assert live.exit_code == batch.exit_code == 0, live.stderr
+        assert live.stdout == batch.stdout and batch.stdout.count("\n") > 4  # several cues
+    batch = sew("transcribe", *common)
+    live = sew("transcribe", *common, "--live")
+    assert live.stdout.split() == batch.stdout.split() and live.stdout.count("\n") > 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("-f", "json"), "--live prints one format"),
+        (("-f", "srt", "-f", "vtt"), "--live prints one format"),
+        (("--output-dir", "out"), "--live prints one format"),
+        (("SECOND",), "--live takes one input"),
+    ],
+)
+def test_live_usage_errors(tmp_path: Path, tiny_sew_dir: Path, extra: tuple[str, ...], message: str) -> None:
+    wav = write_audio(tmp_path / "a.wav", 1.0)
+    second = str(write_audio(tmp_path / "b.wav", 1.0))
+    extra = tuple(second if e == "SECOND" else str(tmp_path / e) if e == "out" else e for e in extra)
+    result = sew("transcribe", str(wav), "-m", str(tiny_sew_dir), "--live", *extra)
+    assert result.exit_code == 2 and message in result.stderr and result.stdout == ""
+
+
+def test_live_prints_while_stdin_is_still_open(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]):
+    """`arecord | sew transcribe - --live`: the first segments come out while the writer is still writing
+    (a piped WAV is read as it arrives); closing stdin then ends the run normally."""
+    import soundfile as sf
+
+    wav = write_audio(tmp_path / "a.wav", 60.0, seed=5, subtype="PCM_16")
+    data = wav.read_bytes()
+    header, body = data[:44], data[44:]
+    assert sf.info(str(wav)).frames * 2 == len(body)
+    cmd = [sys.executable, "-m", "sewcli", "transcribe", "-", "--live", "-m", str(tiny_sew_dir), "-q"]
+    cmd += ["--decoder", "greedy", "--chunk-length", "5", "--threads", "1"]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(clean_env)
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(header + body[: len(body) // 2])  # the first 30 s
+        proc.stdin.flush()
+        # sew must print before stdin ends (a hang here would be the bug: wait 60 s at most)
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "nothing printed while stdin was open"
+        first = proc.stdout.readline()
+        assert first.strip()
+        proc.stdin.write(body[len(body) // 2 :])
+        proc.stdin.close()
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+        proc.wait()
+    whole = sew(
+        "transcribe", str(wav), "-m", str(tiny_sew_dir), "-q", "--decoder", "greedy", "--chunk-length", "5"
+    )
+    assert (first + rest).decode().split() == whole.stdout.split()
+
+
+def test_live_ctrl_c_ends_the_stream_and_keeps_what_was_read(
+    tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
+    """The first Ctrl-C in --live ends the input after the block being read: the audio read so far is still
+    transcribed and printed (its open segment too) while the writer keeps stdin open; exit status 130."""
+    from sewcli.audio import AudioOptions
+
+    block = AudioOptions().block_frames
+    wav = write_audio(tmp_path / "a.wav", 40.0, seed=6, subtype="PCM_16")
+    data = wav.read_bytes()
+    header, body = data[:44], data[44:]
+    cut = 30 * 32000  # bytes of 30 s (the tiny random model's first segments close after ~15-25 s)
+    more = 6 * 32000  # then 6 s more, enough to end the block read in progress
+    cmd = [sys.executable, "-m", "sewcli", "transcribe", "-", "--live", "-f", "tsv", "-m", str(tiny_sew_dir)]
+    cmd += ["-q", "--decoder", "greedy", "--chunk-length", "5", "--threads", "1"]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(clean_env)
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(header + body[:cut])  # stdin stays open to the end
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "nothing printed while stdin was open"
+        proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(BrokenPipeError):  # sew may have stopped reading already
+            proc.stdin.write(body[cut : cut + more])
+            proc.stdin.flush()
+        out = proc.stdout.read().decode()  # to EOF: sew ends although stdin is still open
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 130, err
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "Traceback" not in err and "finishing what was read" in err
+    # sew stopped after some whole block: the output is the transcript of that many blocks, not less
+    candidates = []
+    for k in range(1, (cut + more) // (2 * block) + 2):
+        part = tmp_path / f"part{k}.wav"
+        part.write_bytes(header + body[: min(k * block * 2, cut + more)])  # header sizes: read to the end
+        args = ("transcribe", str(part), "-m", str(tiny_sew_dir), "-q", "-f", "tsv", "--decoder", "greedy")
+        candidates.append(sew(*args, "--chunk-length", "5").stdout)
+    assert out in candidates and out != candidates[0]

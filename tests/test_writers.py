@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sewcli import errors, records
-from sewcli.segmenting import SegmentOptions, segment_words
-from sewcli.writers import JSON_SCHEMA, WRITERS, cues, format_timestamp, one_line
+from sewcli.segmenting import LiveSegmenter, SegmentOptions, segment_words
+from sewcli.writers import JSON_SCHEMA, WRITERS, LiveWriter, cues, format_timestamp, one_line
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 REPO = Path(__file__).resolve().parents[1]
@@ -249,3 +249,58 @@ def test_segments_partition_words_and_respect_limits(spec, max_chars, gap):
         if len(s.words) > 1:
             assert len(s.text) <= max_chars and s.end - s.start <= 5.0
             assert all(b.start - a.end <= gap for a, b in zip(s.words, s.words[1:], strict=False))
+
+
+# ----------------------------------------------------------------------------------------------------
+# --live: segments as they close, cues as they come
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(st.text(min_size=1, max_size=15), st.floats(0, 3)), max_size=40),
+    st.lists(st.integers(0, 40), max_size=6),
+    st.integers(1, 50),
+)
+def test_live_segmenter_equals_segment_words_however_the_words_arrive(spec, cuts, max_chars):
+    t, ws = 0.0, []
+    for text, pause in spec:
+        ws.append(word(text, t + pause, t + pause + 0.3))
+        t += pause + 0.3
+    opts = SegmentOptions(max_chars=max_chars, max_gap_seconds=1.0, max_duration_seconds=5.0)
+    got: list[records.Segment] = []
+    live = LiveSegmenter(got.append, opts)
+    bounds = sorted({0, len(ws), *[c for c in cuts if c < len(ws)]})
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        live.add(ws[a:b])
+    live.finish()
+    assert tuple(got) == segment_words(ws, opts)
+
+
+@pytest.mark.parametrize("fmt", ["srt", "vtt", "tsv"])
+def test_live_writer_writes_the_batch_writers_cues(fmt):
+    segs = (*TWO, records.Segment("", 5.0, 6.0, ()), records.Segment("A --> <B> & C", 3000.0, 3000.5, ()))
+    out: list[str] = []
+    live = LiveWriter(fmt, out.append)
+    for seg in segs:
+        live.segment(seg)
+    live.finish()
+    assert "".join(out) == render(fmt, transcript(segs))
+
+
+def test_live_writer_txt_is_a_line_per_segment_and_empty_inputs_stay_valid():
+    out: list[str] = []
+    live = LiveWriter("txt", out.append)
+    for seg in TWO:
+        live.segment(seg)
+    live.finish()
+    assert out == ["HELLO WORLD\n", "AGAIN\n"]
+    for fmt in ("vtt", "tsv", "srt"):
+        out = []
+        live = LiveWriter(fmt, out.append)
+        live.finish()
+        assert "".join(out) == render(fmt, transcript(()))
+    out = []
+    LiveWriter("txt", out.append).finish()
+    assert out == []  # a line per segment: none for silence
+    with pytest.raises(errors.UsageError, match="not json"):
+        LiveWriter("json", out.append)
