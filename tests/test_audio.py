@@ -345,33 +345,21 @@ def test_nan_in_a_wav_stream_is_one_line(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
-def test_fifo_path_is_streamed(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("fmt", "subtype", "streamed"), [("WAV", "FLOAT", True), ("FLAC", "PCM_16", False)])
+def test_fifo_path_wav_is_streamed_others_spooled(
+    tmp_path: Path, fmt: str, subtype: str, streamed: bool
+) -> None:
     x = signal(16000, 1)
     buf = io.BytesIO()
-    sf.write(buf, x, 16000, format="WAV", subtype="FLOAT")
-    fifo = tmp_path / "pipe.wav"
+    sf.write(buf, x, 16000, format=fmt, subtype=subtype)
+    fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     writer = threading.Thread(target=lambda: fifo.write_bytes(buf.getvalue()), daemon=True)
     writer.start()
     y, info, _ = decode(fifo)
     writer.join(timeout=10)
-    np.testing.assert_allclose(y, x[:, 0], atol=1e-7)
-    assert (info.format, info.frames) == ("WAV", None)  # streamed, not spooled
-
-
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
-def test_fifo_path_that_is_not_wav_is_spooled(tmp_path: Path) -> None:
-    x = signal(16000, 1)
-    buf = io.BytesIO()
-    sf.write(buf, x, 16000, format="FLAC")
-    fifo = tmp_path / "pipe.flac"
-    os.mkfifo(fifo)
-    writer = threading.Thread(target=lambda: fifo.write_bytes(buf.getvalue()), daemon=True)
-    writer.start()
-    y, info, _ = decode(fifo)
-    writer.join(timeout=10)
-    np.testing.assert_allclose(y, x[:, 0], atol=2e-4)
-    assert (info.format, info.frames) == ("FLAC", len(x))
+    np.testing.assert_allclose(y, x[:, 0], atol=1e-7 if fmt == "WAV" else 2e-4)
+    assert (info.format, info.frames) == (fmt, None if streamed else len(x))
 
 
 ODD_NAMES = ["-leading dash.wav", 'it\'s "quoted".wav', "tëst ☃ 音声.wav", "--.wav", "a b\tc.wav"]

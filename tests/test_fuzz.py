@@ -207,6 +207,14 @@ def confident_logprobs(path: list[int], p: float) -> np.ndarray:
     return lp
 
 
+def noisy_log_probs(seed: int, frames: int, vocab: int, boost: dict[int, float]) -> np.ndarray:
+    """(frames, vocab) log-softmax of scaled Gaussian noise, with some tokens made likelier."""
+    x = np.random.default_rng(seed).normal(size=(frames, vocab)) * 3.0
+    for token, value in boost.items():
+        x[:, token] += value
+    return (x - np.log(np.exp(x).sum(axis=1, keepdims=True))).astype(np.float32)
+
+
 def chunked(lp: np.ndarray, cuts: list[int], first: int = 0) -> list[records.Emissions]:
     bounds = sorted({0, len(lp), *[c for c in cuts if 0 < c < len(lp)]})
     return [records.Emissions(lp[a:b], first + a, FS) for a, b in zip(bounds, bounds[1:], strict=False)]
@@ -232,21 +240,22 @@ def test_beam_finds_the_greedy_transcript_on_confident_paths(
     assert [w.text for w in beam.words] == [w.text for w in greedy.words]
 
 
+# a decoder's input: noise seed, length, first global frame, decoder kind, where the stream is cut
+STREAMS = {
+    "seed": st.integers(0, 2**32 - 1),
+    "frames": st.integers(0, 150),
+    "first": st.integers(0, 10_000),
+    "kind": st.sampled_from(["greedy", "beam"]),
+    "cuts": st.lists(st.integers(0, 150), max_size=6),
+}
+
+
 @SETTINGS
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    frames=st.integers(0, 150),
-    first=st.integers(0, 10_000),
-    kind=st.sampled_from(["greedy", "beam"]),
-    cuts=st.lists(st.integers(0, 150), max_size=4),
-)
+@given(**STREAMS)
 def test_words_are_ordered_inside_the_audio_and_spell_the_text(
     seed: int, frames: int, first: int, kind: str, cuts: list[int]
 ) -> None:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(frames, len(EN))) * 3.0
-    x[:, 0] += 2.0
-    lp = (x - np.log(np.exp(x).sum(axis=1, keepdims=True))).astype(np.float32)
+    lp = noisy_log_probs(seed, frames, len(EN), {0: 2.0})
     result = build_decoder(EN_VOCAB, DecodeOptions(kind=kind, beam_width=8)).decode(chunked(lp, cuts, first))
     assert result.frames == frames and result.duration == pytest.approx(frames * FS)
     assert [w.text for w in result.words] == result.text.split()
@@ -267,14 +276,7 @@ LOWER_VOCAB = records.Vocabulary(
 
 
 @SETTINGS
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    frames=st.integers(0, 150),
-    first=st.integers(0, 10_000),
-    kind=st.sampled_from(["greedy", "beam"]),
-    lower=st.booleans(),
-    cuts=st.lists(st.integers(0, 150), max_size=6),
-)
+@given(**STREAMS, lower=st.booleans())
 def test_live_words_are_the_result_words_handed_over_in_order(
     seed: int, frames: int, first: int, kind: str, lower: bool, cuts: list[int]
 ) -> None:
@@ -282,11 +284,9 @@ def test_live_words_are_the_result_words_handed_over_in_order(
     offsets into the final text), whatever the chunking; with lower-casing that changes lengths, special
     tokens and double spaces (greedy keeps them, as the HF tokenizer does)."""
     vocab = LOWER_VOCAB if lower else EN_VOCAB
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(frames, len(vocab.tokens))) * 3.0
-    x[:, 0] += 1.0
-    x[:, 1] += 1.0  # word breaks, often two in a row
-    lp = (x - np.log(np.exp(x).sum(axis=1, keepdims=True))).astype(np.float32)
+    lp = noisy_log_probs(
+        seed, frames, len(vocab.tokens), {0: 1.0, 1: 1.0}
+    )  # 1: word breaks, often two in a row
     got: list[records.Word] = []
     batches: list[int] = []
 

@@ -144,7 +144,9 @@ def test_parsed_models_are_cached_and_read_back_identically(arpa, tmp_path, monk
     monkeypatch.setattr(ArpaModel, "_parse", lambda self, lines: pytest.fail("parsed instead of cached"))
     cached = ArpaModel(arpa)
     assert cached._ids == parsed._ids and (cached.order, cached._bits) == (parsed.order, parsed._bits)
-    for a, b in zip(cached._keys + cached._logp + cached._logbo, parsed._keys + parsed._logp + parsed._logbo):
+    for a, b in zip(
+        cached._keys + cached._logp + cached._logbo, parsed._keys + parsed._logp + parsed._logbo, strict=True
+    ):
         assert a.dtype == b.dtype and (a == b).all()
     for state in [(), parsed.start(True), ids(parsed, "THE"), ids(parsed, "CAT")]:
         for w in ["THE", "CAT", "SAT", "</s>", "DOG"]:

@@ -34,6 +34,15 @@ def word(text: str, start: float, end: float, conf: float = 0.9, at: int = 0) ->
     return records.Word(text, start, end, conf, at, at + len(text))
 
 
+def spoken(spec: list[tuple[str, float]]) -> list[records.Word]:
+    """Words of 0.3 s, each after its pause: [(text, pause seconds), ...]."""
+    t, ws = 0.0, []
+    for text, pause in spec:
+        ws.append(word(text, t + pause, t + pause + 0.3))
+        t += pause + 0.3
+    return ws
+
+
 def transcript(
     segments: tuple[records.Segment, ...] = (), text: str | None = None, **kw
 ) -> records.Transcript:
@@ -237,10 +246,7 @@ def test_bad_segment_options_raise():
     st.floats(0, 2),
 )
 def test_segments_partition_words_and_respect_limits(spec, max_chars, gap):
-    t, ws = 0.0, []
-    for text, pause in spec:
-        ws.append(word(text, t + pause, t + pause + 0.3))
-        t += pause + 0.3
+    ws = spoken(spec)
     opts = SegmentOptions(max_chars=max_chars, max_gap_seconds=gap, max_duration_seconds=5.0)
     segs = segment_words(ws, opts)
     assert [w for s in segs for w in s.words] == ws
@@ -262,10 +268,7 @@ def test_segments_partition_words_and_respect_limits(spec, max_chars, gap):
     st.integers(1, 50),
 )
 def test_live_segmenter_equals_segment_words_however_the_words_arrive(spec, cuts, max_chars):
-    t, ws = 0.0, []
-    for text, pause in spec:
-        ws.append(word(text, t + pause, t + pause + 0.3))
-        t += pause + 0.3
+    ws = spoken(spec)
     opts = SegmentOptions(max_chars=max_chars, max_gap_seconds=1.0, max_duration_seconds=5.0)
     got: list[records.Segment] = []
     live = LiveSegmenter(got.append, opts)
