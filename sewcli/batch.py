@@ -1,9 +1,10 @@
 """The per-input loop shared by `sew transcribe` and `sew classify`, and its messages on stderr.
 
 `plan_run` expands the inputs (sewcli/outputs.py), applies the stdout policy (several inputs or formats need
---output-dir, except txt for several inputs) and assigns the output paths. `run_inputs` then does each input
-in turn: outputs that exist are skipped or reported (checked just before the input, not up front), the
-model is loaded once when the first input needs it, and the result is printed or written all-or-nothing.
+--output-dir, except txt and jsonl for several inputs) and assigns the output paths. `run_inputs` then does
+each input in turn: outputs that exist are skipped or reported (checked just before the input, not up
+front), the model is loaded once when the first input needs it, and the result is printed or written
+all-or-nothing.
 One input's failure is one `error: <input>: <problem>` line and does not stop the others; the run ends
 with a summary line and returns exit status 0 (all done or skipped) or 1 (some input failed).
 
@@ -42,6 +43,8 @@ from sewcli.outputs import (
 log = logging.getLogger("sewcli")
 
 EXIT_OK, EXIT_FAILED = 0, 1
+STREAMABLE = ("txt", "jsonl")  # formats whose outputs for several inputs can follow each other on stdout
+LIVE_FORMATS = ("txt", "srt", "vtt", "tsv")  # what --live can print segment by segment (writers.LiveWriter)
 
 
 @dataclass
@@ -149,14 +152,14 @@ def plan_run(inputs: tuple[str, ...], out: OutputOptions) -> Plan:
     jobs, problems, had_dir = collect_jobs(inputs, out.extensions)
     several = len(jobs) + len(problems) > 1 or had_dir
     if out.live:
-        if out.output_dir is not None or len(out.formats) > 1 or out.formats[0] == "json":
+        if out.output_dir is not None or len(out.formats) > 1 or out.formats[0] not in LIVE_FORMATS:
             raise UsageError("--live prints one format to stdout: txt, srt, vtt or tsv, without --output-dir")
         if several:
             raise UsageError("--live takes one input (a file, or - for stdin)")
-    if out.output_dir is None and (len(out.formats) > 1 or (several and out.formats != ("txt",))):
+    if out.output_dir is None and (len(out.formats) > 1 or (several and out.formats[0] not in STREAMABLE)):
         raise UsageError(
             "several inputs or formats need --output-dir; "
-            "only txt can be printed to stdout for several inputs"
+            "only txt and jsonl can be printed to stdout for several inputs"
         )
     if out.skip_existing and out.overwrite:
         raise UsageError("--skip-existing and --overwrite cannot be combined")
@@ -252,7 +255,7 @@ def _emit(renders: dict[str, Render], job: Job, plan: Plan, i: int, out: OutputO
         return
     if out.output_dir is None:
         buf = io.StringIO()
-        if plan.several:
+        if plan.several and out.formats[0] == "txt":  # a jsonl line names its input itself
             buf.write(f"==> {job.display} <==\n")
         renders[out.formats[0]](buf)
         write_stdout(buf.getvalue())

@@ -91,6 +91,7 @@ class Format(str, enum.Enum):
     srt = "srt"
     vtt = "vtt"
     json = "json"
+    jsonl = "jsonl"
     tsv = "tsv"
 
 
@@ -463,7 +464,7 @@ def transcribe(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Transcribe audio files, directories or stdin to txt, srt, vtt, json or tsv."""
+    """Transcribe audio files, directories or stdin to txt, srt, vtt, json, jsonl or tsv."""
     _setup_logging(verbose, quiet)
     _short_openmp_spin()
     try:

@@ -1,4 +1,4 @@
-"""Render a `records.Transcript` to a text stream: txt, srt, vtt, json, tsv (whisper's WriteSRT pattern).
+"""Render a `records.Transcript` to a text stream: txt, srt, vtt, json, jsonl, tsv (as whisper's WriteSRT).
 
 Each writer is `Writer(name, extension, render)`; call it as `WRITERS["srt"](transcript, fp)`. Writers
 never open files or pick names; the CLI does that (and should open with encoding="utf-8", newline="").
@@ -236,7 +236,7 @@ class LiveWriter:
     input without any segment, so that the output is still a valid (empty) file.
     """
 
-    FORMATS = ("txt", "srt", "vtt", "tsv")
+    FORMATS = ("txt", "srt", "vtt", "tsv")  # batch.LIVE_FORMATS
 
     def __init__(self, fmt: str, write: Callable[[str], None]) -> None:
         if fmt not in self.FORMATS:
@@ -333,6 +333,15 @@ def write_json(transcript: records.Transcript, fp: TextIO) -> None:
     fp.write("\n")
 
 
+def write_jsonl(transcript: records.Transcript, fp: TextIO) -> None:
+    """The JSON document on one line (JSON Lines): several inputs on stdout make one line each.
+
+    U+2028/U+2029 are escaped too: some line readers (Python's str.splitlines) break lines there.
+    """
+    line = json.dumps(transcript_json(transcript), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    fp.write(line.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n")
+
+
 WRITERS: dict[str, Writer] = {
     w.name: w
     for w in (
@@ -340,6 +349,7 @@ WRITERS: dict[str, Writer] = {
         Writer("srt", "srt", write_srt),
         Writer("vtt", "vtt", write_vtt),
         Writer("json", "json", write_json),
+        Writer("jsonl", "jsonl", write_jsonl),
         Writer("tsv", "tsv", write_tsv),
     )
 }

@@ -187,6 +187,19 @@ def test_several_inputs_need_output_dir_for_non_txt(audio_tree: Path, clean_env:
     assert result.exit_code == 2 and "need --output-dir" in result.stderr
 
 
+def test_several_inputs_as_json_lines_on_stdout(audio_tree: Path, tiny_sew_dir: Path, tmp_path: Path) -> None:
+    """`sew transcribe DIR -f jsonl | jq`: one transcript document per line, no headers; a bad input is an
+    error line on stderr and no line on stdout."""
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    result = sew("transcribe", str(audio_tree), str(bad), "-f", "jsonl", "-m", str(tiny_sew_dir), "-q")
+    assert result.exit_code == 1 and "bad.wav" in result.stderr
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(d["source"]).name for d in docs] == ["a.mp3", "a.wav", "b.flac", "c.ogg"]
+    single = sew("transcribe", str(audio_tree / "a.wav"), "-f", "json", "-m", str(tiny_sew_dir), "-q")
+    assert docs[1] == json.loads(single.stdout)
+
+
 # ----------------------------------------------------------------------------------------------------
 # end to end, in process
 

@@ -121,8 +121,15 @@ def test_docs_schema_file_matches_the_code():
 
 
 def test_writers_registry_names_and_extensions():
-    assert set(WRITERS) == {"txt", "srt", "vtt", "json", "tsv"}
+    assert set(WRITERS) == {"txt", "srt", "vtt", "json", "jsonl", "tsv"}
     assert all(w.name == name and w.extension == name for name, w in WRITERS.items())
+
+
+def test_jsonl_is_the_json_document_on_one_line_even_with_line_separators_in_the_text():
+    t = transcript(TWO, text="HELLO\u2028WORLD\u2029 AGAIN", source="a\nb.wav")
+    line = render("jsonl", t)
+    assert line.endswith("\n") and len(line.splitlines()) == 1  # str.splitlines splits at U+2028 too
+    assert json.loads(line) == validate_json(render("json", t))
 
 
 # ----------------------------------------------------------------------------------------------------
