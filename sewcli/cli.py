@@ -251,10 +251,10 @@ def run_transcribe(request: TranscribeRequest) -> int:
     """Transcribe every input of `request`; returns the exit status (see the module docstring)."""
     started = time.perf_counter()
     plan = plan_run(request.inputs, request.output)
-    stopping = threading.Event()
+    reading, stopping = threading.Event(), threading.Event()
 
     def on_interrupt(signum: int, frame: object) -> None:
-        if stopping.is_set():
+        if stopping.is_set() or not reading.is_set():  # a second Ctrl-C, or one while the model loads
             raise KeyboardInterrupt
         stopping.set()
         say("sew: interrupted: finishing what was read (Ctrl-C again to stop at once)")
@@ -271,6 +271,7 @@ def run_transcribe(request: TranscribeRequest) -> int:
                 from sewcli.writers import LiveWriter
 
                 live = LiveWriter(request.output.formats[0], write_stdout)
+                reading.set()
             transcript = _transcribe_one(
                 job,
                 model,
