@@ -16,9 +16,11 @@ Inputs:
   PCM 8/16/24/32-bit or float 32/64, plain or WAVE_FORMAT_EXTENSIBLE: what `arecord`, `sox ... -t wav -` and
   `ffmpeg ... -f wav -` write) is decoded as it arrives, in bounded memory, so transcription starts before
   the writer finishes and a stream may be endless; its header's data size is only an upper bound (streaming
-  writers put a placeholder there). Anything else is spooled to a temporary file in 1 MiB chunks
-  (libsndfile needs to seek) and the file is deleted on close. The format is always detected from the
-  content, never from the name.
+  writers put a placeholder there). With `AudioOptions(stream_compressed=True)` (`--live`) and ffmpeg on PATH,
+  MP3, AAC (ADTS), Ogg, FLAC and Matroska/WebM streams are decoded as they arrive too: a thread feeds them to
+  ffmpeg's stdin. Anything else is spooled to a
+  temporary file in 1 MiB chunks (libsndfile needs to seek) and the file is deleted on close. The format is
+  always detected from the content, never from the name.
 
 Errors are `AudioError` with one line "NAME: problem" (missing, a directory, empty, unreadable, not audio,
 no samples, NaN/inf samples, a decode failure). A truncated WAV (header claims more data than present) is
@@ -49,6 +51,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Protocol
@@ -81,6 +84,9 @@ class AudioOptions:
 
     block_frames: int = 65536  # ~1.4 s at 48 kHz; memory is O(block_frames * channels)
     use_ffmpeg: bool = True
+    # compressed streams on stdin/FIFOs through ffmpeg as they arrive (`--live`), rather than spooled and
+    # read by libsndfile: ffmpeg's MP3/Ogg decoders differ from libsndfile's by a few samples at the ends
+    stream_compressed: bool = False
 
     def __post_init__(self) -> None:
         if self.block_frames <= 0:
@@ -328,13 +334,15 @@ class _Recorder:
             raise _ShortRead
         return data
 
-    def read(self, n: int = -1) -> bytes:
-        """Replay what was recorded, then read on (the interface `_spool` needs)."""
+    def read(self, n: int = -1, *, available: bool = False) -> bytes:
+        """Replay what was recorded, then read on (the interface `_spool` needs); `available`: return what
+        the pipe has now (at least a byte, or b"" at EOF) instead of waiting for n bytes."""
         if self.seen:
             head = bytes(self.seen[:n] if n >= 0 else self.seen)
             del self.seen[: len(head)]
             return head
-        return self.reader.read(n)
+        read1 = getattr(self.reader, "read1", None) if available else None
+        return read1(n) if read1 is not None else self.reader.read(n)
 
 
 class _WavPipeStream:
@@ -434,6 +442,10 @@ def _open_pipe(
     if isinstance(layout, _WavLayout):
         logger.debug("%s: streaming %s WAV at %d Hz", name, layout.subtype, layout.rate)
         return _WavPipeStream(reader, layout, name, source, options.block_frames)
+    streamable = options.stream_compressed and _ffmpeg_can_stream(bytes(recorder.seen))
+    if streamable and options.use_ffmpeg and shutil.which("ffmpeg"):
+        logger.debug("%s: streaming it through ffmpeg", name)
+        return _open_ffmpeg(recorder, name, source, options.block_frames, stack)
     logger.debug("%s: %s; buffering it in a temporary file", name, layout)
     path = _spool(recorder, name)  # type: ignore[arg-type]  # has read()
     stack.callback(os.unlink, path)
@@ -549,19 +561,23 @@ def _looks_like_text(path: str) -> bool:
     return True
 
 
-def _open_ffmpeg(path: str, name: str, source: str, block: int, stack: contextlib.ExitStack) -> _FfmpegStream:
-    """Start ffmpeg on `path` (argument list, `file:` prefix: names may start with '-'); parse its header."""
+def _open_ffmpeg(
+    path: str | _Recorder, name: str, source: str, block: int, stack: contextlib.ExitStack
+) -> _FfmpegStream:
+    """Start ffmpeg on `path` (argument list, `file:` prefix: names may start with '-'), or on a stream fed
+    to its stdin by a thread (what was recorded, then the rest); parse its header."""
     exe = shutil.which("ffmpeg")
     assert exe is not None
     errlog = stack.enter_context(tempfile.TemporaryFile())
+    fed = isinstance(path, _Recorder)
     cmd = [
         exe,
-        "-nostdin",
+        *(() if fed else ("-nostdin",)),
         "-hide_banner",
         "-loglevel",
         "error",
         "-i",
-        "file:" + os.path.abspath(path),
+        "pipe:0" if fed else "file:" + os.path.abspath(path),  # type: ignore[arg-type]
         "-map",
         "0:a:0",
         "-vn",
@@ -572,8 +588,9 @@ def _open_ffmpeg(path: str, name: str, source: str, block: int, stack: contextli
         "-bitexact",
         "pipe:1",
     ]
+    stdin = subprocess.PIPE if fed else subprocess.DEVNULL
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errlog)
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=errlog)
     except OSError as e:
         raise AudioError(f"{name}: cannot run ffmpeg: {e.strerror or e}") from e
 
@@ -585,7 +602,33 @@ def _open_ffmpeg(path: str, name: str, source: str, block: int, stack: contextli
             proc.stdout.close()
 
     stack.callback(_stop)
+    if isinstance(path, _Recorder):
+        feeder = threading.Thread(target=_feed, args=(path, proc), name="sew-ffmpeg-feeder", daemon=True)
+        feeder.start()  # daemon: an endless input must not hold the process at exit
     return _FfmpegStream(proc, errlog, name, source, block)
+
+
+def _feed(reader: _Recorder, proc: subprocess.Popen[bytes]) -> None:
+    """Copy the input into ffmpeg's stdin until EOF, or until ffmpeg stops taking it."""
+    assert proc.stdin is not None
+    try:
+        while chunk := reader.read(1 << 16, available=True):  # a live stream goes on as it comes
+            proc.stdin.write(chunk)
+            proc.stdin.flush()
+    except (OSError, ValueError):  # ffmpeg gone (it reports why), or our input failed: ffmpeg sees EOF
+        pass
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            proc.stdin.close()
+
+
+def _ffmpeg_can_stream(head: bytes) -> bool:
+    """True for the start of a format ffmpeg decodes from a pipe without seeking: MP3 (an ID3 tag or an MPEG
+    audio frame sync; ADTS AAC has the same sync), Ogg, FLAC, Matroska/WebM. Not MP4/M4A (its index may be at
+    the end) and nothing unknown: those are spooled to a file first."""
+    return head.startswith((b"ID3", b"OggS", b"fLaC", b"\x1a\x45\xdf\xa3")) or (
+        len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+    )
 
 
 def _open_path(

@@ -492,6 +492,7 @@ def transcribe(
                 precision=precision,
                 exit_layer=exit_layer,
                 exit_threshold=exit_threshold,
+                live=live,
             ),
             output=OutputOptions(
                 formats=tuple(dict.fromkeys(f.value for f in (fmt or [Format.txt]))),
@@ -514,6 +515,7 @@ def transcribe(
 def _pipeline_options(**kw: object) -> PipelineOptions:
     """Build the per-stage option dataclasses from the command line (None = the stage's own default)."""
     from sewcli import chunking, decoding
+    from sewcli.audio import AudioOptions
     from sewcli.inference_options import InferenceOptions
     from sewcli.pipeline import PipelineOptions
 
@@ -561,7 +563,8 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
         precision=kw["precision"].value,  # type: ignore[attr-defined]
         **given(exit_layer=_exit_layer(kw["exit_layer"]), exit_threshold=kw["exit_threshold"]),  # type: ignore[arg-type]
     )
-    return PipelineOptions(chunk=chunk, decode=decode, inference=infer)
+    audio = AudioOptions(stream_compressed=bool(kw.get("live")))
+    return PipelineOptions(audio=audio, chunk=chunk, decode=decode, inference=infer)
 
 
 def _beam_workers(given: int | None) -> int:
