@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sewcli")
 
+LIVE_BLOCK_FRAMES = 8192
 EXIT_USAGE = 2  # EXIT_OK, EXIT_FAILED: sewcli/batch.py
 EXIT_SIGPIPE, EXIT_SIGINT, EXIT_SIGTERM = 141, 130, 143
 
@@ -283,6 +284,9 @@ def run_transcribe(request: TranscribeRequest) -> int:
             )
             if live is not None:
                 live.finish()
+                if stopping.is_set():
+                    seconds = transcript.duration
+                    say(f"sew: {job.display}: input ended by Ctrl-C after {seconds:.4f} s of audio")
                 return {}, transcript.duration
             renders = {fmt: render_transcript(transcript, fmt) for fmt in request.output.formats}
             return renders, transcript.duration
@@ -564,7 +568,8 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
         **given(exit_layer=_exit_layer(kw["exit_layer"]), exit_threshold=kw["exit_threshold"]),  # type: ignore[arg-type]
     )
     # --live: smaller reads (0.5 s at 16 kHz instead of 4 s), so a stream's audio reaches the model sooner
-    audio = AudioOptions(block_frames=8192, stream_compressed=True) if kw.get("live") else AudioOptions()
+    live = AudioOptions(block_frames=LIVE_BLOCK_FRAMES, stream_compressed=True)
+    audio = live if kw.get("live") else AudioOptions()
     return PipelineOptions(audio=audio, chunk=chunk, decode=decode, inference=infer)
 
 
