@@ -620,7 +620,7 @@ class BeamDecoder:
         first = next(it, None)
 
         def take_results(keep: int) -> None:  # in order, until at most `keep` pieces are in flight
-            while len(pending) > keep:
+            while len(pending) > keep or (pending and pending[0][1].done()):  # and those already searched
                 g, fut = pending.popleft()
                 _add_words(pieces, g, self._workers.result(fut))
                 live.feed(pieces, state["frame_seconds"])

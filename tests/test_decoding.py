@@ -353,7 +353,9 @@ def test_beam_workers_give_the_in_process_result_and_are_reused_then_stopped():
         EN_VOCAB, DecodeOptions(kind="beam", beam_width=8, workers=2, workers_after_seconds=0)
     )
     try:
-        assert dec.decode(iter(stream)) == alone  # text, word times and confidences, in order
+        live: list[records.Word] = []
+        assert dec.decode(iter(stream), on_words=live.extend) == alone  # text, word times and confidences
+        assert tuple(live) == alone.words  # --live: the same words, handed over in order
         pool = dec._workers._pool
         assert pool is not None
         assert dec.decode(iter(stream[:4])) == build_decoder(
