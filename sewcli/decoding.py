@@ -91,7 +91,8 @@ class DecodeResult:
     duration: float  # seconds covered by those frames
 
 
-WordsCallback = Callable[[tuple[records.Word, ...]], None]
+# (words now final, in order; `until` in seconds: no word handed over later starts before it)
+WordsCallback = Callable[[tuple[records.Word, ...], float], None]
 
 
 class CTCDecoder(Protocol):
@@ -106,7 +107,9 @@ class CTCDecoder(Protocol):
         """Decode all chunks of one input (log-probs (frames, vocab) each, consecutive, no overlap).
 
         `on_words`, if given, receives the words in order as soon as each is final (a later chunk can no
-        longer change it); all its calls together hand over exactly the result's words.
+        longer change it), and a time before which no later word starts (so a caller can close a subtitle
+        segment on a pause without waiting for the next word); all its calls together hand over exactly the
+        result's words.
         """
         ...
 
@@ -222,8 +225,13 @@ class _LiveWords:
         self.callback, self.lower = callback, lower
         self.done = 0  # pieces handed over
         self.text_len = -1  # length of the final text up to the pieces handed over; -1: no word yet
+        self.until = -1  # frame last reported: no later word starts before it
 
-    def feed(self, pieces: Sequence[_Piece], frame_seconds: float, final: bool = False) -> None:
+    def feed(self, pieces: Sequence[_Piece], frame_seconds: float, until: int, final: bool = False) -> None:
+        """Hand over the words now final; `final`: all pieces are (the end; a searched beam piece).
+
+        `until`: a frame before which no word that is not final yet can start.
+        """
         if self.callback is None:
             return
         cut = len(pieces)
@@ -231,23 +239,26 @@ class _LiveWords:
             while cut > self.done and pieces[cut - 1].text != " ":
                 cut -= 1
             cut -= 1  # up to the break, not including it
-        if cut <= self.done:
-            return
-        batch = pieces[self.done : cut]
-        self.done = cut
-        raw = "".join(p.text for p in batch)
-        body = raw.lstrip()
-        if not body:  # only breaks: they count once a word follows
-            if self.text_len >= 0:
-                self.text_len += len(raw)
-            return
-        lead = raw[: len(raw) - len(body)]
-        base = 0 if self.text_len < 0 else self.text_len + len(lead)  # breaks are spaces: no case
-        _, words = _assemble(batch, self.lower, frame_seconds)
-        self.text_len = base + len(body.lower() if self.lower else body)
-        self.callback(
-            tuple(replace(w, char_start=w.char_start + base, char_end=w.char_end + base) for w in words)
-        )
+        words: tuple[records.Word, ...] = ()
+        if cut > self.done:
+            batch = pieces[self.done : cut]
+            self.done = cut
+            raw = "".join(p.text for p in batch)
+            body = raw.lstrip()
+            if not body:  # only breaks: they count once a word follows
+                if self.text_len >= 0:
+                    self.text_len += len(raw)
+            else:
+                lead = raw[: len(raw) - len(body)]
+                base = 0 if self.text_len < 0 else self.text_len + len(lead)  # breaks are spaces: no case
+                _, found = _assemble(batch, self.lower, frame_seconds)
+                self.text_len = base + len(body.lower() if self.lower else body)
+                words = tuple(
+                    replace(w, char_start=w.char_start + base, char_end=w.char_end + base) for w in found
+                )
+        if words or until > self.until:
+            self.until = max(self.until, until)
+            self.callback(words, self.until * frame_seconds)
 
 
 def _make_word(
@@ -306,34 +317,47 @@ class GreedyDecoder:
         frame_seconds = 0.0
         live = _LiveWords(on_words, self.vocab.do_lower_case)
         for em in emissions:
-            live.feed(pieces, frame_seconds)
             lp = _check_emissions(em, len(self.vocab))
             frame_seconds = em.frame_seconds
             n = lp.shape[0]
             frames += n
-            if n == 0:
-                continue
-            g0, next_frame = em.first_frame, em.first_frame + n
-            ids = lp.argmax(axis=1)  # (frames,)
-            peaks = lp[np.arange(n), ids]  # (frames,) log-posterior of each frame's argmax token
-            starts = np.flatnonzero(np.diff(ids)) + 1  # chunk rows where a new run begins
-            if ids[0] != run_id:
-                starts = np.concatenate(([0], starts))
-            first = int(starts[0]) if len(starts) else n
-            if first > 0:  # the carried run goes on into this chunk
-                run_peak = max(run_peak, float(peaks[:first].max()))
-            if len(starts) == 0:
-                continue
-            run_max = np.maximum.reduceat(peaks, starts)  # (runs,) peak log-posterior of each new run
-            for a, tok, peak in zip(starts.tolist(), ids[starts].tolist(), run_max.tolist(), strict=True):
-                if run_id >= 0:
-                    self._close(pieces, run_id, run_start, g0 + a, run_peak)
-                run_id, run_start, run_peak = tok, g0 + a, peak
+            if n:
+                g0, next_frame = em.first_frame, em.first_frame + n
+                ids = lp.argmax(axis=1)  # (frames,)
+                peaks = lp[np.arange(n), ids]  # (frames,) log-posterior of each frame's argmax token
+                starts = np.flatnonzero(np.diff(ids)) + 1  # chunk rows where a new run begins
+                if ids[0] != run_id:
+                    starts = np.concatenate(([0], starts))
+                first = int(starts[0]) if len(starts) else n
+                if first > 0:  # the carried run goes on into this chunk
+                    run_peak = max(run_peak, float(peaks[:first].max()))
+                if len(starts):
+                    run_max = np.maximum.reduceat(peaks, starts)  # (runs,) peak log-posterior of each run
+                    for a, tok, peak in zip(
+                        starts.tolist(), ids[starts].tolist(), run_max.tolist(), strict=True
+                    ):
+                        if run_id >= 0:
+                            self._close(pieces, run_id, run_start, g0 + a, run_peak)
+                        run_id, run_start, run_peak = tok, g0 + a, peak
+            if on_words is not None and frame_seconds:  # now, not when the next chunk comes
+                undecided = self._undecided(pieces, live.done, run_id, run_start, next_frame)
+                live.feed(pieces, frame_seconds, undecided)
         if run_id >= 0:
             self._close(pieces, run_id, run_start, next_frame, run_peak)
-        live.feed(pieces, frame_seconds, final=True)
+        live.feed(pieces, frame_seconds, next_frame, final=True)
         text, words = _assemble(pieces, self.vocab.do_lower_case, frame_seconds)
         return DecodeResult(text=text, words=words, frames=frames, duration=frames * frame_seconds)
+
+    def _undecided(
+        self, pieces: list[_Piece], done: int, run_id: int, run_start: int, next_frame: int
+    ) -> int:
+        """The first frame where a word that is not final yet may start: its first piece after the last
+        break, else the open run if it spells part of a word, else the next frame."""
+        for p in pieces[done:]:
+            if p.text != " ":
+                return p.start
+        open_text = self._strings[run_id] if run_id >= 0 else ""
+        return run_start if open_text not in ("", " ") else next_frame
 
     def _close(self, pieces: list[_Piece], token: int, start: int, end: int, peak: float) -> None:
         """Record a finished run unless it is the blank."""
@@ -615,15 +639,19 @@ class BeamDecoder:
         opts = self.options
         pieces: list[_Piece] = []
         live = _LiveWords(on_words, self.vocab.do_lower_case)
-        pending: deque[tuple[int, Future[list[tuple[str, int, int, float]]]]] = deque()
+        pending: deque[tuple[int, int, Future[list[tuple[str, int, int, float]]]]] = (
+            deque()
+        )  # (g0, n, search)
         it = chunks()
         first = next(it, None)
 
         def take_results(keep: int) -> None:  # in order, until at most `keep` pieces are in flight
-            while len(pending) > keep or (pending and pending[0][1].done()):  # and those already searched
-                g, fut = pending.popleft()
+            while len(pending) > keep or (pending and pending[0][2].done()):  # and those already searched
+                g, n, fut = pending.popleft()
                 _add_words(pieces, g, self._workers.result(fut))
-                live.feed(pieces, state["frame_seconds"])
+                live.feed(
+                    pieces, state["frame_seconds"], g + n, final=True
+                )  # a searched piece's words are final
 
         try:
             if first is not None:
@@ -636,20 +664,20 @@ class BeamDecoder:
                 for g0, lp in splitter.split(_prepend(first, it)):
                     long_input = not state["done"] and state["frames"] * fs >= opts.workers_after_seconds
                     if opts.workers and (self._workers.started or long_input):
-                        pending.append((g0, self._workers.submit(lp)))
+                        pending.append((g0, lp.shape[0], self._workers.submit(lp)))
                         take_results(keep=2 * opts.workers)  # bounded memory
                     else:
                         _add_words(pieces, g0, self._search(lp))
-                        live.feed(pieces, state["frame_seconds"])
+                        live.feed(pieces, state["frame_seconds"], g0 + lp.shape[0], final=True)
                 take_results(keep=0)
         except BaseException as e:
-            for _, fut in pending:
+            for _, _, fut in pending:
                 fut.cancel()
             if not isinstance(e, Exception):  # Ctrl-C, SIGTERM: no more inputs are coming
                 self._workers.close(kill=True)
             raise
         fs = state["frame_seconds"]
-        live.feed(pieces, fs, final=True)
+        live.feed(pieces, fs, state["frames"], final=True)
         text, words = _assemble(pieces, self.vocab.do_lower_case, fs)
         return DecodeResult(text=text, words=words, frames=state["frames"], duration=state["frames"] * fs)
 

@@ -129,10 +129,13 @@ def _batches(windows: Iterable[Window], batch_size: int) -> Iterator[list[Window
     """Group consecutive windows of equal length, at most `batch_size` per group, keeping their order."""
     group: list[Window] = []
     for window in windows:
-        if group and (len(group) == batch_size or window.valid != group[0].valid):
+        if group and window.valid != group[0].valid:
             yield group
             group = []
         group.append(window)
+        if len(group) == batch_size:  # at once, not when the next window comes: a live stream waits for it
+            yield group
+            group = []
     if group:
         yield group
 

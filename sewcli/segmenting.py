@@ -67,21 +67,31 @@ def segment_words(
 class LiveSegmenter:
     """`segment_words` for words that arrive in batches: each segment goes to `emit` once it is closed.
 
-    A segment is closed when a later word starts the next one; the rules above look only at the open segment
-    and the new word, so the segments emitted, then those of `finish()`, are exactly `segment_words` of all
-    the words.
+    A segment is closed when a later word starts the next one, or when the time up to which every word is
+    known shows that any next word would break it (a pause, the duration); the rules above look only at the
+    open segment and the new word, so the segments emitted, then those of `finish()`, are exactly
+    `segment_words` of all the words.
     """
 
     def __init__(self, emit: Callable[[records.Segment], None], options: SegmentOptions = SegmentOptions()):
         self.emit, self.options = emit, options
         self.open: list[records.Word] = []  # words of the segment that may still grow
 
-    def add(self, words: Iterable[records.Word]) -> None:
-        """Take the next words (in order); emit the segments they close."""
+    def add(self, words: Iterable[records.Word], until: float | None = None) -> None:
+        """Take the next words (in order); emit the segments they close.
+
+        `until` (seconds): no later word starts before it. If the pause or the duration rule then holds
+        for any next word, the open segment is closed now instead of when that word comes (`--live` prints a
+        sentence when the pause after it is heard).
+        """
         *closed, last = segment_words([*self.open, *words], self.options) or (None,)
         for seg in closed:
             self.emit(seg)
         self.open = [] if last is None else list(last.words)
+        if until is not None and self.open:
+            gap = until - self.open[-1].end > self.options.max_gap_seconds
+            if gap or until - self.open[0].start > self.options.max_duration_seconds:
+                self.finish()
 
     def finish(self) -> None:
         """No more words: emit the open segment."""

@@ -354,7 +354,7 @@ def test_beam_workers_give_the_in_process_result_and_are_reused_then_stopped():
     )
     try:
         live: list[records.Word] = []
-        assert dec.decode(iter(stream), on_words=live.extend) == alone  # text, word times and confidences
+        assert dec.decode(iter(stream), on_words=lambda words, until: live.extend(words)) == alone
         assert tuple(live) == alone.words  # --live: the same words, handed over in order
         pool = dec._workers._pool
         assert pool is not None

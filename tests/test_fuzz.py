@@ -282,17 +282,20 @@ def test_live_words_are_the_result_words_handed_over_in_order(
 ) -> None:
     """`--live`: what on_words receives, batch by batch, is exactly the final words (text, times, confidence,
     offsets into the final text), whatever the chunking; with lower-casing that changes lengths, special
-    tokens and double spaces (greedy keeps them, as the HF tokenizer does)."""
+    tokens and double spaces (greedy keeps them, as the HF tokenizer does); and no word comes before the
+    time that an earlier call said no word would start before."""
     vocab = LOWER_VOCAB if lower else EN_VOCAB
     lp = noisy_log_probs(
         seed, frames, len(vocab.tokens), {0: 1.0, 1: 1.0}
     )  # 1: word breaks, often two in a row
     got: list[records.Word] = []
-    batches: list[int] = []
+    promised = [-1.0]  # the latest `until`: no word handed over later may start before it
 
-    def take(words: tuple[records.Word, ...]) -> None:
-        assert words, "an empty batch"
-        batches.append(len(words))
+    def take(words: tuple[records.Word, ...], until: float) -> None:
+        assert until >= promised[0]
+        for w in words:
+            assert w.start >= promised[0] - 1e-9, (w, promised[0])
+        promised[0] = until
         got.extend(words)
 
     decoder = build_decoder(vocab, DecodeOptions(kind=kind, beam_width=8, split_blank_seconds=0.04))

@@ -281,7 +281,7 @@ def test_live_segmenter_equals_segment_words_however_the_words_arrive(spec, cuts
     live = LiveSegmenter(got.append, opts)
     bounds = sorted({0, len(ws), *[c for c in cuts if c < len(ws)]})
     for a, b in zip(bounds, bounds[1:], strict=False):
-        live.add(ws[a:b])
+        live.add(ws[a:b], until=ws[b].start if b < len(ws) else None)  # the next word starts no earlier
     live.finish()
     assert tuple(got) == segment_words(ws, opts)
 
