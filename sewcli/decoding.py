@@ -574,15 +574,15 @@ def _unblock_call_queue(pool: ProcessPoolExecutor) -> None:
     """After the workers are killed, nothing reads the pool's call queue any more: a feeder thread in the
     middle of writing a piece to it would block for ever, and the interpreter's exit joins that thread (seen:
     `sew` hung after Ctrl-C with `Queue._finalize_join` waiting on `QueueFeederThread` in `send_bytes`).
-    Do what CPython does when it finds a worker dead (gh-94777): close the queue's reading end, so the write
-    fails, and do not join the feeder at exit. Private attributes: guarded, best effort."""
+    So the feeder is not joined at exit (it is a daemon thread). The queue's reading end is left to CPython:
+    its executor manager closes it when it sees the dead workers (gh-94777), which ends the feeder's write;
+    closing it here as well raced with that (EBADF in the manager thread, or the close of an fd number
+    already reused). Private attribute: guarded, best effort."""
     queue = getattr(pool, "_call_queue", None)
     if queue is None:
         return
     with suppress(Exception):
         queue.cancel_join_thread()
-    with suppress(Exception):
-        queue._reader.close()
 
 
 class BeamDecoder:
