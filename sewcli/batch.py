@@ -44,7 +44,6 @@ log = logging.getLogger("sewcli")
 
 EXIT_OK, EXIT_FAILED = 0, 1
 STREAMABLE = ("txt", "jsonl")  # formats whose outputs for several inputs can follow each other on stdout
-LIVE_FORMATS = ("txt", "srt", "vtt", "tsv")  # what --live can print segment by segment (writers.LiveWriter)
 
 
 @dataclass
@@ -152,7 +151,9 @@ def plan_run(inputs: tuple[str, ...], out: OutputOptions) -> Plan:
     jobs, problems, had_dir = collect_jobs(inputs, out.extensions)
     several = len(jobs) + len(problems) > 1 or had_dir
     if out.live:
-        if out.output_dir is not None or len(out.formats) > 1 or out.formats[0] not in LIVE_FORMATS:
+        from sewcli.writers import LiveWriter  # what --live can print segment by segment
+
+        if out.output_dir is not None or len(out.formats) > 1 or out.formats[0] not in LiveWriter.FORMATS:
             raise UsageError("--live prints one format to stdout: txt, srt, vtt or tsv, without --output-dir")
         if several:
             raise UsageError("--live takes one input (a file, or - for stdin)")

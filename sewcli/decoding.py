@@ -625,12 +625,13 @@ class BeamDecoder:
         Returns:
             DecodeResult; words are the beam's words, text is the words joined by one space.
         """
-        state: dict[str, Any] = {"frames": 0, "frame_seconds": 0.0, "done": False}
+        state: dict[str, Any] = {"frames": 0, "end": 0, "frame_seconds": 0.0, "done": False}
 
         def chunks() -> Iterator[tuple[int, records.FloatArray]]:
             for em in emissions:
                 lp = _check_emissions(em, len(self.vocab))
                 state["frames"] += lp.shape[0]
+                state["end"] = em.first_frame + lp.shape[0]  # global frame one past the last seen
                 state["frame_seconds"] = em.frame_seconds
                 if lp.shape[0]:
                     yield em.first_frame, lp
@@ -639,9 +640,8 @@ class BeamDecoder:
         opts = self.options
         pieces: list[_Piece] = []
         live = _LiveWords(on_words, self.vocab.do_lower_case)
-        pending: deque[tuple[int, int, Future[list[tuple[str, int, int, float]]]]] = (
-            deque()
-        )  # (g0, n, search)
+        Search = Future[list[tuple[str, int, int, float]]]
+        pending: deque[tuple[int, int, Search]] = deque()  # (first frame, frames, search) per piece
         it = chunks()
         first = next(it, None)
 
@@ -649,9 +649,8 @@ class BeamDecoder:
             while len(pending) > keep or (pending and pending[0][2].done()):  # and those already searched
                 g, n, fut = pending.popleft()
                 _add_words(pieces, g, self._workers.result(fut))
-                live.feed(
-                    pieces, state["frame_seconds"], g + n, final=True
-                )  # a searched piece's words are final
+                # a searched piece's words are final, and no later word starts before its end
+                live.feed(pieces, state["frame_seconds"], g + n, final=True)
 
         try:
             if first is not None:
@@ -677,7 +676,7 @@ class BeamDecoder:
                 self._workers.close(kill=True)
             raise
         fs = state["frame_seconds"]
-        live.feed(pieces, fs, state["frames"], final=True)
+        live.feed(pieces, fs, state["end"], final=True)
         text, words = _assemble(pieces, self.vocab.do_lower_case, fs)
         return DecodeResult(text=text, words=words, frames=state["frames"], duration=state["frames"] * fs)
 

@@ -103,7 +103,16 @@ def transcribe_file(
         from sewcli import inference  # torch: only once there is audio to run
 
         emitted = inference.emissions(windows, model, options.inference)
-        live = None if on_segment is None else segmenting.LiveSegmenter(on_segment, options.segment)
+        live_segments: list[Segment] = []
+        live = None
+        if on_segment is not None:
+            hand_on = on_segment
+
+            def emit(segment: Segment) -> None:
+                live_segments.append(segment)
+                hand_on(segment)
+
+            live = segmenting.LiveSegmenter(emit, options.segment)
         result = decoder.decode(
             _report(emitted, progress, stream.info.duration), on_words=None if live is None else live.add
         )
@@ -122,7 +131,10 @@ def transcribe_file(
         duration=native_seconds,
         model=model.name,
         words=words,
-        segments=segmenting.segment_words(words, options.segment),
+        # --live already made them (equal to segment_words of the same words: tests/test_writers.py)
+        segments=tuple(live_segments)
+        if live is not None
+        else segmenting.segment_words(words, options.segment),
         language=model.language,
         extra=extra,
     )

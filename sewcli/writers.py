@@ -236,7 +236,7 @@ class LiveWriter:
     input without any segment, so that the output is still a valid (empty) file.
     """
 
-    FORMATS = ("txt", "srt", "vtt", "tsv")  # batch.LIVE_FORMATS
+    FORMATS = ("txt", "srt", "vtt", "tsv")
 
     def __init__(self, fmt: str, write: Callable[[str], None]) -> None:
         if fmt not in self.FORMATS:
