@@ -76,6 +76,42 @@ def test_augmentation_keeps_length_and_level_sane() -> None:
     assert abs(float(n.mean())) < 1e-4 and abs(float(n.std()) - 1) < 1e-3
 
 
+def _vowel(sr: int = 16000, f0: float = 125.0, formant: float = 1000.0) -> np.ndarray:
+    """1 s of a pulse train at f0 through one resonance (a crude vowel)."""
+    src = np.zeros(sr)
+    src[:: int(sr / f0)] = 1.0
+    r, th = np.exp(-np.pi * 300 / sr), 2 * np.pi * formant / sr
+    y = np.zeros(sr)
+    for i in range(sr):
+        y[i] = src[i] + 2 * r * np.cos(th) * (y[i - 1] if i else 0.0) - r * r * (y[i - 2] if i > 1 else 0.0)
+    return (y / np.abs(y).max()).astype(np.float32)
+
+
+def test_formant_warp_moves_the_envelope_and_keeps_pitch_and_length() -> None:
+    x = _vowel()
+    assert np.abs(data.warp_formants(x, 1.0) - x).max() < 1e-5  # identity at alpha 1
+    harmonics = np.arange(125, 4000, 125)  # 1 s of audio: rfft bin k = k Hz
+
+    def centroid(z: np.ndarray) -> float:
+        power = np.abs(np.fft.rfft(z))[harmonics] ** 2
+        return float((harmonics * power).sum() / power.sum())
+
+    def pitch(z: np.ndarray) -> float:
+        ac = np.correlate(z[:4000], z[:4000], "full")[3999:]
+        return 16000 / (int(np.argmax(ac[60:400])) + 60)
+
+    for alpha in (0.87, 1.15):
+        y = data.warp_formants(x, alpha)
+        assert y.shape == x.shape and y.dtype == np.float32
+        assert 0.6 < np.log(centroid(y) / centroid(x)) / np.log(alpha) < 1.2  # the formant moved with alpha
+        assert pitch(y) == pitch(x) == 125.0  # the harmonics did not
+    rng = np.random.default_rng(0)
+    warped = data.degrade(
+        x, rng, data.AugmentOptions(p_warp=1.0, p_noise=0, p_reverb=0, p_phone=0, p_lowpass=0, p_gain=0)
+    )
+    assert warped.shape == x.shape and np.abs(warped - x).max() > 0.01
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 @pytest.mark.parametrize(
     "device",

@@ -76,6 +76,8 @@ class AugmentOptions:
     p_phone: float = 0.1
     p_lowpass: float = 0.1
     p_gain: float = 0.5
+    p_warp: float = 0.0  # formant (vocal-tract length) warp; 0 = off, as in the first five sittings
+    warp: tuple[float, float] = (0.85, 1.18)
 
 
 def _colored_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -113,8 +115,56 @@ def speed(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.nd
     return x
 
 
+def _warp_map(n_bins: int, alpha: float) -> np.ndarray:
+    """VTLP frequency map (Jaitly & Hinton 2013) as fractional source bins: new bin k reads old bin src[k].
+
+    Forward map f -> alpha * f up to a knee, then linear to Nyquist (so the band stays full).
+    """
+    nyq = n_bins - 1
+    knee = 0.8 * nyq * min(alpha, 1.0) / alpha
+    f = np.arange(n_bins, dtype=np.float64)
+    fwd = np.where(f <= knee, alpha * f, nyq - (nyq - alpha * knee) / (nyq - knee) * (nyq - f))
+    return np.interp(f, fwd, f)
+
+
+def warp_formants(x: np.ndarray, alpha: float, n_fft: int = 512, hop: int = 128, n_cep: int = 30
+                  ) -> np.ndarray:
+    """Move the spectral envelope (formants) by `alpha`, keep the pitch and the timing: a cheap voice change.
+
+    STFT; each frame's log-magnitude envelope is the low quefrency part of its cepstrum (``n_cep`` < the
+    shortest pitch period, 40 samples at 400 Hz); the frame is multiplied by warped envelope / envelope, so
+    the harmonics stay where they are and only their weights follow the moved formants; overlap-add. alpha 1
+    gives x back (to float rounding). Output length = input length.
+    """
+    if len(x) < n_fft:
+        return x
+    win = np.hanning(n_fft + 1)[:-1]
+    pad = n_fft // 2
+    xp = np.pad(x.astype(np.float64), (pad, pad + n_fft))
+    n = 1 + (len(xp) - n_fft) // hop
+    frames = np.lib.stride_tricks.sliding_window_view(xp, n_fft)[::hop][:n] * win  # (n, n_fft)
+    spec = np.fft.rfft(frames, axis=1)  # (n, n_fft // 2 + 1)
+    cep = np.fft.irfft(np.log(np.abs(spec) + 1e-8), n=n_fft, axis=1)  # (n, n_fft) real cepstrum
+    cep[:, n_cep : n_fft - n_cep + 1] = 0.0
+    env = np.fft.rfft(cep, axis=1).real  # (n, bins) smoothed log envelope
+    src = _warp_map(env.shape[1], alpha)
+    i0 = np.minimum(src.astype(np.int64), env.shape[1] - 2)
+    frac = src - i0
+    warped = env[:, i0] * (1 - frac) + env[:, i0 + 1] * frac  # (n, bins)
+    spec = spec * np.exp(np.clip(warped - env, -4.0, 4.0))
+    out = np.fft.irfft(spec, n=n_fft, axis=1) * win  # (n, n_fft)
+    y = np.zeros(len(xp))
+    norm = np.zeros(len(xp))
+    for i in range(n):
+        y[i * hop : i * hop + n_fft] += out[i]
+        norm[i * hop : i * hop + n_fft] += win**2
+    return (y / np.maximum(norm, 1e-3))[pad : pad + len(x)].astype(np.float32)
+
+
 def degrade(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.ndarray:
-    """Random reverberation, telephone/low-pass band limits, additive noise and gain (length preserved)."""
+    """Random formant warp, reverberation, telephone/low-pass band limits, noise and gain (length kept)."""
+    if opt.p_warp and rng.random() < opt.p_warp:
+        x = warp_formants(x, float(np.exp(rng.uniform(*np.log(opt.warp)))))
     if rng.random() < opt.p_reverb:
         rt60 = rng.uniform(*opt.rt60)
         n = int(rt60 * SR)

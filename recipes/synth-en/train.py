@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--save-every", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--p-warp", type=float, default=0.0,
+                    help="probability of a formant warp (voice change) per utterance; 0.4 in the 6th sitting")
     ap.add_argument("--augment-from", type=int, default=1500, help="clean audio before this step (curriculum)")
     args = ap.parse_args()
 
@@ -126,7 +128,7 @@ def main() -> None:
 
     tests = {s: load_manifest(corpus, s) for s in ("test_a", "test_b", "test_b2")}
     tests = {s: r[: args.eval_n] for s, r in tests.items() if r}
-    aug = None if args.no_augment else AugmentOptions()
+    aug = None if args.no_augment else AugmentOptions(p_warp=args.p_warp)
     t0 = time.time()
     audio_seconds = 0.0
     model.train()
