@@ -12,7 +12,8 @@ unigram list, so results match pyctcdecode + KenLM on the same ARPA file.
 Parsing ARPA text in Python takes ~0.8 s for the embedded model's 2.5 MB LM, on every run and in every beam
 worker; so the parsed arrays are kept in a cache (`$SEW_CACHE_DIR`, else `$XDG_CACHE_HOME/sew`, else
 `~/.cache/sew`; `SEW_CACHE_DIR=` empty turns it off) under a key made of the file's real path, size and
-modification time, and read back in milliseconds. The cache holds plain arrays (`.npz`, read with
+modification time, and read back in milliseconds; writing an entry removes the file's older ones, so an
+edited model does not leave one behind. The cache holds plain arrays (`.npz`, read with
 allow_pickle=False); a cache that cannot be written or read is skipped, never an error.
 """
 
@@ -151,8 +152,9 @@ class ArpaModel:
         if root is None:
             return None
         st = self.path.stat()  # FileNotFoundError: reported by _read
-        ident = f"{CACHE_FORMAT}\0{os.path.realpath(self.path)}\0{st.st_size}\0{st.st_mtime_ns}"
-        return root / "lm" / (hashlib.sha256(ident.encode()).hexdigest()[:32] + ".npz")
+        where = hashlib.sha256(f"{CACHE_FORMAT}\0{os.path.realpath(self.path)}".encode()).hexdigest()[:16]
+        version = hashlib.sha256(f"{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        return root / "lm" / f"{where}-{version}.npz"  # one file's entries share the prefix: see _save_cache
 
     def _load_cache(self, cached: Path) -> bool:
         try:
@@ -189,6 +191,10 @@ class ArpaModel:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
             os.replace(tmp, cached)
+            where = cached.name.split("-")[0]
+            for stale in cached.parent.glob(f"{where}-*.npz"):  # the same file before it changed
+                if stale != cached:
+                    stale.unlink(missing_ok=True)
         except OSError as e:  # read-only home, full disk: the next run parses again
             log.debug("language model cache %s not written: %s", cached, e)
             if tmp is not None:

@@ -160,7 +160,13 @@ def test_an_edited_lm_file_is_parsed_again(arpa, tmp_path, monkeypatch):
     assert ArpaModel(arpa).score((), "SAT")[0] == pytest.approx(-2.0)
     arpa.write_text(ARPA.replace("-2.0\tSAT", "-2.5\tSAT"), encoding="utf-8")  # same size, new mtime
     assert ArpaModel(arpa).score((), "SAT")[0] == pytest.approx(-2.5)
-    assert len(cache_entries(tmp_path / "cache")) == 2
+    [entry] = cache_entries(tmp_path / "cache")  # the entry of the old text is gone
+    other = tmp_path / "other.arpa"
+    other.write_text(ARPA, encoding="utf-8")
+    ArpaModel(other)  # another file's entry does not replace this one's
+    assert entry in cache_entries(tmp_path / "cache") and len(cache_entries(tmp_path / "cache")) == 2
+    monkeypatch.setattr(ArpaModel, "_parse", lambda self, lines: pytest.fail("parsed instead of cached"))
+    assert ArpaModel(arpa).score((), "SAT")[0] == pytest.approx(-2.5)
 
 
 def test_a_damaged_cache_entry_is_replaced_not_an_error(arpa, tmp_path, monkeypatch):
