@@ -76,6 +76,29 @@ def test_augmentation_keeps_length_and_level_sane() -> None:
     assert abs(float(n.mean())) < 1e-4 and abs(float(n.std()) - 1) < 1e-3
 
 
+def test_dev_set_is_held_out_text_in_training_voices_and_leaves_the_corpus_order_alone(
+    tmp_path: Path,
+) -> None:
+    import generate
+
+    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(60)))
+    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    before = generate.make_jobs(tmp_path, 7, n_test=10, max_train=None, copies=2)
+    after = generate.make_jobs(tmp_path, 7, n_test=10, max_train=None, copies=2, n_dev=15)
+    assert after[: len(before)] == before  # the existing jobs are unchanged
+    dev = after[len(before) :]
+    assert len(dev) == 15 and {j.split for j in dev} == {"dev_a"}
+    tested = {j.text for j in before if j.split.startswith("test")}
+    assert len(tested) == 10 and not tested & {j.text for j in dev}
+    assert {j.text for j in dev} <= {f"HELD OUT SENTENCE {i}" for i in range(30)}
+    train_voices = {(e, v) for e, v, _ in generate.TRAIN_VOICES}
+    for j in dev:
+        assert (j.engine, "*" if j.engine == "espeak" else j.voice) in train_voices
+    chunks = generate.chunk_jobs(after, 4, 7)
+    assert chunks[: len(generate.chunk_jobs(before, 4, 7))] == generate.chunk_jobs(before, 4, 7)
+    assert {j.split for c in chunks[len(generate.chunk_jobs(before, 4, 7)) :] for j in c} == {"dev_a"}
+
+
 def _vowel(sr: int = 16000, f0: float = 125.0, formant: float = 1000.0) -> np.ndarray:
     """1 s of a pulse train at f0 through one resonance (a crude vowel)."""
     src = np.zeros(sr)

@@ -57,8 +57,13 @@ def _pick_train_voice(rng: random.Random) -> tuple[str, str]:
     return engine, voice
 
 
-def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, copies: int = 1) -> list[Job]:
-    """Deterministic job list: every train sentence `copies` times (different voices), plus the test sets."""
+def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, copies: int = 1,
+              n_dev: int = 0) -> list[Job]:
+    """Deterministic job list: every train sentence `copies` times (different voices), plus the test sets.
+
+    With n_dev, also a development set "dev_a": held-out sentences that no test set uses, spoken by training
+    voices, for tuning decoding settings (the LM weights) without looking at the test sets.
+    """
     rng = random.Random(seed)
     train = [t for t in (text_dir / "train.txt").read_text().splitlines() if t]
     held = [t for t in (text_dir / "heldout.txt").read_text().splitlines() if t]
@@ -76,6 +81,11 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
         jobs.append(Job(f"ta{i:05d}", "test_a", e, v, rng_t.uniform(0.85, 1.15), rng_t.randint(35, 65), t))
         for split, (e2, v2) in HELD_OUT.items():
             jobs.append(Job(f"t{split}{i:05d}", f"test_{split}", e2, v2, rng_t.uniform(0.9, 1.1), 50, t))
+    rng_d = random.Random(seed + 2)
+    unused = sorted(set(held) - set(tests))
+    for i, t in enumerate(rng_d.sample(unused, min(n_dev, len(unused)))):
+        e, v = _pick_train_voice(rng_d)
+        jobs.append(Job(f"da{i:05d}", "dev_a", e, v, rng_d.uniform(0.85, 1.15), rng_d.randint(35, 65), t))
     return jobs
 
 
@@ -164,17 +174,23 @@ def run_chunk(jobs: list[Job], wav_dir: Path) -> list[dict]:
 
 
 def chunk_jobs(jobs: list[Job], size: int, seed: int) -> list[list[Job]]:
-    """Group jobs into same-engine(-voice for festival) chunks, then shuffle chunks so a partial corpus is mixed."""
-    groups: dict[tuple[str, str], list[Job]] = {}
-    for j in jobs:
-        key = (j.engine, j.voice if j.engine == "festival" else "", j.split.startswith("test"), j.uid[:3])
-        groups.setdefault(key, []).append(j)
-    chunks = [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
-    rng = random.Random(seed)
-    rng.shuffle(chunks)
-    # test sets first (small), then copy 0 of the training text, then copy 1, ...
+    """Group jobs into same-engine(-voice for festival) chunks, then shuffle chunks so a partial corpus is mixed.
+
+    Order: the test sets (small), copy 0 of the training text, copy 1, ..., then the dev set. The dev set was
+    added after the first corpus was made; it is chunked apart and appended, so the other chunks keep the
+    order (and the split between workers) they had.
+    """
+    def group(js: list[Job]) -> list[list[Job]]:
+        groups: dict[tuple[str, str, bool, str], list[Job]] = {}
+        for j in js:
+            key = (j.engine, j.voice if j.engine == "festival" else "", j.split.startswith("test"), j.uid[:3])
+            groups.setdefault(key, []).append(j)
+        return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+    chunks = group([j for j in jobs if j.split != "dev_a"])
+    random.Random(seed).shuffle(chunks)
     chunks.sort(key=lambda c: -1 if c[0].split.startswith("test") else int(c[0].uid[2]))
-    return chunks
+    return chunks + group([j for j in jobs if j.split == "dev_a"])
 
 
 def main() -> None:
@@ -187,6 +203,8 @@ def main() -> None:
     ap.add_argument("--max-train", type=int, default=None)
     ap.add_argument("--chunk", type=int, default=40)
     ap.add_argument("--copies", type=int, default=2)
+    ap.add_argument("--n-dev", type=int, default=250, help="dev_a utterances (held-out text, training voices)")
+    ap.add_argument("--only", action="append", default=None, help="make only this split (repeatable)")
     args = ap.parse_args()
     work = Path(args.work)
     corpus = work / "corpus"
@@ -195,22 +213,25 @@ def main() -> None:
     if args.worker is None:
         procs = [subprocess.Popen(["python", __file__, "--work", args.work, "--workers", str(args.workers),
                                    "--worker", str(w), "--seed", str(args.seed), "--n-test", str(args.n_test),
-                                   "--chunk", str(args.chunk), "--copies", str(args.copies)]
-                                  + (["--max-train", str(args.max_train)] if args.max_train else []))
+                                   "--chunk", str(args.chunk), "--copies", str(args.copies),
+                                   "--n-dev", str(args.n_dev)]
+                                  + (["--max-train", str(args.max_train)] if args.max_train else [])
+                                  + [a for split in args.only or [] for a in ("--only", split)])
                  for w in range(args.workers)]
         codes = [p.wait() for p in procs]
         if any(codes):
             raise SystemExit(f"generation worker failed: {codes}")
         return
-    jobs = make_jobs(work / "text", args.seed, args.n_test, args.max_train, args.copies)
+    jobs = make_jobs(work / "text", args.seed, args.n_test, args.max_train, args.copies, args.n_dev)
+    if args.only:
+        jobs = [j for j in jobs if j.split in args.only]
     chunks = chunk_jobs(jobs, args.chunk, args.seed)[args.worker :: args.workers]
     manifest = corpus / f"manifest.{args.worker}.jsonl"
-    done_ids: set[str] = set()
-    if manifest.exists():
-        for line in manifest.read_text().splitlines():
-            done_ids.add(json.loads(line)["id"])
-        done_ids |= {line.strip() for line in (corpus / f"skipped.{args.worker}.txt").read_text().splitlines()} \
-            if (corpus / f"skipped.{args.worker}.txt").exists() else set()
+    done_ids: set[str] = set()  # every worker's: a run with other --only/--workers must not redo a job
+    for path in corpus.glob("manifest.*.jsonl"):
+        done_ids |= {json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()}
+    for path in corpus.glob("skipped.*.txt"):
+        done_ids |= {line.strip() for line in path.read_text().splitlines()}
     for c in chunks:
         todo = [j for j in c if j.uid not in done_ids]
         if not todo:

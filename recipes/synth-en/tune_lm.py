@@ -1,0 +1,81 @@
+"""Choose the language model's weights (alpha, beta) on the dev set, never on a test set.
+
+Usage: python tune_lm.py MODEL_DIR [--lm DIR] [--split dev_a] [--alpha 0.3 --alpha 0.5 ...] [--beta ...]
+The acoustic model runs once per utterance (as evaluate.py: normalised, unpadded); then sewcli's beam search
+(width 32, what `sew transcribe` runs by default) decodes the same posteriors with each (alpha, beta) of the
+grid. Prints CER/WER per setting, best first; `--write` puts the best pair into the LM directory's attrs.json.
+The dev set (generate.py, split dev_a) is held-out text no test set uses, spoken by training voices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))
+
+from data import load_manifest, read_audio  # noqa: E402
+from evaluate import log_probs  # noqa: E402
+from metrics import cer, wer  # noqa: E402
+
+from sewcli.checkpoint import read_vocabulary  # noqa: E402
+from sewcli.decoding import DecodeOptions, build_decoder  # noqa: E402
+from sewcli.model.load import load_model  # noqa: E402
+from sewcli.records import Emissions  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model_dir")
+    ap.add_argument("--lm", default=None, help="language_model/ directory (default: MODEL_DIR's own)")
+    ap.add_argument("--work", default=str(HERE / "work"))
+    ap.add_argument("--split", default="dev_a")
+    ap.add_argument("--alpha", type=float, action="append", default=None)
+    ap.add_argument("--beta", type=float, action="append", default=None)
+    ap.add_argument("--beam-width", type=int, action="append", default=None, help="default: 32 (sew's)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--write", action="store_true", help="store the best pair in the LM's attrs.json")
+    args = ap.parse_args()
+    if args.split.startswith("test"):
+        raise SystemExit("tune on the dev set, not on a test set")
+    torch.set_num_threads(args.threads)
+    lm_dir = Path(args.lm) if args.lm else Path(args.model_dir) / "language_model"
+    corpus = Path(args.work) / "corpus"
+    rows = load_manifest(corpus, args.split)
+    if not rows:
+        raise SystemExit(f"no {args.split} utterances in {corpus}: run generate.py --only {args.split}")
+    model = load_model(args.model_dir).model
+    lps = [log_probs(model, read_audio(corpus, r)) for r in rows]
+    refs = [r["text"] for r in rows]
+    vocab = read_vocabulary(Path(args.model_dir))
+    results = []
+    grid = itertools.product(args.beam_width or [32], args.alpha or [0.3, 0.5, 0.7, 0.9],
+                             args.beta or [0.5, 1.0, 1.5, 2.5])
+    for width, alpha, beta in grid:
+        options = DecodeOptions(kind="beam", beam_width=width, lm_path=str(lm_dir), alpha=alpha, beta=beta)
+        decoder = build_decoder(vocab, options)
+        hyps = [decoder.decode([Emissions(lp, 0, 0.02)]).text for lp in lps]
+        results.append((cer(refs, hyps), wer(refs, hyps), alpha, beta, width))
+        print(f"width {width} alpha {alpha:.2f} beta {beta:.2f}: CER {100 * results[-1][0]:.2f} % "
+              f"WER {100 * results[-1][1]:.2f} %", flush=True)
+    print(f"\n{args.split}, {len(rows)} utterances, best first:")
+    for c, w, alpha, beta, width in sorted(results):
+        print(f"  width {width} alpha {alpha:.2f} beta {beta:.2f}  CER {100 * c:.2f} %  WER {100 * w:.2f} %")
+    if args.write:
+        _, _, alpha, beta, _ = min(results)
+        attrs_path = lm_dir / "attrs.json"
+        attrs = json.loads(attrs_path.read_text())
+        attrs.update(alpha=alpha, beta=beta)
+        attrs_path.write_text(json.dumps(attrs, indent=2) + "\n")
+        print(f"wrote alpha {alpha} beta {beta} to {attrs_path}")
+
+
+if __name__ == "__main__":
+    main()
