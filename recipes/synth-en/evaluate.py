@@ -34,7 +34,8 @@ ALSA_REFS = {"Front_Center": "FRONT CENTER", "Front_Left": "FRONT LEFT", "Front_
              "Rear_Center": "REAR CENTER", "Rear_Left": "REAR LEFT", "Rear_Right": "REAR RIGHT",
              "Side_Left": "SIDE LEFT", "Side_Right": "SIDE RIGHT"}
 SET_NAMES = {"test_a": "(a) held-out sentences, training voices", "test_b": "(b) held-out voice: flite rms",
-             "test_b2": "(b2) held-out voice: festival ked_diphone", "alsa": "(c) real human recordings (alsa-utils)"}
+             "test_b2": "(b2) held-out voice: festival ked_diphone", "alsa": "(c) real human recordings (alsa-utils)",
+             "dev_a": "dev set: held-out sentences no test uses, training voices"}
 
 
 @torch.no_grad()
@@ -79,14 +80,17 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lm", default=None, help="language_model/ directory (default: MODEL_DIR's own, if any)")
+    ap.add_argument("--split", action="append", default=None, choices=list(SET_NAMES),
+                    help="evaluate only these (repeatable); default: the three test sets and alsa")
     args = ap.parse_args()
+    splits = args.split or ["test_a", "test_b", "test_b2", "alsa"]
     torch.set_num_threads(args.threads)
     model = load_model(args.model_dir).model
     lm_dir = Path(args.lm) if args.lm else Path(args.model_dir) / "language_model"
     lm = LMDecoder(args.model_dir, lm_dir) if lm_dir.is_dir() else None
     corpus = Path(args.work) / "corpus"
     results: dict[str, dict] = {}
-    for split in ("test_a", "test_b", "test_b2"):
+    for split in [s for s in splits if s != "alsa"]:
         rows = load_manifest(corpus, split)[: args.limit]
         if not rows:
             continue
@@ -110,7 +114,7 @@ def main() -> None:
         results[split]["by_voice"] = {g: {"n": len(ix), "cer": round(cer([refs[i] for i in ix], [hyps[i] for i in ix]), 4)}
                                       for g, ix in sorted(groups.items())}
         print(split, {k: v for k, v in results[split].items() if k != "examples"}, flush=True)
-    alsa = load_alsa()
+    alsa = load_alsa() if "alsa" in splits else []
     if alsa:
         lps = [log_probs(model, a) for _, a, _ in alsa]
         hyps = [greedy_decode(lp.argmax(-1)) for lp in lps]
