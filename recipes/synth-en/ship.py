@@ -50,14 +50,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="work")
     ap.add_argument("--dest", required=True)
-    ap.add_argument("--pick", choices=["auto", "best", "latest"], default="auto")
+    ap.add_argument("--pick", default="auto",
+                    help="export to ship (work/export/NAME, e.g. best, latest, or an average.py output put "
+                         "there); auto: the lower CER(a)+CER(b) of best and latest (work/eval_NAME.json)")
     ap.add_argument("--limits", default=str(Path(__file__).resolve().parent / "limits.md"),
                     help="markdown for the card's Limits section (written after looking at the results)")
     args = ap.parse_args()
     work, dest = Path(args.work), Path(args.dest)
-    evals = {k: json.loads((work / f"eval_{k}.json").read_text()) for k in ("best", "latest")
+    names = ("best", "latest") if args.pick == "auto" else (args.pick,)
+    evals = {k: json.loads((work / f"eval_{k}.json").read_text()) for k in names
              if (work / f"eval_{k}.json").exists()}
-    pick = min(evals, key=lambda k: score(evals[k])) if args.pick == "auto" else args.pick
+    if not evals:
+        raise SystemExit(f"no evaluation of {' or '.join(names)}: run evaluate.py --json work/eval_NAME.json")
+    pick = min(evals, key=lambda k: score(evals[k]))
     src = work / "export" / pick
     dest.mkdir(parents=True, exist_ok=True)
     for f in FILES:
