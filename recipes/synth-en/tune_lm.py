@@ -1,6 +1,7 @@
 """Choose the language model's weights (alpha, beta) on the dev set, never on a test set.
 
 Usage: python tune_lm.py MODEL_DIR [--lm DIR] [--split dev_a] [--alpha 0.3 --alpha 0.5 ...] [--beta ...]
+       [--beam-width 32 ...] [--unk-score-offset -10 ...]
 The acoustic model runs once per utterance (as evaluate.py: normalised, unpadded); then sewcli's beam search
 (width 32, what `sew transcribe` runs by default) decodes the same posteriors with each (alpha, beta) of the
 grid. Prints CER/WER per setting, best first; `--write` puts the best pair into the LM directory's attrs.json.
@@ -12,7 +13,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -40,6 +43,8 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, action="append", default=None)
     ap.add_argument("--beta", type=float, action="append", default=None)
     ap.add_argument("--beam-width", type=int, action="append", default=None, help="default: 32 (sew's)")
+    ap.add_argument("--unk-score-offset", type=float, action="append", default=None,
+                    help="pyctcdecode's out-of-vocabulary penalty (default: the LM's attrs.json, -10)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--write", action="store_true", help="store the best pair in the LM's attrs.json")
     args = ap.parse_args()
@@ -56,22 +61,31 @@ def main() -> None:
     refs = [r["text"] for r in rows]
     vocab = read_vocabulary(Path(args.model_dir))
     results = []
-    grid = itertools.product(args.beam_width or [32], args.alpha or [0.3, 0.5, 0.7, 0.9],
+    attrs = json.loads((lm_dir / "attrs.json").read_text())
+    grid = itertools.product(args.unk_score_offset or [attrs.get("unk_score_offset", -10.0)],
+                             args.beam_width or [32], args.alpha or [0.3, 0.5, 0.7, 0.9],
                              args.beta or [0.5, 1.0, 1.5, 2.5])
-    for width, alpha, beta in grid:
-        options = DecodeOptions(kind="beam", beam_width=width, lm_path=str(lm_dir), alpha=alpha, beta=beta)
-        decoder = build_decoder(vocab, options)
-        hyps = [decoder.decode([Emissions(lp, 0, 0.02)]).text for lp in lps]
-        results.append((cer(refs, hyps), wer(refs, hyps), alpha, beta, width))
-        print(f"width {width} alpha {alpha:.2f} beta {beta:.2f}: CER {100 * results[-1][0]:.2f} % "
-              f"WER {100 * results[-1][1]:.2f} %", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for unk, width, alpha, beta in grid:
+            lm_copy = Path(tmp) / f"lm{unk}"  # the penalty is read from attrs.json: a copy per value
+            if not lm_copy.exists():
+                shutil.copytree(lm_dir, lm_copy)
+                (lm_copy / "attrs.json").write_text(json.dumps({**attrs, "unk_score_offset": unk}))
+            options = DecodeOptions(kind="beam", beam_width=width, lm_path=str(lm_copy), alpha=alpha,
+                                    beta=beta)
+            decoder = build_decoder(vocab, options)
+            hyps = [decoder.decode([Emissions(lp, 0, 0.02)]).text for lp in lps]
+            results.append((cer(refs, hyps), wer(refs, hyps), alpha, beta, width, unk))
+            c, w = results[-1][:2]
+            print(f"unk {unk:g} width {width} alpha {alpha:.2f} beta {beta:.2f}: CER {100 * c:.2f} % "
+                  f"WER {100 * w:.2f} %", flush=True)
     print(f"\n{args.split}, {len(rows)} utterances, best first:")
-    for c, w, alpha, beta, width in sorted(results):
-        print(f"  width {width} alpha {alpha:.2f} beta {beta:.2f}  CER {100 * c:.2f} %  WER {100 * w:.2f} %")
+    for c, w, alpha, beta, width, unk in sorted(results):
+        print(f"  unk {unk:g} width {width} alpha {alpha:.2f} beta {beta:.2f}  CER {100 * c:.2f} %  "
+              f"WER {100 * w:.2f} %")
     if args.write:
-        _, _, alpha, beta, _ = min(results)
+        _, _, alpha, beta, _, _ = min(results)
         attrs_path = lm_dir / "attrs.json"
-        attrs = json.loads(attrs_path.read_text())
         attrs.update(alpha=alpha, beta=beta)
         attrs_path.write_text(json.dumps(attrs, indent=2) + "\n")
         print(f"wrote alpha {alpha} beta {beta} to {attrs_path}")
