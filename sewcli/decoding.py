@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -535,18 +536,22 @@ class _BeamWorkers:
                 initargs=self._args,
             )
         # A worker is spawned inside submit(); blocking the signals here makes it start with them blocked,
-        # so a Ctrl-C while it imports cannot print a traceback from it. This thread only: the signal is
-        # still handled (by the main thread, after this) when it arrives.
-        blocked = hasattr(signal, "pthread_sigmask")
-        if blocked:
-            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
-            return self._pool.submit(_worker_run, lp)
-        except BrokenProcessPool as e:
-            raise self._broken(e) from None
-        finally:
+        # so a Ctrl-C while it imports cannot print a traceback from it. The mask is this thread's only,
+        # and another thread can take the signal, whose Python handler then runs here all the same: in the
+        # middle of the spawn, between writing the new process's start-up data and knowing its pid, where
+        # the exception would leave it reading a cut pipe (EOFError traceback on stderr, seen after a
+        # SIGTERM under load). So the handlers also wait until submit() has returned.
+        with _signals_deferred():
+            blocked = hasattr(signal, "pthread_sigmask")
             if blocked:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+                old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                return self._pool.submit(_worker_run, lp)
+            except BrokenProcessPool as e:
+                raise self._broken(e) from None
+            finally:
+                if blocked:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def result(self, future: Future[list[tuple[str, int, int, float]]]) -> list[tuple[str, int, int, float]]:
         try:
@@ -568,6 +573,28 @@ class _BeamWorkers:
                 proc.terminate()
             _unblock_call_queue(pool)
         pool.shutdown(wait=not kill, cancel_futures=True)
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the block: their handlers run, in arrival order, when it ends.
+
+    Outside the main thread (sew used as a library) handlers cannot be swapped, and nothing is deferred.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous: dict[int, Any] = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda signum, _frame: caught.append(signum))
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)  # the restored handler: KeyboardInterrupt, sew's SIGTERM exit, ...
 
 
 def _unblock_call_queue(pool: ProcessPoolExecutor) -> None:

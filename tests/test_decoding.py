@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -414,6 +416,81 @@ def test_beam_worker_death_is_one_decoder_error_and_the_next_input_works():
         assert dec.decode(iter(stream)) == expected  # a new pool
     finally:
         dec.close()
+
+
+class _Stop(BaseException):
+    pass
+
+
+def test_signals_in_a_deferred_block_are_handled_after_it_in_order():
+    from sewcli.decoding import _signals_deferred
+
+    seen: list[str] = []
+
+    def on_term(signum, frame):
+        seen.append("handler")
+        raise _Stop
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        with pytest.raises(_Stop):
+            with _signals_deferred():
+                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)  # twice: handled once
+                seen.append("block ended")
+        assert seen == ["block ended", "handler"]
+        assert signal.getsignal(signal.SIGTERM) is on_term
+        seen.clear()
+        with _signals_deferred():
+            seen.append("quiet block")
+        assert seen == ["quiet block"]
+        with pytest.raises(KeyboardInterrupt):  # Python's own SIGINT handler is restored and then runs
+            with _signals_deferred():
+                signal.raise_signal(signal.SIGINT)
+                seen.append("still running")
+        assert seen == ["quiet block", "still running"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_signal_taken_by_another_thread_during_a_worker_spawn_does_not_cut_the_spawn(monkeypatch, capfd):
+    """The race seen under load: SIGTERM came while submit() was spawning a worker; its Python handler ran
+    in the middle of the spawn and left the new process reading a cut pipe (EOFError traceback)."""
+    import multiprocessing.popen_spawn_posix as popen_spawn
+    import threading
+
+    launch = popen_spawn.Popen._launch
+
+    def launch_with_a_signal(self, process_obj):
+        # a process-directed signal taken by a thread that does not block it, as the kernel may choose
+        t = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM))
+        t.start()
+        t.join()
+        return launch(self, process_obj)
+
+    monkeypatch.setattr(popen_spawn.Popen, "_launch", launch_with_a_signal)
+
+    def on_term(signum, frame):
+        raise _Stop
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    dec = build_decoder(
+        EN_VOCAB, DecodeOptions(kind="beam", beam_width=8, workers=1, workers_after_seconds=0)
+    )
+    try:
+        with pytest.raises(_Stop):
+            dec._workers.submit(onehot(EN, "HEL_LO|WORLD", p=0.95))
+        procs = list(dec._workers._pool._processes.values())
+        assert len(procs) == 1, "the spawned worker is known, so it can be stopped"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        dec._workers.close(kill=True)
+    for p in procs:
+        p.join(timeout=30)
+    assert not any(p.is_alive() for p in procs)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "EOFError" not in err, err
 
 
 def test_beam_workers_must_not_be_negative():
