@@ -191,12 +191,14 @@ class ArpaModel:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
             os.replace(tmp, cached)
+            tmp = None
             where = cached.name.split("-")[0]
             for stale in cached.parent.glob(f"{where}-*.npz"):  # the same file before it changed
                 if stale != cached:
                     stale.unlink(missing_ok=True)
         except OSError as e:  # read-only home, full disk: the next run parses again
             log.debug("language model cache %s not written: %s", cached, e)
+        finally:  # also on Ctrl-C or SIGTERM while writing: no temporary file is left in the cache
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
 

@@ -180,6 +180,19 @@ def test_a_damaged_cache_entry_is_replaced_not_an_error(arpa, tmp_path, monkeypa
     assert entry.stat().st_size > 100
 
 
+def test_an_interrupted_cache_write_leaves_no_temporary_file(arpa, tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("SEW_CACHE_DIR", str(root))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sewcli.lm.np.savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ArpaModel(arpa)
+    assert list((root / "lm").iterdir()) == []
+
+
 def test_cache_off_or_unwritable_still_reads_the_model(arpa, tmp_path, monkeypatch):
     monkeypatch.setenv("SEW_CACHE_DIR", "")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
