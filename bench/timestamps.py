@@ -31,7 +31,7 @@ RATE = 16000
 
 
 def utterance_edges(seconds: float = 600.0) -> list[tuple[float, float]]:
-    """(speech onset, speech offset) in seconds of each utterance that speech_file() puts whole in the file."""
+    """(speech onset, speech offset) in seconds of each utterance speech_file() puts whole in the file."""
     rows = [
         json.loads(line)
         for m in sorted(CORPUS.glob("manifest.*.jsonl"))
@@ -91,7 +91,10 @@ def main() -> int:
     audio = speech_file(args.workdir / "audio" / "speech-10min.wav")
     edges = utterance_edges()
     print(f"{len(edges)} utterances; errors in ms (positive: the word is late)\n")
-    print("| decoder: edge | utterances | median error | median abs | 90th pct abs | within 100 ms | within 200 ms |")
+    print(
+        "| decoder: edge | utterances | median error | median abs | 90th pct abs | within 100 ms "
+        "| within 200 ms |"
+    )
     print("|---|---|---|---|---|---|---|")
     for decoder in args.decoders.split(","):
         out = args.workdir / f"out-ts-{decoder}"
