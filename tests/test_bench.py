@@ -231,3 +231,28 @@ def test_cli_bench_passes_options_and_writes_report(monkeypatch: pytest.MonkeyPa
     assert json.loads(js.read_text())["options"]["models"] == ["sew-tiny"]
     bad = CliRunner().invoke(cli.app, ["bench", "-m", "nope", "-o", str(out)])
     assert bad.exit_code == 2
+
+
+def test_timestamp_bench_matches_words_to_utterances_by_midpoint() -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "timestamps.py"
+    spec = importlib.util.spec_from_file_location("bench_timestamps", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(path.parent))
+    edges = [(1.0, 2.0), (3.0, 4.5), (6.0, 7.0)]
+    words = [
+        {"start": 0.2, "end": 0.5},  # before every utterance (noise): ignored
+        {"start": 1.03, "end": 1.3},
+        {"start": 1.5, "end": 1.98},
+        {"start": 2.9, "end": 3.2},  # starts before the onset: early, a negative error
+        {"start": 3.6, "end": 4.6},
+    ]
+    starts, ends, missed = mod.errors(words, edges)
+    assert starts == pytest.approx([0.03, -0.1]) and ends == pytest.approx([-0.02, 0.1])
+    assert missed == 1  # the third utterance got no word
