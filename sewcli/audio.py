@@ -570,6 +570,7 @@ def _open_ffmpeg(
     assert exe is not None
     errlog = stack.enter_context(tempfile.TemporaryFile())
     fed = isinstance(path, _Recorder)
+    source_arg = "pipe:0" if isinstance(path, _Recorder) else "file:" + os.path.abspath(path)
     cmd = [
         exe,
         *(() if fed else ("-nostdin",)),
@@ -577,7 +578,7 @@ def _open_ffmpeg(
         "-loglevel",
         "error",
         "-i",
-        "pipe:0" if fed else "file:" + os.path.abspath(path),  # type: ignore[arg-type]
+        source_arg,
         "-map",
         "0:a:0",
         "-vn",

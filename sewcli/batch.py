@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from sewcli.errors import SewError, UsageError
 from sewcli.outputs import (
@@ -93,7 +93,7 @@ def progress(enabled: bool) -> Iterator[Callable[[str], Callable[[float, float |
         yield lambda name: lambda done, total: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
     columns = (
         TextColumn("{task.description}"),
@@ -106,7 +106,7 @@ def progress(enabled: bool) -> Iterator[Callable[[str], Callable[[float, float |
     # redirected, so that the transcript prints above the bar instead of through it.
     redirect = _isatty(sys.stdout)
     with Progress(*columns, console=Console(stderr=True), transient=True, redirect_stdout=redirect) as bar:
-        current: list[int] = []
+        current: list[TaskID] = []
 
         def start(name: str) -> Callable[[float, float | None], None]:
             for task in current:
@@ -185,15 +185,15 @@ def _existing_policy(paths: dict[str, Path], out: OutputOptions) -> str | None:
 
 
 Render = Callable[[TextIO], None]  # writes one result in one format
-Work = Callable[[Job, object], tuple[dict[str, Render], float]]  # (job, model) -> ({format: render}, seconds)
+M = TypeVar("M")  # whatever `load` builds: the model (and decoder) that `work` uses
 
 
 def run_inputs(
     plan: Plan,
     out: OutputOptions,
     *,
-    load: Callable[[], object],
-    work: Work,
+    load: Callable[[], M],
+    work: Callable[[Job, M], tuple[dict[str, Render], float]],
     quiet: bool = False,
     verbose: bool = False,
     verb: str = "transcribed",
@@ -215,7 +215,7 @@ def run_inputs(
     for display, message in plan.problems:
         error(display, message)
         tally.failed += 1
-    loaded: object = None
+    loaded: M | None = None
     mode = file_mode()
     for i, job in enumerate(plan.jobs):
         # Checked now, not up front: another `sew --skip-existing` may have done this input meanwhile.

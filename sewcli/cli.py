@@ -20,6 +20,7 @@ torch is imported only once a transcription starts, so `sew --help` and `sew mod
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
 import signal
@@ -30,7 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -59,13 +60,18 @@ from sewcli.outputs import (
     OutputOptions,
     StdoutClosed,
     render_transcript,
-    signal_handlers,
     write_stdout,
 )
+from sewcli.signals import signal_handlers
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # these modules import torch: only for the annotations, never at run time here
+    from sewcli.classify import LoadedClassifier
+    from sewcli.decoding import CTCDecoder
+    from sewcli.inference import LoadedModel
     from sewcli.pipeline import PipelineOptions
     from sewcli.records import Segment, Transcript
+
+    Loaded = tuple[LoadedModel, CTCDecoder, PipelineOptions]
 
 log = logging.getLogger("sewcli")
 
@@ -220,7 +226,7 @@ def _signals() -> Iterator[None]:
         yield
 
 
-def _load(request: TranscribeRequest) -> tuple[object, object, PipelineOptions]:
+def _load(request: TranscribeRequest) -> Loaded:
     """Resolve, fetch and load the model, build the decoder, and settle the options that depend on the model
     (its own language model, its preferred window). torch is imported here."""
     from sewcli import chunking, decoding, hub, inference
@@ -262,11 +268,13 @@ def run_transcribe(request: TranscribeRequest) -> int:
 
     # --live: the first Ctrl-C ends the input (a microphone stream has no other end) and the audio already
     # read is still transcribed and printed; exit status 130 all the same.
-    handlers = {signal.SIGINT: on_interrupt} if request.output.live else {}
+    handlers: dict[int, Callable[[int, object], None]] = (
+        {signal.SIGINT: on_interrupt} if request.output.live else {}
+    )
     with signal_handlers(handlers), progress(not request.quiet and sys.stderr.isatty()) as start:
 
-        def work(job: Job, loaded: object) -> tuple[dict[str, Render], float]:
-            model, decoder, options = loaded  # type: ignore[misc]
+        def work(job: Job, loaded: Loaded) -> tuple[dict[str, Render], float]:
+            model, decoder, options = loaded
             live = None
             if request.output.live:
                 from sewcli.writers import LiveWriter
@@ -291,9 +299,9 @@ def run_transcribe(request: TranscribeRequest) -> int:
             renders = {fmt: render_transcript(transcript, fmt) for fmt in request.output.formats}
             return renders, transcript.duration
 
-        decoders: list[object] = []
+        decoders: list[CTCDecoder] = []
 
-        def load() -> tuple[object, object, PipelineOptions]:
+        def load() -> Loaded:
             model, decoder, options = _load(request)
             decoders.append(decoder)
             return model, decoder, options
@@ -311,13 +319,13 @@ def run_transcribe(request: TranscribeRequest) -> int:
             return EXIT_SIGINT if stopping.is_set() else status
         finally:
             for decoder in decoders:
-                decoder.close()  # type: ignore[attr-defined]  # beam-search worker processes
+                decoder.close()  # beam-search worker processes
 
 
 def _transcribe_one(
     job: Job,
-    model: object,
-    decoder: object,
+    model: LoadedModel,
+    decoder: CTCDecoder,
     options: PipelineOptions,
     update: Callable[[float, float | None], None],
     on_segment: Callable[[Segment], None] | None = None,
@@ -523,7 +531,7 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
     from sewcli.inference_options import InferenceOptions
     from sewcli.pipeline import PipelineOptions
 
-    def given(**values: object) -> dict[str, object]:
+    def given(**values: Any) -> dict[str, Any]:
         return {k: v for k, v in values.items() if v is not None}
 
     beam_settings = (
@@ -809,9 +817,11 @@ def run_classify(request: ClassifyRequest) -> int:
     plan = plan_run(request.inputs, request.output)
     options = stage.ClassifyOptions(top_k=request.top_k, window_seconds=request.window_seconds)
 
-    def work(job: Job, model: object) -> tuple[dict[str, Render], float]:
+    def work(job: Job, model: LoadedClassifier) -> tuple[dict[str, Render], float]:
         result = stage.classify_file(job.source, model, options)
-        renders = {fmt: (lambda fh, f=fmt: stage.WRITERS[f](result, fh)) for fmt in request.output.formats}
+        renders: dict[str, Render] = {
+            fmt: functools.partial(stage.WRITERS[fmt], result) for fmt in request.output.formats
+        }
         return renders, result.duration
 
     return run_inputs(
@@ -826,7 +836,7 @@ def run_classify(request: ClassifyRequest) -> int:
     )
 
 
-def _load_classifier(request: ClassifyRequest) -> object:
+def _load_classifier(request: ClassifyRequest) -> LoadedClassifier:
     """Resolve, fetch and load the classifier (torch is imported here)."""
     from sewcli import classify as stage
     from sewcli import hub, inference

@@ -30,7 +30,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,6 +43,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from sewcli import errors, records
+from sewcli.signals import signals_held
 
 log = logging.getLogger(__name__)
 
@@ -541,7 +541,7 @@ class _BeamWorkers:
         # middle of the spawn, between writing the new process's start-up data and knowing its pid, where
         # the exception would leave it reading a cut pipe (EOFError traceback on stderr, seen after a
         # SIGTERM under load). So the handlers also wait until submit() has returned.
-        with _signals_deferred():
+        with signals_held():
             blocked = hasattr(signal, "pthread_sigmask")
             if blocked:
                 old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -573,28 +573,6 @@ class _BeamWorkers:
                 proc.terminate()
             _unblock_call_queue(pool)
         pool.shutdown(wait=not kill, cancel_futures=True)
-
-
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM for the block: their handlers run, in arrival order, when it ends.
-
-    Outside the main thread (sew used as a library) handlers cannot be swapped, and nothing is deferred.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous: dict[int, Any] = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda signum, _frame: caught.append(signum))
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-        for sig in dict.fromkeys(caught):
-            signal.raise_signal(sig)  # the restored handler: KeyboardInterrupt, sew's SIGTERM exit, ...
 
 
 def _unblock_call_queue(pool: ProcessPoolExecutor) -> None:

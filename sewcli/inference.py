@@ -109,6 +109,7 @@ def load(
             else ExitPolicy(layer=int(options.exit_layer))
         )
         configure_exit(module, policy, name or str(directory))
+    ctc: Any = module  # the CTC families' own attributes, which nn.Module's typing does not know
     return LoadedModel(
         name=name or str(directory),
         directory=Path(directory),
@@ -116,9 +117,9 @@ def load(
         vocab=info.vocabulary,
         sample_rate=info.features.sampling_rate,
         do_normalize=info.features.do_normalize,
-        hop_samples=int(module.inputs_to_logits_ratio),
-        align_samples=int(module.inputs_to_logits_ratio) * int(getattr(module.config, "squeeze_factor", 1)),
-        min_samples=int(module.min_input_samples),
+        hop_samples=int(ctc.inputs_to_logits_ratio),
+        align_samples=int(ctc.inputs_to_logits_ratio) * int(getattr(ctc.config, "squeeze_factor", 1)),
+        min_samples=int(ctc.min_input_samples),
         device=device,
         dtype=dtype,
         language=language,

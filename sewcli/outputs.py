@@ -20,16 +20,15 @@ imports torch.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from sewcli.errors import OutputError
+from sewcli.signals import signals_held
 
 if TYPE_CHECKING:
     from sewcli.records import Transcript
@@ -191,56 +190,6 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-@contextmanager
-def signal_handlers(handlers: dict[int, Callable[[int, object], None]]) -> Iterator[dict[int, object]]:
-    """Install `handlers` for the block, restore the previous ones after; yield the previous ones.
-
-    Off the main thread (embedded use) nothing is installed and the dict is empty.
-    """
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
-    except ValueError:
-        yield {}
-        return
-    try:
-        yield previous
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM (re-raised on exit) around one input's writes; a second signal goes through.
-
-    Python-level handlers, not pthread_sigmask: a mask only covers the calling thread, and the kernel hands a
-    process signal to any thread that does not block it (torch's worker threads), which then interrupts the
-    main thread anyway.
-    """
-    held: list[int] = []
-    previous: dict[int, object] = {}
-
-    def hold(signum: int, frame: object) -> None:
-        if not held:
-            held.append(signum)
-            return
-        held.clear()  # asked twice (a write hanging on a slow file system): let it through now
-        handler = previous.get(signum)
-        if callable(handler):
-            handler(signum, frame)  # raises KeyboardInterrupt / cli._Terminated here
-        else:
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)
-
-    try:
-        with signal_handlers({signal.SIGINT: hold, signal.SIGTERM: hold}) as installed:
-            previous.update(installed)
-            yield
-    finally:
-        if held:
-            signal.raise_signal(held[0])  # the usual handler runs now: KeyboardInterrupt / cli._Terminated
-
-
 def write_outputs(items: list[tuple[Path, Callable[[TextIO], None]]], mode: int) -> None:
     """Write one input's outputs all or none: render each to a temporary file, then rename them all.
 
@@ -250,7 +199,7 @@ def write_outputs(items: list[tuple[Path, Callable[[TextIO], None]]], mode: int)
     """
     staged: list[tuple[Path, str]] = []
     try:
-        with _signals_held():
+        with signals_held():
             for path, render in items:
                 staged.append((path, stage_output(path, render, mode)))
             for path, tmp in staged:

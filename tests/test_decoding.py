@@ -422,38 +422,6 @@ class _Stop(BaseException):
     pass
 
 
-def test_signals_in_a_deferred_block_are_handled_after_it_in_order():
-    from sewcli.decoding import _signals_deferred
-
-    seen: list[str] = []
-
-    def on_term(signum, frame):
-        seen.append("handler")
-        raise _Stop
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        with pytest.raises(_Stop):
-            with _signals_deferred():
-                signal.raise_signal(signal.SIGTERM)
-                signal.raise_signal(signal.SIGTERM)  # twice: handled once
-                seen.append("block ended")
-        assert seen == ["block ended", "handler"]
-        assert signal.getsignal(signal.SIGTERM) is on_term
-        seen.clear()
-        with _signals_deferred():
-            seen.append("quiet block")
-        assert seen == ["quiet block"]
-        with pytest.raises(KeyboardInterrupt):  # Python's own SIGINT handler is restored and then runs
-            with _signals_deferred():
-                signal.raise_signal(signal.SIGINT)
-                seen.append("still running")
-        assert seen == ["quiet block", "still running"]
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def test_a_signal_taken_by_another_thread_during_a_worker_spawn_does_not_cut_the_spawn(monkeypatch, capfd):
     """The race seen under load: SIGTERM came while submit() was spawning a worker; its Python handler ran
     in the middle of the spawn and left the new process reading a cut pipe (EOFError traceback)."""
