@@ -20,6 +20,7 @@ imports torch.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
@@ -112,8 +113,18 @@ def collect_jobs(
                     if name.startswith(".") or suffix not in exts:
                         continue
                     path = os.path.join(root, name)
-                    add(path, path, Path(os.path.relpath(path, item)))
                     found += 1
+                    special = _special_file(path)
+                    if special:  # opening a named pipe would wait for a writer for ever
+                        problems.append(
+                            (
+                                path,
+                                f"not a regular file ({special}); give it as an input of "
+                                "its own to read it as a stream",
+                            )
+                        )
+                        continue
+                    add(path, path, Path(os.path.relpath(path, item)))
             if not found:
                 problems.append((item, f"no audio files ({', '.join(sorted(exts))}) in this directory"))
         elif os.path.lexists(item):
@@ -121,6 +132,21 @@ def collect_jobs(
         else:
             problems.append((item, "no such file or directory"))
     return jobs, problems, had_dir
+
+
+def _special_file(path: str) -> str | None:
+    """What `path` (links followed) is when neither a regular file nor missing: "a named pipe", ..."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # a broken link or an unreadable entry: reported when it is opened
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"  # os.walk lists links to directories as directories
 
 
 def output_paths(

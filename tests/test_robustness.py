@@ -19,6 +19,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -145,6 +146,9 @@ BAD: dict[str, str] = {
     "tree/loop-a.wav": "Too many levels of symbolic links",
     "tree/loop-b.wav": "Too many levels of symbolic links",
     "tree/dangling.wav": "file not found",
+    "tree/pipe.wav": "not a regular file (a named pipe)",  # opening it would wait for a writer for ever
+    "tree/sock.wav": "not a regular file (a socket)",
+    "tree/to-pipe.wav": "not a regular file (a named pipe)",  # a link to one
 }
 
 
@@ -196,6 +200,10 @@ def _make_inputs(d: Path) -> None:
     (tree / "loop-a.wav").symlink_to("loop-b.wav")  # file symlink loop
     (tree / "loop-b.wav").symlink_to("loop-a.wav")
     (tree / "dangling.wav").symlink_to("nowhere.wav")
+    os.mkfifo(tree / "pipe.wav")
+    (tree / "to-pipe.wav").symlink_to("pipe.wav")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tree / "sock.wav"))
 
 
 def test_bad_input_matrix_in_one_run(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
