@@ -524,7 +524,7 @@ def _stdin_bytes(name: str) -> IO[bytes]:
 
 
 def _preflight(path: str, name: str) -> bool:
-    """Check a path is an existing non-empty readable file; True if it must be spooled (a FIFO/device)."""
+    """Check a path is an existing non-empty readable file; True if it must be spooled (a named pipe)."""
     try:
         st = os.stat(path)
     except FileNotFoundError as e:
@@ -533,6 +533,11 @@ def _preflight(path: str, name: str) -> bool:
         raise AudioError(f"{name}: cannot access file: {e.strerror or e}") from e
     if stat.S_ISDIR(st.st_mode):
         raise AudioError(f"{name}: is a directory, not an audio file")
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+        # /dev/zero and the like never end: they would be spooled until the disk's reserve (stdin is the
+        # way to stream: `some-recorder | sew transcribe -`)
+        kind = "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+        raise AudioError(f"{name}: not a regular file ({kind}); pipe its audio into `sew transcribe -`")
     if not stat.S_ISREG(st.st_mode):
         return True  # a FIFO must be opened only once (by the spooler): a test open would eat its writer
     try:

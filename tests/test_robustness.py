@@ -146,6 +146,7 @@ BAD: dict[str, str] = {
     "tree/loop-a.wav": "Too many levels of symbolic links",
     "tree/loop-b.wav": "Too many levels of symbolic links",
     "tree/dangling.wav": "file not found",
+    "zero-device.wav": "not a regular file (a device)",  # a link to /dev/zero: endless, never spooled
     "tree/pipe.wav": "not a regular file (a named pipe)",  # opening it would wait for a writer for ever
     "tree/sock.wav": "not a regular file (a socket)",
     "tree/to-pipe.wav": "not a regular file (a named pipe)",  # a link to one
@@ -200,6 +201,7 @@ def _make_inputs(d: Path) -> None:
     (tree / "loop-a.wav").symlink_to("loop-b.wav")  # file symlink loop
     (tree / "loop-b.wav").symlink_to("loop-a.wav")
     (tree / "dangling.wav").symlink_to("nowhere.wav")
+    (d / "zero-device.wav").symlink_to("/dev/zero")
     os.mkfifo(tree / "pipe.wav")
     (tree / "to-pipe.wav").symlink_to("pipe.wav")
     with socket.socket(socket.AF_UNIX) as sock:
