@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import math
 import os
 import signal
 import sys
@@ -251,6 +252,14 @@ def _load(request: TranscribeRequest) -> Loaded:
             ),
         )
         log.info("windows of %g s (the registry's chunk_length for %s)", window, spec.name)
+    chunking.Windower(  # windows this model cannot take are a usage error now, not one per input
+        sample_rate=model.sample_rate,
+        options=pipeline.chunk,
+        hop_samples=model.hop_samples,
+        frame_count=model.frame_count,
+        min_samples=model.min_samples,
+        align_samples=model.align_samples,
+    )
     return model, decoder, pipeline
 
 
@@ -547,6 +556,11 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
         )
     if kw["lm"] is not None and kw["no_lm"]:
         raise UsageError("--lm and --no-lm contradict each other")
+    for option in ("alpha", "beta", "hotword_weight"):
+        if kw[option] is not None and not math.isfinite(kw[option]):  # type: ignore[arg-type]
+            raise UsageError(f"--{option.replace('_', '-')} must be a finite number, got {kw[option]}")
+    if any(not str(word).strip() for word in kw["hotwords"]):  # type: ignore[attr-defined]
+        raise UsageError("--hotword must not be empty")
     kind = kw["decoder"].value  # type: ignore[attr-defined]
     if kind == "auto" and beam_settings:
         kind = "beam"  # beam settings given: the user wants a beam search, LM or not

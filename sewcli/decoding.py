@@ -731,7 +731,7 @@ def _normalize_hotwords(
                 out.append(cand)
                 break
         else:
-            missing = "".join(sorted(set(hw) - chars))
+            missing = "".join(sorted(c for c in set(hw) if not {c, c.upper(), c.lower()} & chars))
             raise errors.DecoderError(
                 f"hotword {hw!r} has characters not in the model vocabulary: {missing!r}"
             )

@@ -171,6 +171,10 @@ def test_defaults(clean_env: dict[str, str]) -> None:
         (["--skip-existing", "--overwrite"], "cannot be combined"),
         (["--model", "no-such-model"], "known models: "),
         (["--device", "tpu"], "tpu"),
+        (["--alpha", "nan"], "--alpha must be a finite number, got nan"),
+        (["--beta", "inf"], "--beta must be a finite number, got inf"),
+        (["--hotword-weight", "nan"], "--hotword-weight must be a finite number"),
+        (["--hotword", "  "], "--hotword must not be empty"),
     ],
 )
 def test_usage_errors_exit_2(args: list[str], needle: str, tmp_path: Path, clean_env: dict[str, str]) -> None:
@@ -180,6 +184,14 @@ def test_usage_errors_exit_2(args: list[str], needle: str, tmp_path: Path, clean
     assert needle in result.stderr
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
+
+
+def test_windows_too_short_for_the_model_are_one_usage_error_not_one_per_input(
+    audio_tree: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
+    result = sew("transcribe", str(audio_tree), "-m", str(tiny_sew_dir), "--chunk-length", "0.01", "-q")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("shorter than the model minimum") == 1 and result.stdout == ""
 
 
 def test_several_inputs_need_output_dir_for_non_txt(audio_tree: Path, clean_env: dict[str, str]) -> None:
