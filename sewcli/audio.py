@@ -234,11 +234,12 @@ class _DecodeError(AudioError):
 
 
 class _FfmpegError(AudioError):
-    """ffmpeg failed; `detail` is its reason ("ffmpeg: ...")."""
+    """ffmpeg failed; `detail` is its reason ("ffmpeg: ..."); `plain`: the message says all (no need for
+    libsndfile's reason next to it)."""
 
-    def __init__(self, message: str, detail: str) -> None:
+    def __init__(self, message: str, detail: str, plain: bool = False) -> None:
         super().__init__(message)
-        self.detail = detail
+        self.detail, self.plain = detail, plain
 
 
 _WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
@@ -406,6 +407,11 @@ class _FfmpegStream(_WavPipeStream):
         def read_exact(n: int) -> bytes:
             data = out.read(n)
             if len(data) != n:
+                self._proc.wait()
+                if "matches no streams" in _ffmpeg_log(self._err):  # our `-map 0:a:0`: no audio track
+                    raise _FfmpegError(
+                        f"{name}: has no audio stream (a video without sound?)", "", plain=True
+                    )
                 raise self._fail("not a recognised audio format")
             return data
 
@@ -461,10 +467,15 @@ def _sf_reason(e: BaseException) -> str:
     return text[:1].lower() + text[1:] if text else "unknown libsndfile error"
 
 
+def _ffmpeg_log(errlog: IO[bytes]) -> str:
+    """What ffmpeg wrote to stderr so far."""
+    errlog.seek(0)
+    return errlog.read().decode("utf-8", "replace")
+
+
 def _ffmpeg_reason(errlog: IO[bytes], returncode: int | None) -> str:
     """The last non-empty line ffmpeg wrote to stderr, minus its `file:NAME: ` prefix."""
-    errlog.seek(0)
-    lines = [ln.strip() for ln in errlog.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in _ffmpeg_log(errlog).splitlines() if ln.strip()]
     if not lines:
         return f"ffmpeg exited with status {returncode}"
     last = lines[-1]
@@ -654,7 +665,7 @@ def _open_path(
             try:
                 return _open_ffmpeg(path, name, source, options.block_frames, stack)
             except _FfmpegError as fe:
-                raise AudioError(f"{name}: {reason} ({fe.detail})") from e
+                raise AudioError(str(fe) if fe.plain else f"{name}: {reason} ({fe.detail})") from e
         raise AudioError(f"{name}: {reason}") from e
     stack.enter_context(f)
     stream = _SoundFileStream(f, name, source, options.block_frames)
@@ -668,7 +679,7 @@ def _open_path(
         try:
             return _open_ffmpeg(path, name, source, options.block_frames, stack)
         except _FfmpegError as fe:
-            raise AudioError(f"{e} ({fe.detail})") from e
+            raise AudioError(str(fe) if fe.plain else f"{e} ({fe.detail})") from e
     return stream
 
 

@@ -663,3 +663,21 @@ def test_which_streams_ffmpeg_may_decode_as_they_arrive() -> None:
         _ffmpeg_can_stream(b"ID3\x04") and _ffmpeg_can_stream(b"\xff\xfb\x90") and _ffmpeg_can_stream(b"OggS")
     )
     assert not _ffmpeg_can_stream(b"\x00\x00\x00\x20ftypM4A ") and not _ffmpeg_can_stream(b"hello world")
+
+
+@needs_ffmpeg
+def test_a_video_without_sound_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    video = tmp_path / "silent film.mp4"
+    subprocess.run(
+        [FFMPEG, "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=duration=1:size=64x64", str(video)],
+        check=True,
+    )
+    with pytest.raises(
+        AudioError, match=r"^.*silent film\.mp4: has no audio stream \(a video without sound\?\)$"
+    ):
+        with open_audio(video):
+            pass
+    _fake_stdin(monkeypatch, video.read_bytes())
+    with pytest.raises(AudioError, match=r"^<stdin>: has no audio stream"):
+        with open_audio("-"):
+            pass
