@@ -410,7 +410,9 @@ class _FfmpegStream(_WavPipeStream):
                 self._proc.wait()
                 if "matches no streams" in _ffmpeg_log(self._err):  # our `-map 0:a:0`: no audio track
                     raise _FfmpegError(
-                        f"{name}: has no audio stream (a video without sound?)", "", plain=True
+                        f"{name}: has no audio stream (ffmpeg reads it, but it holds no sound)",
+                        "",
+                        plain=True,
                     )
                 raise self._fail("not a recognised audio format")
             return data
