@@ -99,6 +99,29 @@ def test_dev_set_is_held_out_text_in_training_voices_and_leaves_the_corpus_order
     assert {j.split for c in chunks[len(generate.chunk_jobs(before, 4, 7)) :] for j in c} == {"dev_a"}
 
 
+def test_noise_margins_surround_the_speech_at_a_lower_level() -> None:
+    speech = (0.3 * np.sin(np.arange(16000) / 5.0)).astype(np.float32)
+    opt = data.AugmentOptions(p_pad=1.0)
+    rng = np.random.default_rng(0)
+    sides = set()
+    for _ in range(30):
+        y = data.pad_with_noise(speech, rng, opt)
+        assert y.dtype == np.float32 and np.isfinite(y).all()
+        at = next(
+            i for i in range(len(y) - len(speech) + 1) if np.array_equal(y[i : i + len(speech)], speech)
+        )
+        before, after = y[:at], y[at + len(speech) :]
+        assert 0.2 * 16000 - 1 <= len(before) + len(after) <= 2 * 1.5 * 16000
+        for margin in (before, after):
+            if len(margin):
+                assert 0.2 * 16000 - 1 <= len(margin) <= 1.5 * 16000
+                level = np.sqrt((margin**2).mean()) / np.sqrt((speech**2).mean())
+                assert 10 ** (-60 / 20) * 0.99 <= level <= 10 ** (-20 / 20) * 1.01
+        sides.add((len(before) > 0, len(after) > 0))
+    assert sides == {(True, False), (False, True), (True, True)}
+    assert data.pad_with_noise(speech, rng, data.AugmentOptions()) is speech  # off by default
+
+
 def _vowel(sr: int = 16000, f0: float = 125.0, formant: float = 1000.0) -> np.ndarray:
     """1 s of a pulse train at f0 through one resonance (a crude vowel)."""
     src = np.zeros(sr)

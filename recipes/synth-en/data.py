@@ -78,11 +78,14 @@ class AugmentOptions:
     p_gain: float = 0.5
     p_warp: float = 0.0  # formant (vocal-tract length) warp; 0 = off, as in the first five sittings
     warp: tuple[float, float] = (0.85, 1.18)
+    p_pad: float = 0.0  # non-speech margins (noise only) before and/or after the speech; 0 = off, as before
+    pad_seconds: tuple[float, float] = (0.2, 1.5)
+    pad_level_db: tuple[float, float] = (-60.0, -20.0)  # margin noise RMS relative to the speech RMS
 
 
-def _colored_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    """White, pink or brown noise (n,)."""
-    kind = rng.integers(3)
+def colored_noise(n: int, rng: np.random.Generator, kind: int | None = None) -> np.ndarray:
+    """White (kind 0), pink (1) or brown (2; random when None) noise (n,)."""
+    kind = rng.integers(3) if kind is None else kind
     w = rng.standard_normal(n).astype(np.float32)
     if kind == 0:
         return w
@@ -105,6 +108,30 @@ def _bandlimit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     f = np.fft.rfftfreq(len(x), 1.0 / SR)
     spec[(f < lo) | (f > hi)] = 0
     return np.fft.irfft(spec, len(x)).astype(np.float32)
+
+
+def pad_with_noise(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.ndarray:
+    """Sometimes add stretches of noise without speech before and/or after the utterance (same labels).
+
+    The recipe trims every utterance to 0.15 s around its speech, so without this the model never sees
+    seconds of room noise between sentences, and it spells letters into them (white noise at -40 dBFS came
+    out as "IEEEEEEEEEENEEEA" with the step-24,250 model).
+    """
+    if not opt.p_pad or rng.random() >= opt.p_pad:
+        return x
+    side = rng.integers(3)  # 0 before, 1 after, 2 both
+    parts = []
+    rms = float(np.sqrt((x**2).mean())) + 1e-8
+    for where in ("before", "after"):
+        if (where == "before" and side == 1) or (where == "after" and side == 0):
+            continue
+        n = int(rng.uniform(*opt.pad_seconds) * SR)
+        level = rms * 10 ** (rng.uniform(*opt.pad_level_db) / 20)
+        noise = colored_noise(n, rng)
+        parts.append((where, (noise / (np.sqrt((noise**2).mean()) + 1e-8) * level).astype(np.float32)))
+    before = [p for w, p in parts if w == "before"]
+    after = [p for w, p in parts if w == "after"]
+    return np.concatenate([*before, x, *after]).astype(np.float32)
 
 
 def speed(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.ndarray:
@@ -184,7 +211,7 @@ def degrade(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.
         x = _bandlimit(x, 0.0, rng.uniform(2500.0, 6000.0))
     if rng.random() < opt.p_noise:
         snr = rng.uniform(*opt.snr_db)
-        noise = _colored_noise(len(x), rng)
+        noise = colored_noise(len(x), rng)
         p_sig = float((x**2).mean()) + 1e-10
         p_n = float((noise**2).mean()) + 1e-10
         x = x + noise * math.sqrt(p_sig / (p_n * 10 ** (snr / 10)))
@@ -252,7 +279,7 @@ class BatchDataset:
             row = self.rows[i]
             clean = read_audio(self.corpus, row)
             if self.opt:
-                clean = speed(clean, rng, self.opt)
+                clean = speed(pad_with_noise(clean, rng, self.opt), rng, self.opt)
             x = degrade(clean, rng, self.opt) if self.opt else clean
             audios.append(normalize(x))
             labels.append(encode(row["text"]))

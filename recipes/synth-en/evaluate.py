@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1]))
 
-from data import greedy_decode, load_manifest, normalize, read_audio  # noqa: E402
+from data import colored_noise, greedy_decode, load_manifest, normalize, read_audio  # noqa: E402
 from metrics import cer, wer  # noqa: E402
 
 from sewcli.model.load import load_model  # noqa: E402
@@ -35,7 +35,8 @@ ALSA_REFS = {"Front_Center": "FRONT CENTER", "Front_Left": "FRONT LEFT", "Front_
              "Side_Left": "SIDE LEFT", "Side_Right": "SIDE RIGHT"}
 SET_NAMES = {"test_a": "(a) held-out sentences, training voices", "test_b": "(b) held-out voice: flite rms",
              "test_b2": "(b2) held-out voice: festival ked_diphone", "alsa": "(c) real human recordings (alsa-utils)",
-             "dev_a": "dev set: held-out sentences no test uses, training voices"}
+             "dev_a": "dev set: held-out sentences no test uses, training voices",
+             "noise": "(d) non-speech: noise and digital silence (no words: every letter is an error)"}
 
 
 @torch.no_grad()
@@ -72,6 +73,18 @@ def load_alsa(alsa_dir: Path = ALSA_DIR) -> list[tuple[str, np.ndarray, str]]:
     return out
 
 
+def noise_set(seconds: float = 5.0) -> list[tuple[str, np.ndarray]]:
+    """(name, audio) of audio without speech: white/pink/brown noise at -60/-40/-20 dBFS, digital silence."""
+    rng = np.random.default_rng(1234)
+    out = []
+    for kind, kind_name in enumerate(("white", "pink", "brown")):
+        for dbfs in (-60, -40, -20):
+            x = colored_noise(int(seconds * 16000), rng, kind)
+            out.append((f"{kind_name} noise {dbfs} dBFS", x / np.sqrt((x**2).mean()) * 10 ** (dbfs / 20)))
+    out.append(("digital silence", np.zeros(int(seconds * 16000), np.float32)))
+    return [(name, a.astype(np.float32)) for name, a in out]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model_dir")
@@ -83,14 +96,14 @@ def main() -> None:
     ap.add_argument("--split", action="append", default=None, choices=list(SET_NAMES),
                     help="evaluate only these (repeatable); default: the three test sets and alsa")
     args = ap.parse_args()
-    splits = args.split or ["test_a", "test_b", "test_b2", "alsa"]
+    splits = args.split or ["test_a", "test_b", "test_b2", "alsa", "noise"]
     torch.set_num_threads(args.threads)
     model = load_model(args.model_dir).model
     lm_dir = Path(args.lm) if args.lm else Path(args.model_dir) / "language_model"
     lm = LMDecoder(args.model_dir, lm_dir) if lm_dir.is_dir() else None
     corpus = Path(args.work) / "corpus"
     results: dict[str, dict] = {}
-    for split in [s for s in splits if s != "alsa"]:
+    for split in [s for s in splits if s not in ("alsa", "noise")]:
         rows = load_manifest(corpus, split)[: args.limit]
         if not rows:
             continue
@@ -130,6 +143,21 @@ def main() -> None:
                                      "wer": round(wer(refs, lm_hyps), 4),
                                      "examples": [[n, r, h] for (n, _, r), h in zip(alsa, lm_hyps)]}
         print("alsa", results["alsa"], flush=True)
+    if "noise" in splits:
+        clips = noise_set()
+        lps = [log_probs(model, a) for _, a in clips]
+        minutes = sum(len(a) for _, a in clips) / 16000 / 60
+        hyps = [greedy_decode(lp.argmax(-1)) for lp in lps]
+        results["noise"] = {"name": SET_NAMES["noise"], "n": len(clips), "minutes": round(minutes, 2),
+                            "chars_per_minute": round(sum(len(h.replace(" ", "")) for h in hyps) / minutes, 1),
+                            "examples": [[n, h] for (n, _), h in zip(clips, hyps)]}
+        if lm is not None:
+            lm_hyps = [lm(lp) for lp in lps]
+            results["noise"]["lm"] = {
+                "chars_per_minute": round(sum(len(h.replace(" ", "")) for h in lm_hyps) / minutes, 1),
+                "words_per_minute": round(sum(len(h.split()) for h in lm_hyps) / minutes, 1),
+                "examples": [[n, h] for (n, _), h in zip(clips, lm_hyps)]}
+        print("noise", results["noise"], flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
 
