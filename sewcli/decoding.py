@@ -450,6 +450,7 @@ class _PieceSearch:
         self.options = options
         self.hotwords = hotwords
         self._decoder = _build_pyctcdecode(labels, options)
+        self._blank = labels.index("")
         # tokens (longest first) to split a decoded word back into vocabulary ids for the confidence
         self._by_text = sorted(
             ((s, i) for i, s in enumerate(labels) if s not in ("", " ")), key=lambda t: -len(t[0])
@@ -457,6 +458,11 @@ class _PieceSearch:
 
     def __call__(self, lp: records.FloatArray) -> list[tuple[str, int, int, float]]:
         opts = self.options
+        if not (lp.argmax(axis=-1) != self._blank).any():
+            # Not one frame whose best token is a letter: no words. The search would find some all the same
+            # when a language model is on (an empty text ends the sentence at once, which the LM scores
+            # low): digital silence came out as "A" (p 0.035) with the embedded model's LM.
+            return []
         beams = self._decoder.decode_beams(
             lp,
             beam_width=opts.beam_width,

@@ -43,7 +43,21 @@ def render_card(template: str, ev: dict, curve: list[dict], meta: dict) -> str:
     for c in curve:
         cur.append(f"| {c['step']} | {c['minutes']:.0f} | {pct(c.get('cer_test_a', float('nan')))} | "
                    f"{pct(c.get('cer_test_b', float('nan')))} | {pct(c.get('cer_test_b2', float('nan')))} |")
-    return template.format(results="\n".join(rows), alsa=alsa, curve="\n".join(cur), **meta)
+    return template.format(results="\n".join(rows), alsa=alsa, curve="\n".join(cur), noise=noise_line(ev), **meta)
+
+
+def noise_line(ev: dict) -> str:
+    """The card's sentence on (d), audio without speech (evaluate.py's noise set), if it was measured."""
+    d = ev.get("noise")
+    if d is None:
+        return "(d) Audio without speech was not measured for this checkpoint."
+    lm = d.get("lm", {})
+    with_lm = f"; with the LM, {lm['words_per_minute']:g} words a minute" if lm else ""
+    return (
+        f"(d) Audio without speech ({d['n']} clips of {60 * d['minutes'] / d['n']:.0f} s: white, pink and brown "
+        f"noise at -60, -40 and -20 dBFS, and digital silence), where every letter is an error: greedy "
+        f"decoding writes {d['chars_per_minute']:g} letters a minute{with_lm}."
+    )
 
 
 def main() -> None:
