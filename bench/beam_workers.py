@@ -23,6 +23,41 @@ from sewcli import bench
 CORPUS = Path(__file__).resolve().parents[1] / "recipes" / "synth-en" / "work" / "corpus"
 
 
+def have_corpus() -> bool:
+    """True when the recipe's corpus is there; else say on stderr how to make it."""
+    if any(CORPUS.glob("manifest.*.jsonl")):
+        return True
+    print(f"needs the recipe's corpus in {CORPUS} (bash recipes/synth-en/run.sh)", file=sys.stderr)
+    return False
+
+
+def whole_utterances(seconds: float = 600.0) -> list[tuple[dict, int]]:
+    """(manifest row, start sample) of each utterance speech_file() puts whole into its first `seconds`.
+
+    The same rows in the same order, and the same pause draws, as speech_file(): what a benchmark needs to
+    know where each utterance is in that file (its text, its edges).
+    """
+    import soundfile as sf
+
+    rows = [
+        json.loads(line)
+        for m in sorted(CORPUS.glob("manifest.*.jsonl"))
+        for line in m.read_text().splitlines()
+        if line.strip()
+    ]
+    rng = np.random.default_rng(0)
+    placed, total, limit = [], 0, int(seconds * 16000)
+    for row in (r for r in rows if r["split"].startswith("test")):
+        n = sf.info(str(CORPUS / row["path"])).frames
+        pause = int(16000 * rng.uniform(0.3, 1.2))
+        if total + n <= limit:
+            placed.append((row, total))
+        total += n + pause
+        if total >= limit:
+            break
+    return placed
+
+
 def speech_file(path: Path, seconds: float = 600.0) -> Path:
     """Held-out TTS utterances strung together (or bench's synthetic signal without the recipe's corpus)."""
     if path.exists():

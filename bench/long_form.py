@@ -12,16 +12,12 @@ metrics.py. Prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "synth-en"))
-from beam_workers import CORPUS, speech_file  # noqa: E402
+from beam_workers import have_corpus, speech_file, whole_utterances  # noqa: E402
 from metrics import cer, wer  # noqa: E402  # the recipe's corpus-level Levenshtein rates
 
 from sewcli import bench  # noqa: E402
@@ -29,23 +25,7 @@ from sewcli import bench  # noqa: E402
 
 def reference(seconds: float = 600.0) -> str:
     """The text of the utterances speech_file() puts whole into its first `seconds` (same order, pauses)."""
-    rows = [
-        json.loads(line)
-        for m in sorted(CORPUS.glob("manifest.*.jsonl"))
-        for line in m.read_text().splitlines()
-        if line.strip()
-    ]
-    rng = np.random.default_rng(0)
-    total, limit, words = 0, int(seconds * 16000), []
-    for row in (r for r in rows if r["split"].startswith("test")):
-        n = sf.info(str(CORPUS / row["path"])).frames
-        pause = int(16000 * rng.uniform(0.3, 1.2))  # the same draw, in the same order, as speech_file()
-        if total + n <= limit:
-            words.append(row["text"])
-        total += n + pause
-        if total >= limit:
-            break
-    return " ".join(words)
+    return " ".join(row["text"] for row, _ in whole_utterances(seconds))
 
 
 def run(audio: Path, window: float, decoder: str, threads: int, out: Path) -> tuple[str, float, float]:
@@ -66,8 +46,7 @@ def main() -> int:
     ap.add_argument("--decoders", default="greedy,auto")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    if not any(CORPUS.glob("manifest.*.jsonl")):
-        print(f"needs the recipe's corpus in {CORPUS} (bash recipes/synth-en/run.sh)", file=sys.stderr)
+    if not have_corpus():
         return 1
     audio = speech_file(args.workdir / "audio" / "speech-10min.wav")
     ref = reference()

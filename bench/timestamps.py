@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from beam_workers import CORPUS, speech_file  # noqa: E402
+from beam_workers import CORPUS, have_corpus, speech_file, whole_utterances  # noqa: E402
 
 from sewcli import bench  # noqa: E402
 
@@ -32,25 +32,13 @@ RATE = 16000
 
 def utterance_edges(seconds: float = 600.0) -> list[tuple[float, float]]:
     """(speech onset, speech offset) in seconds of each utterance speech_file() puts whole in the file."""
-    rows = [
-        json.loads(line)
-        for m in sorted(CORPUS.glob("manifest.*.jsonl"))
-        for line in m.read_text().splitlines()
-        if line.strip()
-    ]
-    rng = np.random.default_rng(0)
-    edges, total, limit = [], 0, int(seconds * RATE)
-    for row in (r for r in rows if r["split"].startswith("test")):
+    edges = []
+    for row, start in whole_utterances(seconds):
         audio, _ = sf.read(str(CORPUS / row["path"]), dtype="float32")
-        pause = int(RATE * rng.uniform(0.3, 1.2))  # the same draw, in the same order, as speech_file()
-        if total + len(audio) <= limit:
-            n = len(audio) // 160
-            rms = np.sqrt((audio[: n * 160].reshape(n, 160) ** 2).mean(axis=1))  # (n,) per 10 ms
-            voiced = np.nonzero(rms > 0.02 * rms.max())[0]
-            edges.append(((total + voiced[0] * 160) / RATE, (total + (voiced[-1] + 1) * 160) / RATE))
-        total += len(audio) + pause
-        if total >= limit:
-            break
+        n = len(audio) // 160
+        rms = np.sqrt((audio[: n * 160].reshape(n, 160) ** 2).mean(axis=1))  # (n,) per 10 ms
+        voiced = np.nonzero(rms > 0.02 * rms.max())[0]
+        edges.append(((start + voiced[0] * 160) / RATE, (start + (voiced[-1] + 1) * 160) / RATE))
     return edges
 
 
@@ -85,8 +73,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", default=None, help="model directory or name (default: the embedded model)")
     args = ap.parse_args()
-    if not any(CORPUS.glob("manifest.*.jsonl")):
-        print(f"needs the recipe's corpus in {CORPUS} (bash recipes/synth-en/run.sh)", file=sys.stderr)
+    if not have_corpus():
         return 1
     audio = speech_file(args.workdir / "audio" / "speech-10min.wav")
     edges = utterance_edges()
