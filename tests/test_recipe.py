@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "synth-en"
@@ -120,6 +121,31 @@ def test_noise_margins_surround_the_speech_at_a_lower_level() -> None:
         sides.add((len(before) > 0, len(after) > 0))
     assert sides == {(True, False), (False, True), (True, True)}
     assert data.pad_with_noise(speech, rng, data.AugmentOptions()) is speech  # off by default
+
+
+def test_noise_only_utterances_have_the_empty_text_and_their_own_length(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    (corpus / "wav").mkdir(parents=True)
+    rows = []
+    for i, n in enumerate((16000, 24000, 20000)):
+        sf.write(corpus / "wav" / f"u{i}.wav", (0.3 * np.sin(np.arange(n) / 5.0)).astype(np.float32), 16000)
+        rows.append(
+            {"id": f"u{i}", "path": f"wav/u{i}.wav", "text": "HI THERE", "samples": n, "split": "train"}
+        )
+    batches = [[0, 1, 2]]
+    plain = data.BatchDataset(
+        corpus,
+        rows,
+        batches,
+        0,
+        data.AugmentOptions(p_speed=0, p_noise=0, p_reverb=0, p_phone=0, p_lowpass=0, p_gain=0),
+        False,
+    )[0]
+    assert list(plain["label_lengths"]) == [8, 8, 8]
+    empty = data.BatchDataset(corpus, rows, batches, 0, data.AugmentOptions(p_empty=1.0, p_speed=0), False)[0]
+    assert list(empty["label_lengths"]) == [0, 0, 0] and len(empty["labels"]) == 0
+    assert list(empty["lengths"]) == [16000, 24000, 20000]  # the batch keeps its shape
+    assert np.isfinite(empty["input_values"]).all()
 
 
 def _vowel(sr: int = 16000, f0: float = 125.0, formant: float = 1000.0) -> np.ndarray:

@@ -81,6 +81,7 @@ class AugmentOptions:
     p_pad: float = 0.0  # non-speech margins (noise only) before and/or after the speech; 0 = off, as before
     pad_seconds: tuple[float, float] = (0.2, 1.5)
     pad_level_db: tuple[float, float] = (-60.0, -20.0)  # margin noise RMS relative to the speech RMS
+    p_empty: float = 0.0  # an utterance replaced by noise alone, with the empty text; 0 = off, as before
 
 
 def colored_noise(n: int, rng: np.random.Generator, kind: int | None = None) -> np.ndarray:
@@ -278,11 +279,17 @@ class BatchDataset:
         for i in self.batches[k]:
             row = self.rows[i]
             clean = read_audio(self.corpus, row)
+            text = row["text"]
+            if self.opt and self.opt.p_empty and rng.random() < self.opt.p_empty:
+                # no speech at all, as long as the utterance (so its batch keeps its size): after the
+                # per-utterance normalisation this is loud noise, as a window of a long recording with no
+                # speech in it is; the target is the empty text
+                clean, text = colored_noise(len(clean), rng).astype(np.float32), ""
             if self.opt:
                 clean = speed(pad_with_noise(clean, rng, self.opt), rng, self.opt)
             x = degrade(clean, rng, self.opt) if self.opt else clean
             audios.append(normalize(x))
-            labels.append(encode(row["text"]))
+            labels.append(encode(text))
             if self.with_ft:
                 ftargets.append(frame_targets(clean, labels[-1], n_frames(len(clean))))
         lens = np.array([len(a) for a in audios], dtype=np.int64)
