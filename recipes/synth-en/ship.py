@@ -91,7 +91,12 @@ def main() -> None:
                        if not k.endswith("masked_spec_embed") and not k.endswith("weight_g"))
     curve = [json.loads(x) for x in (work / "train" / "curve.jsonl").read_text().splitlines() if x.strip()]
     train_args = json.loads((work / "train" / "args.json").read_text())
-    minutes = next((c["minutes"] for c in curve if str(c["step"]) == str(step)), curve[-1]["minutes"])
+    minutes = next((c["minutes"] for c in curve if str(c["step"]) == str(step)), None)
+    if minutes is None:  # a checkpoint taken between evaluations (the last one): its own elapsed time
+        import torch
+
+        state = torch.load(work / "train" / "last.pt", weights_only=True, map_location="cpu")
+        minutes = state["elapsed"] / 60 if str(state["step"]) == str(step) else curve[-1]["minutes"]
     n_train = sum(1 for p in (work / "corpus").glob("manifest.*.jsonl") for line in p.read_text().splitlines()
                   if '"split": "train"' in line)
     hours = sum(json.loads(line)["samples"] for p in (work / "corpus").glob("manifest.*.jsonl")
