@@ -180,6 +180,32 @@ class _Buffer:
         return self.data[a : a + last - first].copy()
 
 
+def checked_geometry(
+    options: ChunkOptions,
+    *,
+    sample_rate: int,
+    hop_samples: int,
+    frame_count: FrameCount,
+    min_samples: int,
+    align_samples: int | None = None,
+) -> Geometry:
+    """The windows' geometry for a model, or UsageError when the model cannot take such windows."""
+    g = options.geometry(sample_rate, hop_samples, align_samples)
+    if g.window < min_samples:
+        raise UsageError(
+            f"chunk of {g.window} samples is shorter than the model minimum of {min_samples} samples"
+        )
+    # Neighbouring windows must share at least one frame, or a frame straddling the seam is lost.
+    frames = frame_count(g.window)
+    if frames * g.hop < g.step:
+        raise UsageError(
+            f"chunk overlap {g.overlap} samples is too small: windows of {g.window} samples give "
+            f"{frames} frames, which leaves a gap at every seam "
+            "(use at least one hop more)"
+        )
+    return g
+
+
 class Windower:
     """Push interface of the chunker: `feed(block)` returns the windows it completes, `finish()` the rest."""
 
@@ -194,24 +220,19 @@ class Windower:
         source: str = "input",
         align_samples: int | None = None,
     ) -> None:
-        self.geometry = options.geometry(sample_rate, hop_samples, align_samples)
-        g = self.geometry
+        self.geometry = g = checked_geometry(
+            options,
+            sample_rate=sample_rate,
+            hop_samples=hop_samples,
+            frame_count=frame_count,
+            min_samples=min_samples,
+            align_samples=align_samples,
+        )
         self.sample_rate = sample_rate
         self.frame_count = frame_count
         self.min_samples = min_samples
         self.source = source
         self.frames_per_window = frame_count(g.window)
-        if g.window < min_samples:
-            raise UsageError(
-                f"chunk of {g.window} samples is shorter than the model minimum of {min_samples} samples"
-            )
-        # Neighbouring windows must share at least one frame, or a frame straddling the seam is lost.
-        if self.frames_per_window * g.hop < g.step:
-            raise UsageError(
-                f"chunk overlap {g.overlap} samples is too small: windows of {g.window} samples give "
-                f"{self.frames_per_window} frames, which leaves a gap at every seam "
-                "(use at least one hop more)"
-            )
         self._piece = g.step  # feed long blocks in pieces of at most one step
         self._buf = _Buffer(g.window + g.grid + self._piece)
         self._next_index = 0  # index (and k) of the next regular window

@@ -252,9 +252,9 @@ def _load(request: TranscribeRequest) -> Loaded:
             ),
         )
         log.info("windows of %g s (the registry's chunk_length for %s)", window, spec.name)
-    chunking.Windower(  # windows this model cannot take are a usage error now, not one per input
+    chunking.checked_geometry(  # windows this model cannot take: one usage error now, not one per input
+        pipeline.chunk,
         sample_rate=model.sample_rate,
-        options=pipeline.chunk,
         hop_samples=model.hop_samples,
         frame_count=model.frame_count,
         min_samples=model.min_samples,
