@@ -121,18 +121,17 @@ def pad_with_noise(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions)
     if not opt.p_pad or rng.random() >= opt.p_pad:
         return x
     side = rng.integers(3)  # 0 before, 1 after, 2 both
-    parts = []
     rms = float(np.sqrt((x**2).mean())) + 1e-8
-    for where in ("before", "after"):
-        if (where == "before" and side == 1) or (where == "after" and side == 0):
-            continue
+
+    def margin() -> np.ndarray:
         n = int(rng.uniform(*opt.pad_seconds) * SR)
         level = rms * 10 ** (rng.uniform(*opt.pad_level_db) / 20)
         noise = colored_noise(n, rng)
-        parts.append((where, (noise / (np.sqrt((noise**2).mean()) + 1e-8) * level).astype(np.float32)))
-    before = [p for w, p in parts if w == "before"]
-    after = [p for w, p in parts if w == "after"]
-    return np.concatenate([*before, x, *after]).astype(np.float32)
+        return (noise / (np.sqrt((noise**2).mean()) + 1e-8) * level).astype(np.float32)
+
+    before = margin() if side != 1 else x[:0]
+    after = margin() if side != 0 else x[:0]
+    return np.concatenate([before, x, after]).astype(np.float32)
 
 
 def speed(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.ndarray:
