@@ -148,6 +148,41 @@ def test_noise_only_utterances_have_the_empty_text_and_their_own_length(tmp_path
     assert np.isfinite(empty["input_values"]).all()
 
 
+def test_joined_batches_pair_neighbours_across_a_pause_with_one_space(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    (corpus / "wav").mkdir(parents=True)
+    rows = []
+    for i, (n, text) in enumerate(((16000, "HI THERE"), (20000, "GOOD DAY"), (24000, "SO LONG"))):
+        sf.write(corpus / "wav" / f"u{i}.wav", (0.3 * np.sin(np.arange(n) / 5.0)).astype(np.float32), 16000)
+        rows.append({"id": f"u{i}", "path": f"wav/u{i}.wav", "text": text, "samples": n, "split": "train"})
+    quiet = {"p_speed": 0, "p_noise": 0, "p_reverb": 0, "p_phone": 0, "p_lowpass": 0, "p_gain": 0}
+    joined = data.BatchDataset(corpus, rows, [[0, 1, 2]], 0, data.AugmentOptions(p_join=1.0, **quiet), False)[
+        0
+    ]
+    texts = []
+    start = 0
+    for n in joined["label_lengths"]:
+        texts.append("".join(data.ID2CHAR[i] for i in joined["labels"][start : start + n]))
+        start += n
+    assert texts == ["HI|THERE|GOOD|DAY", "SO|LONG"]  # an odd one out stays alone
+    gap = int(joined["lengths"][0]) - 16000 - 20000
+    assert 0.15 * 16000 - 1 <= gap <= 1.5 * 16000 and joined["lengths"][1] == 24000
+    plain = data.BatchDataset(corpus, rows, [[0, 1, 2]], 0, data.AugmentOptions(**quiet), False)[0]
+    assert list(plain["lengths"]) == [16000, 20000, 24000]
+
+    a = (0.3 * np.sin(np.arange(8000) / 5.0)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    silent = 0
+    for _ in range(40):
+        y = data.join_pair(a, a, rng, data.AugmentOptions())
+        pause = y[len(a) : len(y) - len(a)]
+        assert np.array_equal(y[: len(a)], a) and np.array_equal(y[len(y) - len(a) :], a)
+        level = np.sqrt((pause**2).mean()) / np.sqrt((a**2).mean())
+        silent += level == 0
+        assert level == 0 or 10 ** (-60 / 20) * 0.99 <= level <= 10 ** (-20 / 20) * 1.01
+    assert 0 < silent < 40  # digital silence sometimes, noise without speech otherwise
+
+
 def _vowel(sr: int = 16000, f0: float = 125.0, formant: float = 1000.0) -> np.ndarray:
     """1 s of a pulse train at f0 through one resonance (a crude vowel)."""
     src = np.zeros(sr)

@@ -82,6 +82,8 @@ class AugmentOptions:
     pad_seconds: tuple[float, float] = (0.2, 1.5)
     pad_level_db: tuple[float, float] = (-60.0, -20.0)  # margin noise RMS relative to the speech RMS
     p_empty: float = 0.0  # an utterance replaced by noise alone, with the empty text; 0 = off, as before
+    p_join: float = 0.0  # a batch whose utterances are joined in pairs across a pause; 0 = off, as before
+    join_gap_seconds: tuple[float, float] = (0.15, 1.5)
 
 
 def colored_noise(n: int, rng: np.random.Generator, kind: int | None = None) -> np.ndarray:
@@ -132,6 +134,24 @@ def pad_with_noise(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions)
     before = margin() if side != 1 else x[:0]
     after = margin() if side != 0 else x[:0]
     return np.concatenate([before, x, after]).astype(np.float32)
+
+
+def join_pair(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.ndarray:
+    """Two utterances as one, with a pause between them: noise without speech, or (1 in 5) digital silence.
+
+    Their texts are joined by one space. Without this the model only ever sees speech-to-speech word breaks
+    inside a sentence and noise-only margins whose labels have no word delimiter, and the step-31,943 model
+    learned to write nothing into a pause: greedy decoding joined the words on either side of every one.
+    """
+    n = int(rng.uniform(*opt.join_gap_seconds) * SR)
+    if rng.random() < 0.2:
+        gap = np.zeros(n, dtype=np.float32)
+    else:
+        rms = float(np.sqrt((np.concatenate([a, b]) ** 2).mean())) + 1e-8
+        level = rms * 10 ** (rng.uniform(*opt.pad_level_db) / 20)
+        noise = colored_noise(n, rng)
+        gap = noise / (np.sqrt((noise**2).mean()) + 1e-8) * level
+    return np.concatenate([a, gap, b]).astype(np.float32)
 
 
 def speed(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.ndarray:
@@ -274,8 +294,13 @@ class BatchDataset:
 
     def __getitem__(self, k: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng((self.seed, k))
+        # a separate stream, so that batches that are not joined draw exactly what they drew before
+        join_rng = np.random.default_rng((self.seed, k, 1))
+        join = bool(self.opt and self.opt.p_join and join_rng.random() < self.opt.p_join)
         audios, labels, ftargets = [], [], []
-        for i in self.batches[k]:
+        pending: tuple[np.ndarray, str] | None = None
+        members = self.batches[k]
+        for pos, i in enumerate(members):
             row = self.rows[i]
             clean = read_audio(self.corpus, row)
             text = row["text"]
@@ -284,6 +309,15 @@ class BatchDataset:
                 # per-utterance normalisation this is loud noise, as a window of a long recording with no
                 # speech in it is; the target is the empty text
                 clean, text = colored_noise(len(clean), rng).astype(np.float32), ""
+            if join and self.opt:
+                # pairs of neighbours (similar lengths: the batch's padded size stays about the same)
+                if pending is None and pos + 1 < len(members):
+                    pending = (clean, text)
+                    continue
+                if pending is not None:
+                    clean = join_pair(pending[0], clean, join_rng, self.opt)
+                    text = " ".join(t for t in (pending[1], text) if t)
+                    pending = None
             if self.opt:
                 clean = speed(pad_with_noise(clean, rng, self.opt), rng, self.opt)
             x = degrade(clean, rng, self.opt) if self.opt else clean

@@ -104,6 +104,8 @@ def main() -> None:
                     help="probability of noise-only margins (0.2-1.5 s) around an utterance; 0.3 from step 29,300")
     ap.add_argument("--p-empty", type=float, default=0.0,
                     help="probability that an utterance is replaced by noise alone with the empty text")
+    ap.add_argument("--p-join", type=float, default=0.0,
+                    help="probability that a batch's utterances are joined in pairs across a pause (sitting 7)")
     ap.add_argument("--augment-from", type=int, default=1500, help="clean audio before this step (curriculum)")
     args = ap.parse_args()
 
@@ -132,7 +134,8 @@ def main() -> None:
 
     tests = {s: load_manifest(corpus, s) for s in ("test_a", "test_b", "test_b2")}
     tests = {s: r[: args.eval_n] for s, r in tests.items() if r}
-    aug = None if args.no_augment else AugmentOptions(p_warp=args.p_warp, p_pad=args.p_pad, p_empty=args.p_empty)
+    aug = None if args.no_augment else AugmentOptions(
+        p_warp=args.p_warp, p_pad=args.p_pad, p_empty=args.p_empty, p_join=args.p_join)
     t0 = time.time()
     audio_seconds = 0.0
     model.train()
