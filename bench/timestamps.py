@@ -9,7 +9,8 @@ trimmed each utterance to 0.15 s around those frames). Each recognised word belo
 span holds the word's midpoint; per utterance, the error of the first word's start against the speech onset
 and of the last word's end against the speech offset (positive: late). Only the utterances' edges are
 known (no word-level alignment of TTS audio is kept), so this measures how well words and subtitle cues
-begin and end at the edges of speech, which is what a subtitle user sees. Prints a markdown table.
+begin and end at the edges of speech, which is what a subtitle user sees. Also counts the pauses between
+utterances that fall inside one word (the words on either side written as one). Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ def errors(words: list[dict], edges: list[tuple[float, float]]) -> tuple[list[fl
     return starts, ends, len(edges) - len(by_utt)
 
 
+def bridged(words: list[dict], edges: list[tuple[float, float]]) -> int:
+    """Pauses between consecutive utterances that fall inside one recognised word (two written as one)."""
+    mids = [(off + on) / 2 for (_, off), (on, _) in zip(edges, edges[1:], strict=False)]
+    return sum(any(w["start"] < m < w["end"] for w in words) for m in mids)
+
+
 def row(name: str, errs: list[float]) -> str:
     e = np.array(errs) * 1000  # ms
     a = np.abs(e)
@@ -98,6 +105,9 @@ def main() -> int:
         print(row(f"{decoder}: last word end", ends))
         if missed:
             print(f"| {decoder}: utterances with no word | {missed} | | | | | |")
+        print(
+            f"| {decoder}: pauses inside one word | {bridged(words, edges)} of {len(edges) - 1} | | | | | |"
+        )
     return 0
 
 
