@@ -640,6 +640,8 @@ class BeamDecoder:
 
         def chunks() -> Iterator[tuple[int, records.FloatArray]]:
             for em in emissions:
+                if pending:  # hand over the words of pieces searched meanwhile (--live: no waiting for
+                    take_results(keep=len(pending))  # the next pause to submit another piece)
                 lp = _check_emissions(em, len(self.vocab))
                 state["frames"] += lp.shape[0]
                 state["end"] = em.first_frame + lp.shape[0]  # global frame one past the last seen

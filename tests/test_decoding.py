@@ -377,6 +377,50 @@ def test_beam_workers_give_the_in_process_result_and_are_reused_then_stopped():
     assert not any(p.is_alive() for p in procs)
 
 
+def test_beam_worker_results_are_handed_over_while_the_stream_goes_on_without_a_pause():
+    """--live: a piece searched by a worker gives its words at the next chunk, not at the next pause."""
+    rng = np.random.default_rng(3)
+    lp = np.concatenate(
+        [
+            random_logprobs(rng, 250, len(EN), 0),
+            onehot(EN, "_" * 50, p=0.99),
+            random_logprobs(rng, 600, len(EN), 0),
+        ]
+    )
+    stream = [records.Emissions(lp[a : a + 50], a, FS) for a in range(0, len(lp), 50)]
+    dec = build_decoder(
+        EN_VOCAB, DecodeOptions(kind="beam", beam_width=8, workers=1, workers_after_seconds=0)
+    )
+    futures = []
+    submit = dec._workers.submit
+
+    def recording_submit(piece):
+        futures.append(submit(piece))
+        return futures[-1]
+
+    dec._workers.submit = recording_submit
+    consumed = 0
+    searched_at = None
+    first_words_at = []
+
+    def feed():
+        nonlocal consumed, searched_at
+        for em in stream:
+            if futures and searched_at is None:
+                futures[0].result(timeout=120)  # the first piece is searched, while no pause comes
+                searched_at = consumed
+            consumed += 1
+            yield em
+
+    try:
+        res = dec.decode(feed(), on_words=lambda words, until: first_words_at.append(consumed))
+    finally:
+        dec.close()
+    assert len(futures) == 2 and searched_at is not None and searched_at < len(stream) - 5  # 2 pieces
+    assert first_words_at and first_words_at[0] == searched_at + 1, (first_words_at, searched_at)
+    assert res == build_decoder(EN_VOCAB, DecodeOptions(kind="beam", beam_width=8)).decode(iter(stream))
+
+
 def test_beam_workers_are_not_started_for_a_one_piece_input_nor_a_short_one():
     lp = onehot(EN, "HEL_LO|WORLD", p=0.95)
     dec = build_decoder(
