@@ -10,6 +10,7 @@ case). Prints a markdown table and writes WORKDIR/beam_workers.json.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -29,6 +30,16 @@ def have_corpus() -> bool:
         return True
     print(f"needs the recipe's corpus in {CORPUS} (bash recipes/synth-en/run.sh)", file=sys.stderr)
     return False
+
+
+def long_form_parser(doc: str, windows: str) -> argparse.ArgumentParser:
+    """The command line shared by the scripts that run `sew transcribe` on speech_file()'s audio."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("workdir", type=Path)
+    ap.add_argument("--windows", default=windows, help="window lengths in seconds, comma-separated")
+    ap.add_argument("--decoders", default="greedy,auto")
+    ap.add_argument("--threads", type=int, default=2)
+    return ap
 
 
 def whole_utterances(seconds: float = 600.0) -> list[tuple[dict, int]]:

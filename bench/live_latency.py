@@ -13,7 +13,6 @@ window length and decoder, and how many segments came out.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from beam_workers import have_corpus, speech_file  # noqa: E402
+from beam_workers import have_corpus, long_form_parser, speech_file  # noqa: E402
 
 from sewcli import bench  # noqa: E402
 
@@ -66,12 +65,8 @@ def latencies(audio: Path, seconds: float, window: float, decoder: str, threads:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("workdir", type=Path)
+    ap = long_form_parser(__doc__, windows="10,5")
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--windows", default="10,5")
-    ap.add_argument("--decoders", default="greedy,auto")
-    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     if not have_corpus():
         return 1

@@ -11,13 +11,12 @@ metrics.py. Prints a markdown table.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "synth-en"))
-from beam_workers import have_corpus, speech_file, whole_utterances  # noqa: E402
+from beam_workers import have_corpus, long_form_parser, speech_file, whole_utterances  # noqa: E402
 from metrics import cer, wer  # noqa: E402  # the recipe's corpus-level Levenshtein rates
 
 from sewcli import bench  # noqa: E402
@@ -40,11 +39,7 @@ def run(audio: Path, window: float, decoder: str, threads: int, out: Path) -> tu
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("workdir", type=Path)
-    ap.add_argument("--windows", default="30,20,15,10")
-    ap.add_argument("--decoders", default="greedy,auto")
-    ap.add_argument("--threads", type=int, default=2)
+    ap = long_form_parser(__doc__, windows="30,20,15,10")
     args = ap.parse_args()
     if not have_corpus():
         return 1
