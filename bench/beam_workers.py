@@ -39,7 +39,15 @@ def long_form_parser(doc: str, windows: str) -> argparse.ArgumentParser:
     ap.add_argument("--windows", default=windows, help="window lengths in seconds, comma-separated")
     ap.add_argument("--decoders", default="greedy,auto")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default=None, help="model directory or name (default: the embedded model)")
     return ap
+
+
+def sew_options(args: argparse.Namespace, window: float, decoder: str) -> list[str]:
+    """The `sew transcribe` options of one run of a long_form_parser() script."""
+    opts = ["--threads", str(args.threads), "--decoder", decoder]
+    opts += ["--chunk-length", f"{window:g}", "--chunk-overlap", f"{window / 10:g}"]
+    return opts + (["--model", args.model] if args.model else [])
 
 
 def whole_utterances(seconds: float = 600.0) -> list[tuple[dict, int]]:

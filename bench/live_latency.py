@@ -1,7 +1,7 @@
 """How late `sew transcribe - --live` prints each segment, on audio streamed in real time.
 
 Usage: python bench/live_latency.py WORKDIR [--seconds 60] [--windows 10,5] [--decoders greedy,auto]
-       [--threads 2]
+       [--threads 2] [--model DIR]
 
 Audio: the first --seconds of the 10-minute file of bench/long_form.py (held-out test utterances of the
 synth-en recipe strung together with 0.3-1.2 s pauses). `ffmpeg -re` sends it to `sew transcribe - --live -f
@@ -21,31 +21,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from beam_workers import have_corpus, long_form_parser, speech_file  # noqa: E402
+from beam_workers import have_corpus, long_form_parser, sew_options, speech_file  # noqa: E402
 
 from sewcli import bench  # noqa: E402
 
 
-def latencies(audio: Path, seconds: float, window: float, decoder: str, threads: int) -> list[float]:
+def latencies(audio: Path, seconds: float, options: list[str], threads: int) -> list[float]:
     """Seconds from the end of each segment's audio leaving ffmpeg to its line on sew's stdout."""
     feed = subprocess.Popen(
         ["ffmpeg", "-loglevel", "error", "-re", "-t", f"{seconds:g}", "-i", str(audio), "-f", "wav", "-"],
         stdout=subprocess.PIPE,
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "sewcli",
-        "transcribe",
-        "-",
-        "--live",
-        "-f",
-        "tsv",
-        "-q",
-        "--threads",
-        str(threads),
-    ]
-    cmd += ["--decoder", decoder, "--chunk-length", f"{window:g}", "--chunk-overlap", f"{window / 10:g}"]
+    cmd = [sys.executable, "-m", "sewcli", "transcribe", "-", "--live", "-f", "tsv", "-q", *options]
     sew = subprocess.Popen(
         cmd, stdin=feed.stdout, stdout=subprocess.PIPE, text=True, env=bench.bench_env(threads)
     )
@@ -76,7 +63,7 @@ def main() -> int:
     print("|---|---|---:|---:|---:|---:|")
     for window in (float(w) for w in args.windows.split(",")):
         for decoder in args.decoders.split(","):
-            lat = np.array(latencies(audio, args.seconds, window, decoder, args.threads))
+            lat = np.array(latencies(audio, args.seconds, sew_options(args, window, decoder), args.threads))
             print(
                 f"| {window:g} s | {decoder} | {len(lat)} | {np.median(lat):.1f} | "
                 f"{np.percentile(lat, 90):.1f} | {lat.max():.1f} |"

@@ -1,6 +1,7 @@
 """Long-form accuracy of the embedded model: window length x decoder on 10 minutes of held-out speech.
 
 Usage: python bench/long_form.py WORKDIR [--windows 30,20,15,10] [--decoders greedy,auto] [--threads 2]
+       [--model DIR]
 
 Audio: the synth-en recipe's held-out test utterances strung together with 0.3-1.2 s pauses (the file
 of bench/beam_workers.py; needs recipes/synth-en/work/corpus). Reference: the text of the utterances that
@@ -16,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "synth-en"))
-from beam_workers import have_corpus, long_form_parser, speech_file, whole_utterances  # noqa: E402
+from beam_workers import have_corpus, long_form_parser, sew_options, speech_file, whole_utterances  # noqa: E402
 from metrics import cer, wer  # noqa: E402  # the recipe's corpus-level Levenshtein rates
 
 from sewcli import bench  # noqa: E402
@@ -27,10 +28,9 @@ def reference(seconds: float = 600.0) -> str:
     return " ".join(row["text"] for row, _ in whole_utterances(seconds))
 
 
-def run(audio: Path, window: float, decoder: str, threads: int, out: Path) -> tuple[str, float, float]:
+def run(audio: Path, options: list[str], threads: int, out: Path) -> tuple[str, float, float]:
     """(transcript, wall seconds, peak RSS MB) of one `sew transcribe` (sew bench's measuring wrapper)."""
-    cmd = [sys.executable, "-m", "sewcli", "transcribe", str(audio), "--quiet", "--threads", str(threads)]
-    cmd += ["--decoder", decoder, "--chunk-length", f"{window:g}", "--chunk-overlap", f"{window / 10:g}"]
+    cmd = [sys.executable, "-m", "sewcli", "transcribe", str(audio), "--quiet", *options]
     cmd += ["--output-dir", str(out), "--overwrite"]
     wall, rss, status = bench.run_process(cmd, env=bench.bench_env(threads))
     if status:
@@ -49,7 +49,9 @@ def main() -> int:
     print("| decoder | window | WER | CER | wall s | peak RSS MB |\n|---|---|---|---|---|---|")
     for decoder in args.decoders.split(","):
         for window in windows:
-            text, wall, rss = run(audio, window, decoder, args.threads, args.workdir / "out")
+            text, wall, rss = run(
+                audio, sew_options(args, window, decoder), args.threads, args.workdir / "out"
+            )
             hyp = " ".join(text.split())
             rates = f"{100 * wer([ref], [hyp]):.1f} % | {100 * cer([ref], [hyp]):.1f} %"
             print(f"| {decoder} | {window:g} s | {rates} | {wall:.1f} | {rss:.0f} |", flush=True)
