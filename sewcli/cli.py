@@ -434,7 +434,7 @@ def transcribe(
             "--beam-workers",
             min=0,
             help="Processes searching beams while the model runs (0: none).",
-            show_default="auto",
+            show_default="one per CPU, at most 4; 0 with --live",
         ),
     ] = None,
     chunk_length: Annotated[
@@ -575,7 +575,7 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
         ),
         hotwords=kw["hotwords"],  # type: ignore[arg-type]
         bundled_lm=not kw["no_lm"],
-        workers=_beam_workers(kw["beam_workers"]) if beam else 0,  # type: ignore[arg-type]
+        workers=_beam_workers(kw["beam_workers"], bool(kw.get("live"))) if beam else 0,  # type: ignore[arg-type]
     )
     overlap = kw["chunk_overlap"]
     if overlap is None and kw["chunk_length"] is not None:
@@ -595,14 +595,19 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
     return PipelineOptions(audio=audio, chunk=chunk, decode=decode, inference=infer)
 
 
-def _beam_workers(given: int | None) -> int:
-    """--beam-workers, or by default one per CPU (at most 4) when there are at least two.
+def _beam_workers(given: int | None, live: bool = False) -> int:
+    """--beam-workers, or by default one per CPU (at most 4) when there are at least two, none with --live.
 
     Measured on 2 cores (docs/benchmarks.md): the search costs about as much CPU as the model or (on flat
     posteriors) far more, and two workers beside the model's two threads beat one worker, or one thread + one.
+    A live stream comes no faster than real time, so throughput does not matter there, but a worker's words
+    can only be taken when the model hands over its next window (bench/live_latency.py, default decoder:
+    from a segment's end to its line, median 10.3 s and max 20.5 s with workers, 8.1 and 13.6 s without).
     """
     if given is not None:
         return given
+    if live:
+        return 0
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

@@ -146,6 +146,17 @@ def test_beam_workers_default_to_one_per_cpu(cpus: int, given: str | None, worke
     assert request.pipeline.decode.workers == workers
 
 
+def test_live_searches_in_process_unless_workers_are_asked_for() -> None:
+    for extra, workers in (([], 0), (["--beam-workers", "2"], 2)):
+        with (
+            mock.patch.object(cli, "run_transcribe", return_value=0) as run,
+            mock.patch.object(cli.os, "sched_getaffinity", return_value={0, 1}, create=True),
+        ):
+            assert sew("transcribe", "-", "--live", *extra).exit_code == 0
+        (request,), _ = run.call_args
+        assert request.pipeline.decode.workers == workers
+
+
 def test_defaults(clean_env: dict[str, str]) -> None:
     with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
         assert sew("transcribe", "x.wav").exit_code == 0
