@@ -176,6 +176,8 @@ class TranscribeRequest:
     # --chunk-length and --chunk-overlap as given (None: not given). Without a length, a registry entry's
     # chunk_length replaces the chunking stage's default window once the model is known.
     chunk_given: tuple[float | None, float | None] = (None, None)
+    # --pause-break as given (None: the registry entry's pause_break, else 0).
+    pause_break_given: float | None = None
 
 
 class _Terminated(BaseException):
@@ -240,6 +242,8 @@ def _load(request: TranscribeRequest) -> Loaded:
     options = decoding.with_bundled_lm(request.pipeline.decode, directory)
     if options.lm_path is not None:
         log.info("language model %s", options.lm_path)
+    if request.pause_break_given is None and spec.pause_break is not None:
+        options = replace(options, pause_break_seconds=spec.pause_break)
     decoder = decoding.build_decoder(model.vocab, options)
     pipeline = replace(request.pipeline, decode=options)
     length, overlap = request.chunk_given
@@ -428,6 +432,16 @@ def transcribe(
         list[str] | None, typer.Option("--hotword", help="Boost this word or phrase; repeatable.")
     ] = None,
     hotword_weight: Annotated[float | None, typer.Option("--hotword-weight", show_default="10")] = None,
+    pause_break: Annotated[
+        float | None,
+        typer.Option(
+            "--pause-break",
+            min=0,
+            help="Greedy decoder: end a word at a silence this long even where the model wrote no word "
+            "break (0: off, transformers' greedy text).",
+            show_default="the model's (registry), else 0",
+        ),
+    ] = None,
     beam_workers: Annotated[
         int | None,
         typer.Option(
@@ -505,6 +519,7 @@ def transcribe(
                 hotwords=tuple(hotword or ()),
                 hotword_weight=hotword_weight,
                 beam_workers=beam_workers,
+                pause_break=pause_break,
                 chunk_length=chunk_length,
                 chunk_overlap=chunk_overlap,
                 device=device,
@@ -526,6 +541,7 @@ def transcribe(
             quiet=quiet,
             verbose=verbose,
             chunk_given=(chunk_length, chunk_overlap),
+            pause_break_given=pause_break,
         )
     except SewError as e:
         error(None, str(e))
@@ -556,7 +572,7 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
         )
     if kw["lm"] is not None and kw["no_lm"]:
         raise UsageError("--lm and --no-lm contradict each other")
-    for option in ("alpha", "beta", "hotword_weight"):
+    for option in ("alpha", "beta", "hotword_weight", "pause_break"):
         if kw[option] is not None and not math.isfinite(kw[option]):  # type: ignore[arg-type]
             raise UsageError(f"--{option.replace('_', '-')} must be a finite number, got {kw[option]}")
     if any(not str(word).strip() for word in kw["hotwords"]):  # type: ignore[attr-defined]
@@ -572,6 +588,7 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
             alpha=kw["alpha"],
             beta=kw["beta"],
             hotword_weight=kw["hotword_weight"],
+            pause_break_seconds=kw.get("pause_break"),
         ),
         hotwords=kw["hotwords"],  # type: ignore[arg-type]
         bundled_lm=not kw["no_lm"],
@@ -730,6 +747,10 @@ def models_info(
                 f"{spec.chunk_length:g} s, overlap {spec.chunk_length / 10:g} s (registry)"
                 if spec.chunk_length
                 else "30 s, overlap 3 s (default)",
+            ),
+            (
+                "pause break",
+                f"{spec.pause_break:g} s (registry; greedy decoder)" if spec.pause_break else "off (default)",
             ),
             (
                 "available",

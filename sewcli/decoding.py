@@ -80,6 +80,10 @@ class DecodeOptions:
     # when an input goes on past `workers_after_seconds`: short inputs never pay for them.
     workers: int = 0
     workers_after_seconds: float = 30.0
+    # Greedy only: a run of blanks at least this long ends the word before it, as if the model had written
+    # the word delimiter there (0: never; the text is then exactly transformers'). For models that write no
+    # delimiter into some pauses (the embedded model near the edges of its windows: bench/timestamps.py).
+    pause_break_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ def build_decoder(vocab: records.Vocabulary, options: DecodeOptions = DecodeOpti
     if kind == "auto":
         kind = "beam" if options.lm_path is not None or options.hotwords else "greedy"
     if kind == "greedy":
-        return GreedyDecoder(vocab)
+        return GreedyDecoder(vocab, options.pause_break_seconds)
     if kind == "beam":
         return BeamDecoder(vocab, options)
     raise errors.DecoderError(f"decoder kind {options.kind!r} is not one of: auto, greedy, beam")
@@ -148,6 +152,11 @@ def _check_vocab(vocab: records.Vocabulary) -> None:
         raise errors.DecoderError(
             f"blank id {vocab.blank_id} is outside the vocabulary of {len(vocab)} tokens"
         )
+
+
+def _check_pause_break(seconds: float) -> None:
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise errors.DecoderError(f"pause break must be a number of seconds >= 0, got {seconds!r}")
 
 
 def token_strings(vocab: records.Vocabulary) -> tuple[str, ...]:
@@ -283,16 +292,23 @@ def _make_word(
 
 
 class GreedyDecoder:
-    """Streaming argmax decoder with Wav2Vec2CTCTokenizer semantics."""
+    """Streaming argmax decoder with Wav2Vec2CTCTokenizer semantics.
+
+    With `pause_break_seconds` > 0 (and a vocabulary with a word delimiter), a blank run at least that long
+    after a word ends the word, as if the delimiter had been written there, and delimiters that follow such a
+    break add nothing; with 0 the text is exactly transformers' greedy text.
+    """
 
     kind = "greedy"
     lm_path: str | None = None
 
-    def __init__(self, vocab: records.Vocabulary) -> None:
+    def __init__(self, vocab: records.Vocabulary, pause_break_seconds: float = 0.0) -> None:
         """Precompute the per-token strings once."""
         _check_vocab(vocab)
+        _check_pause_break(pause_break_seconds)
         self.vocab = vocab
         self._strings = token_strings(vocab)
+        self.pause_break_seconds = pause_break_seconds if vocab.word_delimiter is not None else 0.0
 
     def close(self) -> None:
         """Nothing to release."""
@@ -316,10 +332,13 @@ class GreedyDecoder:
         frames = 0
         next_frame = 0  # global index one past the last frame seen
         frame_seconds = 0.0
+        pause = 0  # blank frames that make a word break (0: never)
         live = _LiveWords(on_words, self.vocab.do_lower_case)
         for em in emissions:
             lp = _check_emissions(em, len(self.vocab))
             frame_seconds = em.frame_seconds
+            if self.pause_break_seconds and frame_seconds > 0:
+                pause = max(1, math.ceil(self.pause_break_seconds / frame_seconds - 1e-6))
             n = lp.shape[0]
             frames += n
             if n:
@@ -338,13 +357,16 @@ class GreedyDecoder:
                         starts.tolist(), ids[starts].tolist(), run_max.tolist(), strict=True
                     ):
                         if run_id >= 0:
-                            self._close(pieces, run_id, run_start, g0 + a, run_peak)
+                            self._close(pieces, run_id, run_start, g0 + a, run_peak, pause)
                         run_id, run_start, run_peak = tok, g0 + a, peak
+            if pause and run_id >= 0 and not self._strings[run_id]:
+                # a pause long enough already: break now, so that live words need not wait for its end
+                self._close(pieces, run_id, run_start, next_frame, run_peak, pause)
             if on_words is not None and frame_seconds:  # now, not when the next chunk comes
                 undecided = self._undecided(pieces, live.done, run_id, run_start, next_frame)
                 live.feed(pieces, frame_seconds, undecided)
         if run_id >= 0:
-            self._close(pieces, run_id, run_start, next_frame, run_peak)
+            self._close(pieces, run_id, run_start, next_frame, run_peak, pause)
         live.feed(pieces, frame_seconds, next_frame, final=True)
         text, words = _assemble(pieces, self.vocab.do_lower_case, frame_seconds)
         return DecodeResult(text=text, words=words, frames=frames, duration=frames * frame_seconds)
@@ -360,11 +382,21 @@ class GreedyDecoder:
         open_text = self._strings[run_id] if run_id >= 0 else ""
         return run_start if open_text not in ("", " ") else next_frame
 
-    def _close(self, pieces: list[_Piece], token: int, start: int, end: int, peak: float) -> None:
-        """Record a finished run unless it is the blank."""
+    def _close(
+        self, pieces: list[_Piece], token: int, start: int, end: int, peak: float, pause: int = 0
+    ) -> None:
+        """Record a finished run unless it is the blank. With `pause` > 0, a blank run of at least `pause`
+        frames after a word is a word break, and a delimiter right after a break adds nothing."""
         s = self._strings[token]
-        if s:
+        if not pause:
+            if s:
+                pieces.append(_Piece(s, start, end, peak))
+            return
+        last = pieces[-1].text if pieces else " "  # nothing yet: as after a break (no leading break)
+        if s and not (s == " " and last == " "):
             pieces.append(_Piece(s, start, end, peak))
+        elif not s and end - start >= pause and last != " ":
+            pieces.append(_Piece(" ", start, end, peak))
 
 
 def _check_emissions(em: records.Emissions, vocab_size: int) -> records.FloatArray:
@@ -683,9 +715,13 @@ class BeamDecoder:
                         live.feed(pieces, state["frame_seconds"], g0 + lp.shape[0], final=True)
                 take_results(keep=0)
         except BaseException as e:
-            for _, _, fut in pending:
-                fut.cancel()
-            if not isinstance(e, Exception):  # Ctrl-C, SIGTERM: no more inputs are coming
+            if isinstance(e, Exception):
+                for _, _, fut in pending:
+                    fut.cancel()
+            else:
+                # Ctrl-C, SIGTERM: no more inputs are coming. No cancel() first: the killed pool fails
+                # its pending futures itself, and failing one already cancelled raises InvalidStateError
+                # in the pool's manager thread: a traceback on stderr (seen once in a full test run).
                 self._workers.close(kill=True)
             raise
         fs = state["frame_seconds"]

@@ -36,6 +36,7 @@ _KEYS = {
     "license",
     "description",
     "chunk_length",
+    "pause_break",
 }
 
 
@@ -57,6 +58,9 @@ class ModelSpec:
     # Seconds per model window when the command line gives none (overlap: a tenth of it); None: the
     # chunking stage's default. For models trained on short utterances, which do better on short windows.
     chunk_length: float | None = None
+    # Greedy decoding: seconds of blank after which a word ends even where the model wrote no word delimiter
+    # (--pause-break); None: 0, transformers' greedy text exactly.
+    pause_break: float | None = None
 
     @property
     def is_local(self) -> bool:
@@ -136,6 +140,14 @@ def _entry(path: Path, name: str, table: object, base: ModelSpec | None) -> Mode
         raise RegistryError(
             f"{where}: chunk_length must be a number of seconds in [1, 600], got {table['chunk_length']!r}"
         )
+    if "pause_break" in table and (
+        not isinstance(table["pause_break"], (int, float))
+        or isinstance(table["pause_break"], bool)
+        or not 0 <= table["pause_break"] <= 60
+    ):
+        raise RegistryError(
+            f"{where}: pause_break must be a number of seconds in [0, 60], got {table['pause_break']!r}"
+        )
     if "arch" in table and table["arch"] not in ARCHES:
         raise RegistryError(f"{where}: arch must be one of {', '.join(ARCHES)}, got {table['arch']!r}")
     if "repo" in table and not _HUB_ID.match(str(table["repo"])):
@@ -161,7 +173,7 @@ def _entry(path: Path, name: str, table: object, base: ModelSpec | None) -> Mode
         values.setdefault("subfolder", None)  # a path entry over a hub entry drops its subfolder
     elif "repo" in values:
         values["path"] = None  # a user entry that names a repo turns a local entry into a hub one
-    for number in ("params", "chunk_length"):
+    for number in ("params", "chunk_length", "pause_break"):
         if number in values:
             values[number] = float(values[number])  # type: ignore[arg-type]
     spec = replace(base, **values) if base is not None else ModelSpec(name=name, **values)  # type: ignore[arg-type]

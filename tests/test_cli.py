@@ -619,6 +619,32 @@ def test_the_registry_window_applies_unless_the_command_line_sets_one(
     assert options.decode.kind == "beam" and options.decode.lm_path.endswith("language_model")
 
 
+@pytest.mark.parametrize(
+    ("args", "seconds"),
+    [
+        ([], 0.5),  # the registry's pause_break for sew-synth-en
+        (["--pause-break", "0"], 0.0),  # off: transformers' greedy text
+        (["--pause-break", "1.5"], 1.5),
+    ],
+)
+def test_the_registry_pause_break_applies_unless_the_command_line_sets_one(
+    args: list[str], seconds: float, clean_env: dict[str, str]
+) -> None:
+    with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
+        assert sew("transcribe", "x.wav", "--decoder", "greedy", *args).exit_code == 0
+    (request,), _ = run.call_args
+    _, decoder, options = cli._load(request)
+    assert options.decode.pause_break_seconds == seconds
+    assert decoder.pause_break_seconds == seconds  # type: ignore[attr-defined]
+
+
+def test_pause_break_must_be_a_finite_number_of_seconds(clean_env: dict[str, str]) -> None:
+    for value in ("-1", "nan", "inf"):
+        result = sew("transcribe", "x.wav", "--pause-break", value)
+        assert result.exit_code == 2, value
+        assert "pause-break" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 # ----------------------------------------------------------------------------------------------------
 # --live
 

@@ -173,6 +173,76 @@ def test_greedy_streaming_equals_whole_matrix(seed, frames, cuts):
     assert streamed == whole
 
 
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    frames=st.integers(0, 80),
+    cuts=st.lists(st.integers(0, 240), max_size=6),
+    pause=st.sampled_from([0.06, 0.1, 0.5]),
+)
+def test_greedy_pause_break_streaming_equals_whole_and_live_words_equal_the_result(seed, frames, cuts, pause):
+    rng = np.random.default_rng(seed)
+    lp = np.repeat(random_logprobs(rng, frames, len(EN), 0), 3, axis=0)  # (3*frames, vocab): long runs
+    bounds = sorted({0, 3 * frames, *[min(c, 3 * frames) for c in cuts]})
+    chunks = [records.Emissions(lp[a:b], 5 + a, FS) for a, b in zip(bounds, bounds[1:], strict=False)]
+    options = DecodeOptions(kind="greedy", pause_break_seconds=pause)
+    whole = build_decoder(EN_VOCAB, options).decode([records.Emissions(lp, 5, FS)])
+    live: list[records.Word] = []
+    streamed = build_decoder(EN_VOCAB, options).decode(iter(chunks), lambda w, _until: live.extend(w))
+    assert streamed == whole
+    assert tuple(live) == whole.words
+    assert "  " not in whole.text  # breaks in a row count once
+    plain = greedy(EN_VOCAB, lp, first_frame=5)
+    assert whole.text.replace(" ", "") == plain.text.replace(" ", "")  # only word breaks change
+    for w in whole.words:
+        assert whole.text[w.char_start : w.char_end] == w.text
+
+
+def test_greedy_pause_break_ends_a_word_at_a_long_blank_run_only():
+    # 0.5 s at 20 ms frames = 25 blank frames
+    options = DecodeOptions(kind="greedy", pause_break_seconds=0.5)
+    decode = build_decoder(EN_VOCAB, options).decode
+    joined = onehot(EN, "_" * 30 + "HEL_LO" + "_" * 25 + "WORLD" + "_" * 30)
+    assert greedy(EN_VOCAB, joined).text == "HELLOWORLD"  # off: the text transformers' tokenizer gives
+    res = decode([records.Emissions(joined, 0, FS)])
+    assert res.text == "HELLO WORLD"  # no break before the first word nor after the last
+    assert [(w.start, w.end) for w in res.words] == [
+        pytest.approx((30 * FS, 36 * FS)),
+        pytest.approx((61 * FS, 66 * FS)),
+    ]
+    short = onehot(EN, "HEL_LO" + "_" * 24 + "WORLD")
+    assert decode([records.Emissions(short, 0, FS)]).text == "HELLOWORLD"
+    # a delimiter in or after the pause adds nothing; without a pause two delimiters count once too
+    assert decode([records.Emissions(onehot(EN, "HI" + "_" * 30 + "|_|YOU"), 0, FS)]).text == "HI YOU"
+    assert decode([records.Emissions(onehot(EN, "HI|_|YOU"), 0, FS)]).text == "HI YOU"
+    assert greedy(EN_VOCAB, onehot(EN, "HI|_|YOU")).text == "HI  YOU"  # off: as transformers
+    with pytest.raises(errors.DecoderError, match="pause break"):
+        build_decoder(EN_VOCAB, DecodeOptions(kind="greedy", pause_break_seconds=-1.0))
+    # a vocabulary without a word delimiter gets no spaces
+    nodelim = records.Vocabulary(EN, blank_id=0, word_delimiter=None)
+    res = build_decoder(nodelim, options).decode([records.Emissions(joined, 0, FS)])
+    assert res.text == "HELLOWORLD"
+
+
+def test_greedy_pause_break_hands_the_word_before_a_pause_over_before_the_pause_ends():
+    """--live: the word before a pause in which the model wrote no delimiter is final once the pause is long
+    enough, not only when the next word starts."""
+    lp = onehot(EN, "HEL_LO" + "_" * 100 + "WORLD")
+    handed: list[tuple[int, str]] = []
+    consumed = 0
+
+    def stream():
+        nonlocal consumed
+        for a in range(0, len(lp), 10):
+            consumed = a + 10
+            yield records.Emissions(lp[a : a + 10], a, FS)
+
+    decoder = build_decoder(EN_VOCAB, DecodeOptions(kind="greedy", pause_break_seconds=0.5))
+    res = decoder.decode(stream(), lambda words, _until: handed.extend((consumed, w.text) for w in words))
+    assert res.text == "HELLO WORLD"
+    assert handed[0] == (40, "HELLO")  # in the chunk where the blank run (from frame 6) reaches 25 frames
+
+
 @pytest.mark.parametrize("which", ["en", "de"])
 def test_greedy_matches_transformers_tokenizer(tmp_path, which):
     if which == "en":

@@ -52,6 +52,8 @@ def test_shipped_registry_has_the_required_entries() -> None:
     assert reg.models["wav2vec2-ee"].source == "SpeechTek/EE-Wav2Vec2@main (Checkpoint/)"
     windows = {name: spec.chunk_length for name, spec in reg.models.items() if spec.chunk_length}
     assert windows == {"sew-synth-en": 10.0}  # trained on utterances of at most 10 s
+    breaks = {name: spec.pause_break for name, spec in reg.models.items() if spec.pause_break is not None}
+    assert breaks == {"sew-synth-en": 0.5}  # it writes no word delimiter into pauses near window edges
 
 
 def test_resolve_registry_name_directory_and_hub_id(tmp_path: Path) -> None:
@@ -155,6 +157,8 @@ def test_user_config_dir_is_read(tmp_path: Path) -> None:
         ('[models.x]\nrepo = "a/b"\nchunk_length = "10s"\n', "chunk_length must be a number of seconds"),
         ('[models.x]\nrepo = "a/b"\nchunk_length = 0.5\n', "chunk_length must be a number of seconds"),
         ('[models.x]\nrepo = "a/b"\nchunk_length = true\n', "chunk_length must be a number of seconds"),
+        ('[models.x]\nrepo = "a/b"\npause_break = -1\n', "pause_break must be a number of seconds"),
+        ('[models.x]\nrepo = "a/b"\npause_break = "1s"\n', "pause_break must be a number of seconds"),
         ('[models.x]\nrepo = "a/b"\nsubfolder = 1\n', "subfolder must be a string"),
         ('[models.x]\nrepo = "a/b"\nsubfolder = "a/../b"\n', "subfolder must be a relative folder"),
         ('[models.x]\nrepo = "a/b"\nsubfolder = "a\\\\b"\n', "subfolder must be a relative folder"),
