@@ -77,6 +77,11 @@ if TYPE_CHECKING:  # these modules import torch: only for the annotations, never
 log = logging.getLogger("sewcli")
 
 LIVE_BLOCK_FRAMES = 8192
+# --live without --chunk-length: model windows of at most this many seconds. A segment waits for the window
+# that holds its end, so the window is most of the delay (bench/live_latency.py, embedded model, 60 s: median
+# 6.0 -> 3.6 s greedy and 8.1 -> 5.9 s with the default decoder for 10 -> 5 s windows), and on long input
+# 5 s windows transcribe as well as 10 s ones (README, Chunking).
+LIVE_CHUNK_SECONDS = 5.0
 EXIT_USAGE = 2  # EXIT_OK, EXIT_FAILED: sewcli/batch.py
 EXIT_SIGPIPE, EXIT_SIGINT, EXIT_SIGTERM = 141, 130, 143
 
@@ -174,7 +179,8 @@ class TranscribeRequest:
     quiet: bool = False
     verbose: bool = False
     # --chunk-length and --chunk-overlap as given (None: not given). Without a length, a registry entry's
-    # chunk_length replaces the chunking stage's default window once the model is known.
+    # chunk_length replaces the chunking stage's default window once the model is known (at most
+    # LIVE_CHUNK_SECONDS with --live).
     chunk_given: tuple[float | None, float | None] = (None, None)
     # --pause-break as given (None: the registry entry's pause_break, else 0).
     pause_break_given: float | None = None
@@ -247,15 +253,20 @@ def _load(request: TranscribeRequest) -> Loaded:
     decoder = decoding.build_decoder(model.vocab, options)
     pipeline = replace(request.pipeline, decode=options)
     length, overlap = request.chunk_given
-    if length is None and spec.chunk_length is not None:
-        window = spec.chunk_length
-        pipeline = replace(
-            pipeline,
-            chunk=chunking.ChunkOptions(
-                chunk_seconds=window, overlap_seconds=window / 10 if overlap is None else overlap
-            ),
-        )
-        log.info("windows of %g s (the registry's chunk_length for %s)", window, spec.name)
+    if length is None:
+        window, why = pipeline.chunk.chunk_seconds, "the default"
+        if spec.chunk_length is not None:
+            window, why = spec.chunk_length, f"the registry's chunk_length for {spec.name}"
+        if request.output.live and window > LIVE_CHUNK_SECONDS:
+            window, why = LIVE_CHUNK_SECONDS, "--live"
+        if window != pipeline.chunk.chunk_seconds:
+            pipeline = replace(
+                pipeline,
+                chunk=chunking.ChunkOptions(
+                    chunk_seconds=window, overlap_seconds=window / 10 if overlap is None else overlap
+                ),
+            )
+            log.info("windows of %g s (%s)", window, why)
     chunking.checked_geometry(  # windows this model cannot take: one usage error now, not one per input
         pipeline.chunk,
         sample_rate=model.sample_rate,
@@ -454,7 +465,9 @@ def transcribe(
     chunk_length: Annotated[
         float | None,
         typer.Option(
-            "--chunk-length", help="Seconds per model window.", show_default="the model's (registry), else 30"
+            "--chunk-length",
+            help="Seconds per model window.",
+            show_default="the model's (registry), else 30; at most 5 with --live",
         ),
     ] = None,
     chunk_overlap: Annotated[

@@ -172,6 +172,30 @@ def test_int8_linears_equal_quantize_dynamic(tiny_dir: Path) -> None:
         assert torch.equal(ours(x), theirs(x))
 
 
+def test_int8_weights_equal_quantize_per_channel_on_ties_zeros_and_extremes() -> None:
+    import warnings
+
+    from sewcli.model.fastpath import int8_linear
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(64, 96)).astype(np.float32) * rng.uniform(1e-4, 10, size=(64, 1)).astype(np.float32)
+    w[1] = 0.0  # a zero row: the scale is clamped to float32 eps
+    w[2] = (np.arange(96) - 48 + 0.5).astype(np.float32) * np.float32(0.01)  # exact half steps: ties
+    w[3, :] = 1e30
+    w[3, ::2] = -1e30
+    linear = torch.nn.Linear(96, 64)
+    linear.weight.data = torch.from_numpy(w)
+    scale = torch.clamp(linear.weight.abs().amax(dim=1) / 127.5, min=torch.finfo(torch.float32).eps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = torch.quantize_per_channel(
+            linear.weight.detach(), scale.double(), torch.zeros(64, dtype=torch.int64), 0, torch.qint8
+        )
+        ours, _ = int8_linear(linear)._weight_bias()
+    assert torch.equal(ours.int_repr(), ref.int_repr())
+    assert torch.equal(ours.q_per_channel_scales(), ref.q_per_channel_scales())
+
+
 def test_convs_in_bf16_keeps_float32_between_stages(tiny_dir: Path) -> None:
     from sewcli.model.common import FeatureEncoder, PositionalConvEmbedding
     from sewcli.model.fastpath import convs_in_bf16, cpu_has_native_bf16

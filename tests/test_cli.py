@@ -605,6 +605,8 @@ def test_models_info_without_a_language_model(tiny_sew_dir: Path, clean_env: dic
         ([], (10.0, 1.0)),  # the registry's chunk_length for sew-synth-en, overlap a tenth of it
         (["--chunk-overlap", "2"], (10.0, 2.0)),  # the user's overlap is kept
         (["--chunk-length", "20"], (20.0, 2.0)),  # the user's window wins
+        (["--live"], (5.0, 0.5)),  # --live: shorter windows, for less delay
+        (["--live", "--chunk-length", "10"], (10.0, 1.0)),
     ],
 )
 def test_the_registry_window_applies_unless_the_command_line_sets_one(
@@ -617,6 +619,18 @@ def test_the_registry_window_applies_unless_the_command_line_sets_one(
     decoder.close()
     assert (options.chunk.chunk_seconds, options.chunk.overlap_seconds) == window
     assert options.decode.kind == "beam" and options.decode.lm_path.endswith("language_model")
+
+
+@pytest.mark.parametrize(("live", "window"), [([], (30.0, 3.0)), (["--live"], (5.0, 0.5))])
+def test_live_caps_the_default_window_of_a_model_without_a_registry_window(
+    live: list[str], window: tuple[float, float], tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
+    with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
+        assert sew("transcribe", "x.wav", "-m", str(tiny_sew_dir), *live).exit_code == 0
+    (request,), _ = run.call_args
+    _, decoder, options = cli._load(request)
+    decoder.close()
+    assert (options.chunk.chunk_seconds, options.chunk.overlap_seconds) == window
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
@@ -35,14 +36,26 @@ def quantize_linear_int8(model: nn.Module) -> nn.Module:
     if torch.backends.quantized.engine == "none":  # pragma: no cover - builds without fbgemm/onednn/qnnpack
         raise RuntimeError("this torch build has no quantized engine for int8 inference")
     model.float().eval()
+    targets = [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if type(child) is nn.Linear  # exact type, as quantize_dynamic's mapping
+    ]
     with warnings.catch_warnings():
         # torch.ao.nn.quantized is deprecated in favour of torchao (pytorch PR #153892) but still the only
         # dependency-free int8 dynamic linear; silence the warning, keep the code path tested.
         warnings.simplefilter("ignore")
-        for parent in list(model.modules()):
-            for name, child in list(parent.named_children()):
-                if type(child) is nn.Linear:  # exact type, as quantize_dynamic's mapping
-                    setattr(parent, name, int8_linear(child))
+        # The layers are quantised and packed in parallel: torch's ops let go of the GIL, and the packing
+        # is single-threaded (SEW-tiny, 2 threads: 0.16-0.21 s instead of 0.29-0.37 s).
+        workers = min(max(torch.get_num_threads(), 1), 4, len(targets))
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                quantized = list(pool.map(int8_linear, [child for _, _, child in targets]))
+        else:
+            quantized = [int8_linear(child) for _, _, child in targets]
+    for (parent, name, _), q in zip(targets, quantized, strict=True):
+        setattr(parent, name, q)
     return model
 
 
@@ -50,16 +63,19 @@ def int8_linear(linear: nn.Linear) -> nn.Module:
     """One nn.Linear as torch's dynamic int8 linear, with per-output-channel symmetric int8 weights.
 
     The weight scales are what `per_channel_dynamic_qconfig`'s observer computes (max |w| per row / 127.5, at
-    least float32 eps; zero point 0), without the observer's slower `aminmax`. The module is constructed 1x1
-    and then given its weight: its constructor packs a zero weight of its own shape first, which for a full
-    size layer costs as much as packing the real one.
+    least float32 eps; zero point 0), without the observer's slower `aminmax`. The int8 values are computed
+    as `torch.quantize_per_channel` computes them (round half to even of w times the float32 reciprocal of
+    the scale; bit-identical, tested) in vectorised ops, 3x faster than its per-element kernel. The module is
+    constructed 1x1 and then given its weight: its constructor packs a zero weight of its own shape first,
+    which for a full size layer costs as much as packing the real one.
     """
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
     w = linear.weight.detach().float()  # (out, in)
     scale = torch.clamp(w.abs().amax(dim=1) / 127.5, min=torch.finfo(torch.float32).eps)  # (out,)
+    q = torch.round(w * (1.0 / scale)[:, None]).clamp_(-128, 127).to(torch.int8)  # (out, in)
     zero = torch.zeros(w.shape[0], dtype=torch.int64)
-    qweight = torch.quantize_per_channel(w, scale.double(), zero, 0, torch.qint8)
+    qweight = torch._make_per_channel_quantized_tensor(q, scale.double(), zero, 0)
     q = DynamicLinear(1, 1, dtype=torch.qint8)
     q.set_weight_bias(qweight, None if linear.bias is None else linear.bias.detach().float())
     q.in_features, q.out_features = linear.in_features, linear.out_features
