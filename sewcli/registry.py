@@ -132,22 +132,14 @@ def _entry(path: Path, name: str, table: object, base: ModelSpec | None) -> Mode
         not isinstance(table["params"], (int, float)) or isinstance(table["params"], bool)
     ):
         raise RegistryError(f"{where}: params must be a number (millions), got {table['params']!r}")
-    if "chunk_length" in table and (
-        not isinstance(table["chunk_length"], (int, float))
-        or isinstance(table["chunk_length"], bool)
-        or not 1 <= table["chunk_length"] <= 600
-    ):
-        raise RegistryError(
-            f"{where}: chunk_length must be a number of seconds in [1, 600], got {table['chunk_length']!r}"
-        )
-    if "pause_break" in table and (
-        not isinstance(table["pause_break"], (int, float))
-        or isinstance(table["pause_break"], bool)
-        or not 0 <= table["pause_break"] <= 60
-    ):
-        raise RegistryError(
-            f"{where}: pause_break must be a number of seconds in [0, 60], got {table['pause_break']!r}"
-        )
+    for key, low, high in (("chunk_length", 1, 600), ("pause_break", 0, 60)):  # seconds
+        value = table.get(key)
+        if key in table and (
+            not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high
+        ):
+            raise RegistryError(
+                f"{where}: {key} must be a number of seconds in [{low}, {high}], got {value!r}"
+            )
     if "arch" in table and table["arch"] not in ARCHES:
         raise RegistryError(f"{where}: arch must be one of {', '.join(ARCHES)}, got {table['arch']!r}")
     if "repo" in table and not _HUB_ID.match(str(table["repo"])):

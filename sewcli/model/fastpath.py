@@ -73,9 +73,9 @@ def int8_linear(linear: nn.Linear) -> nn.Module:
 
     w = linear.weight.detach().float()  # (out, in)
     scale = torch.clamp(w.abs().amax(dim=1) / 127.5, min=torch.finfo(torch.float32).eps)  # (out,)
-    q = torch.round(w * (1.0 / scale)[:, None]).clamp_(-128, 127).to(torch.int8)  # (out, in)
+    ints = torch.round(w * (1.0 / scale)[:, None]).clamp_(-128, 127).to(torch.int8)  # (out, in)
     zero = torch.zeros(w.shape[0], dtype=torch.int64)
-    qweight = torch._make_per_channel_quantized_tensor(q, scale.double(), zero, 0)
+    qweight = torch._make_per_channel_quantized_tensor(ints, scale.double(), zero, 0)
     q = DynamicLinear(1, 1, dtype=torch.qint8)
     q.set_weight_bias(qweight, None if linear.bias is None else linear.bias.detach().float())
     q.in_features, q.out_features = linear.in_features, linear.out_features
