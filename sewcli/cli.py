@@ -251,6 +251,8 @@ def _load(request: TranscribeRequest) -> Loaded:
     if request.pause_break_given is None and spec.pause_break is not None:
         options = replace(options, pause_break_seconds=spec.pause_break)
     decoder = decoding.build_decoder(model.vocab, options)
+    if request.pause_break_given is not None and decoder.kind == "beam":
+        log.warning("--pause-break has no effect: %s is decoded by beam search (--decoder greedy)", spec.name)
     pipeline = replace(request.pipeline, decode=options)
     length, overlap = request.chunk_given
     if length is None:
@@ -585,6 +587,8 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
         )
     if kw["lm"] is not None and kw["no_lm"]:
         raise UsageError("--lm and --no-lm contradict each other")
+    if kw.get("pause_break") is not None and kw["decoder"] is Decoder.beam:
+        raise UsageError("--pause-break applies to the greedy decoder, not to --decoder beam")
     for option in ("alpha", "beta", "hotword_weight", "pause_break"):
         if kw[option] is not None and not math.isfinite(kw[option]):  # type: ignore[arg-type]
             raise UsageError(f"--{option.replace('_', '-')} must be a finite number, got {kw[option]}")

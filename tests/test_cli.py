@@ -652,6 +652,20 @@ def test_the_registry_pause_break_applies_unless_the_command_line_sets_one(
     assert decoder.pause_break_seconds == seconds  # type: ignore[attr-defined]
 
 
+def test_pause_break_is_for_the_greedy_decoder(clean_env: dict[str, str]) -> None:
+    result = sew("transcribe", "x.wav", "--pause-break", "1", "--decoder", "beam")
+    assert result.exit_code == 2 and "--pause-break applies to the greedy decoder" in result.stderr
+    with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
+        assert sew("transcribe", "x.wav", "--pause-break", "1").exit_code == 0
+    (request,), _ = run.call_args
+    with mock.patch.object(cli.log, "warning") as warning:
+        _, decoder, _ = cli._load(request)  # auto: the embedded model ships an LM, so beam search
+    decoder.close()
+    assert decoder.kind == "beam"
+    warning.assert_called_once()
+    assert "--pause-break has no effect" in warning.call_args.args[0]
+
+
 def test_pause_break_must_be_a_finite_number_of_seconds(clean_env: dict[str, str]) -> None:
     for value in ("-1", "nan", "inf"):
         result = sew("transcribe", "x.wav", "--pause-break", value)
