@@ -579,6 +579,45 @@ def test_a_signal_taken_by_another_thread_during_a_worker_spawn_does_not_cut_the
     assert "Traceback" not in err and "EOFError" not in err, err
 
 
+def test_an_interrupt_during_worker_search_leaves_the_futures_to_the_killed_pool(monkeypatch):
+    """Ctrl-C with pieces in flight: the decoder used to cancel their futures before killing the pool, whose
+    manager thread then failed them again (InvalidStateError: a traceback from "Thread-1" on stderr)."""
+    import concurrent.futures
+    import threading
+
+    cancel = concurrent.futures.Future.cancel
+    cancelled_here = []
+
+    def recording_cancel(self):
+        if threading.current_thread() is threading.main_thread():
+            cancelled_here.append(self)
+        return cancel(self)
+
+    monkeypatch.setattr(concurrent.futures.Future, "cancel", recording_cancel)
+    thread_errors = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: thread_errors.append(args.exc_value))
+    stream = _paused_stream(5, pieces=6)
+    dec = build_decoder(
+        EN_VOCAB, DecodeOptions(kind="beam", beam_width=8, workers=1, workers_after_seconds=0)
+    )
+    managers = []
+
+    def stop_once_pieces_are_in_flight():
+        for em in stream:
+            yield em
+            if dec._workers.started:
+                managers.append(dec._workers._pool._executor_manager_thread)
+                raise _Stop
+
+    with pytest.raises(_Stop):
+        dec.decode(stop_once_pieces_are_in_flight())
+    assert not dec._workers.started  # killed, so the next input starts a new pool
+    for thread in managers:
+        if thread is not None:
+            thread.join(timeout=30)
+    assert cancelled_here == [] and thread_errors == []
+
+
 def test_beam_workers_must_not_be_negative():
     with pytest.raises(errors.DecoderError, match="beam workers"):
         build_decoder(EN_VOCAB, DecodeOptions(kind="beam", workers=-1))
