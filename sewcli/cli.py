@@ -79,8 +79,8 @@ log = logging.getLogger("sewcli")
 LIVE_BLOCK_FRAMES = 8192
 # --live without --chunk-length: model windows of at most this many seconds. A segment waits for the window
 # that holds its end, so the window is most of the delay (bench/live_latency.py, embedded model, 60 s: median
-# 6.0 -> 3.6 s greedy and 8.1 -> 5.9 s with the default decoder for 10 -> 5 s windows), and on long input
-# 5 s windows transcribe as well as 10 s ones (README, Chunking).
+# 6.0 -> 3.6 s greedy and 8.1 -> 5.9 s with the default decoder for 10 -> 5 s windows; README), and on long
+# input 5 s windows transcribe as well as 10 s ones (README, Chunking).
 LIVE_CHUNK_SECONDS = 5.0
 EXIT_USAGE = 2  # EXIT_OK, EXIT_FAILED: sewcli/batch.py
 EXIT_SIGPIPE, EXIT_SIGINT, EXIT_SIGTERM = 141, 130, 143

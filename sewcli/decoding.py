@@ -426,21 +426,40 @@ class _BeamSplitter:
         self.blank_id = blank_id
         self.min_run = max(1, min_run)
         self.max_frames = max(4, max_frames)
+        self._buf: list[records.FloatArray] = []  # the frames not yet yielded, in order
+        self._buf_start: int | None = None  # global frame of the first of them
+
+    def quiet_until(self, min_logp: float) -> int | None:
+        """The global frame of the first frame not yet yielded where a token other than the blank is the
+        argmax or has a log-prob >= `min_logp`, else the end of what was read (None before any input).
+
+        pyctcdecode adds a character only at such frames (`token_min_logp`), so no word of the pieces still
+        to come starts before this frame.
+        """
+        if self._buf_start is None:
+            return None
+        frame = self._buf_start
+        for lp in self._buf:
+            others = np.delete(lp, self.blank_id, axis=1)  # (frames, vocab - 1)
+            live = (others.max(axis=1) >= min_logp) | (lp.argmax(axis=1) != self.blank_id)  # (frames,)
+            if live.any():
+                return frame + int(np.argmax(live))
+            frame += lp.shape[0]
+        return frame
 
     def split(
         self, emissions: Iterable[tuple[int, records.FloatArray]]
     ) -> Iterator[tuple[int, records.FloatArray]]:
         """Yield pieces covering every input frame exactly once, in order."""
-        buf: list[records.FloatArray] = []
-        buf_start: int | None = None  # global frame of buf's first row
+        self._buf, self._buf_start = [], None
         buf_len = 0
         run = 0  # length of the confident-blank run ending at the last frame seen
         cut_in_run = False
         for g0, lp in emissions:
-            if buf_start is None:
-                buf_start = g0
+            if self._buf_start is None:
+                self._buf_start = g0
             confident = lp[:, self.blank_id] >= _SPLIT_BLANK_LOGP  # (frames,)
-            offset = 0  # rows of lp already moved into buf
+            offset = 0  # rows of lp already moved into the buffer
             for i in range(lp.shape[0]):
                 if confident[i]:
                     run += 1
@@ -450,26 +469,30 @@ class _BeamSplitter:
                 if run >= self.min_run and not cut_in_run:
                     cut = max(local - self.min_run // 2, 0)  # the middle of the run so far (0: it began
                     # before this piece, which then already starts inside the pause)
-                    buf.append(lp[offset : i + 1])
+                    self._buf.append(lp[offset : i + 1])
                     offset = i + 1
-                    piece = np.concatenate(buf)
+                    piece = np.concatenate(self._buf)
+                    start = self._buf_start
+                    self._buf, self._buf_start, buf_len = [piece[cut:]], start + cut, len(piece) - cut
                     if cut > 0:
-                        yield buf_start, piece[:cut]
-                    buf, buf_start, buf_len = [piece[cut:]], buf_start + cut, len(piece) - cut
+                        yield start, piece[:cut]
                     cut_in_run = True
                 elif local >= self.max_frames:
-                    buf.append(lp[offset : i + 1])
+                    self._buf.append(lp[offset : i + 1])
                     offset = i + 1
-                    piece = np.concatenate(buf)
+                    piece = np.concatenate(self._buf)
                     tail = piece[-(len(piece) // 4) :, self.blank_id]
                     cut = len(piece) - len(tail) + int(len(tail) - 1 - np.argmax(tail[::-1])) + 1
-                    yield buf_start, piece[:cut]
-                    buf, buf_start, buf_len = [piece[cut:]], buf_start + cut, len(piece) - cut
+                    start = self._buf_start
+                    self._buf, self._buf_start, buf_len = [piece[cut:]], start + cut, len(piece) - cut
+                    yield start, piece[:cut]
             if offset < lp.shape[0]:
-                buf.append(lp[offset:])
+                self._buf.append(lp[offset:])
                 buf_len += lp.shape[0] - offset
-        if buf_start is not None and buf_len > 0:
-            yield buf_start, np.concatenate(buf)
+        if self._buf_start is not None and buf_len > 0:
+            piece, start = np.concatenate(self._buf), self._buf_start
+            self._buf, self._buf_start = [], start + len(piece)
+            yield start, piece
 
 
 class _PieceSearch:
@@ -680,6 +703,12 @@ class BeamDecoder:
                 state["frame_seconds"] = em.frame_seconds
                 if lp.shape[0]:
                     yield em.first_frame, lp
+                    # The splitter has taken this chunk in. With every piece before its buffer searched, no
+                    # word starts before the buffer's first frame that can hold a character: a segment
+                    # that ends before a pause closes now, not when the pause after the next words is cut.
+                    quiet = splitter.quiet_until(opts.token_min_logp) if on_words and not pending else None
+                    if quiet is not None:
+                        live.feed(pieces, state["frame_seconds"], quiet, final=True)
             state["done"] = True
 
         opts = self.options
@@ -687,6 +716,7 @@ class BeamDecoder:
         live = _LiveWords(on_words, self.vocab.do_lower_case)
         Search = Future[list[tuple[str, int, int, float]]]
         pending: deque[tuple[int, int, Search]] = deque()  # (first frame, frames, search) per piece
+        splitter = _BeamSplitter(self.vocab.blank_id, min_run=1, max_frames=4)  # sized at the first chunk
         it = chunks()
         first = next(it, None)
 
@@ -700,11 +730,8 @@ class BeamDecoder:
         try:
             if first is not None:
                 fs = state["frame_seconds"] or 0.02
-                splitter = _BeamSplitter(
-                    self.vocab.blank_id,
-                    min_run=int(round(opts.split_blank_seconds / fs)),
-                    max_frames=int(round(opts.max_piece_seconds / fs)),
-                )
+                splitter.min_run = max(1, int(round(opts.split_blank_seconds / fs)))
+                splitter.max_frames = max(4, int(round(opts.max_piece_seconds / fs)))
                 for g0, lp in splitter.split(_prepend(first, it)):
                     long_input = not state["done"] and state["frames"] * fs >= opts.workers_after_seconds
                     if opts.workers and (self._workers.started or long_input):

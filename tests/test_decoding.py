@@ -422,6 +422,34 @@ def _paused_stream(seed: int, pieces: int, chunk: int = 150) -> list[records.Emi
     return [records.Emissions(lp[a : a + chunk], a, FS) for a in range(0, len(lp), chunk)]
 
 
+@pytest.mark.parametrize("chunk", [7, 50, 150])
+def test_beam_live_until_moves_into_a_silence_and_no_later_word_starts_before_it(chunk):
+    """--live: a silence after a pause's cut advances `until` at once (a segment can close), and no word
+    handed over later starts before an `until` already reported."""
+    rng = np.random.default_rng(chunk)
+    speech = [random_logprobs(rng, 120, len(EN), 0) for _ in range(3)]
+    lp = np.concatenate([speech[0], onehot(EN, "_" * 150, p=0.999), speech[1], speech[2]])  # (frames, vocab)
+    stream = [records.Emissions(lp[a : a + chunk], a, FS) for a in range(0, len(lp), chunk)]
+    calls: list[tuple[int, tuple[records.Word, ...], float]] = []
+    consumed = 0
+
+    def feed():
+        nonlocal consumed
+        for em in stream:
+            consumed = em.first_frame + em.log_probs.shape[0]
+            yield em
+
+    dec = build_decoder(EN_VOCAB, DecodeOptions(kind="beam", beam_width=8))
+    res = dec.decode(feed(), lambda words, until: calls.append((consumed, words, until)))
+    assert tuple(w for _, words, _ in calls for w in words) == res.words
+    for i, (_, _, until) in enumerate(calls):
+        later = [w for _, words, _ in calls[i + 1 :] for w in words]
+        assert all(w.start >= until - 1e-9 for w in later), (i, until)
+    # the silence (frames 120-270) is cut at its 25th frame; before the stream ends, `until` has moved on
+    # into it (before, it stayed at that cut until the next pause or the end)
+    assert max(until for seen, _, until in calls if seen < len(lp)) >= 200 * FS
+
+
 def test_beam_workers_give_the_in_process_result_and_are_reused_then_stopped():
     stream = _paused_stream(0, pieces=6)
     alone = build_decoder(EN_VOCAB, DecodeOptions(kind="beam", beam_width=8)).decode(iter(stream))
@@ -483,7 +511,7 @@ def test_beam_worker_results_are_handed_over_while_the_stream_goes_on_without_a_
             yield em
 
     try:
-        res = dec.decode(feed(), on_words=lambda words, until: first_words_at.append(consumed))
+        res = dec.decode(feed(), on_words=lambda words, until: words and first_words_at.append(consumed))
     finally:
         dec.close()
     assert len(futures) == 2 and searched_at is not None and searched_at < len(stream) - 5  # 2 pieces
