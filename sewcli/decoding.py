@@ -716,8 +716,7 @@ class BeamDecoder:
         live = _LiveWords(on_words, self.vocab.do_lower_case)
         Search = Future[list[tuple[str, int, int, float]]]
         pending: deque[tuple[int, int, Search]] = deque()  # (first frame, frames, search) per piece
-        splitter = _BeamSplitter(self.vocab.blank_id, min_run=1, max_frames=4)  # sized at the first chunk
-        it = chunks()
+        it = chunks()  # resumed after its first chunk only by the splitter made below, which it then asks
         first = next(it, None)
 
         def take_results(keep: int) -> None:  # in order, until at most `keep` pieces are in flight
@@ -730,8 +729,11 @@ class BeamDecoder:
         try:
             if first is not None:
                 fs = state["frame_seconds"] or 0.02
-                splitter.min_run = max(1, int(round(opts.split_blank_seconds / fs)))
-                splitter.max_frames = max(4, int(round(opts.max_piece_seconds / fs)))
+                splitter = _BeamSplitter(
+                    self.vocab.blank_id,
+                    min_run=int(round(opts.split_blank_seconds / fs)),
+                    max_frames=int(round(opts.max_piece_seconds / fs)),
+                )
                 for g0, lp in splitter.split(_prepend(first, it)):
                     long_input = not state["done"] and state["frames"] * fs >= opts.workers_after_seconds
                     if opts.workers and (self._workers.started or long_input):
