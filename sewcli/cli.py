@@ -707,7 +707,7 @@ def models_list(registry: RegistryOpt = None) -> None:
             rows.append((name + marker, spec.arch or "?", size, spec.language or "?", cached, spec.source))
         widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-        sys.stdout.write("\n".join(lines) + "\n* default model; size: parameters in millions\n")
+        write_stdout("\n".join(lines) + "\n* default model; size: parameters in millions\n")
         return EXIT_OK
 
     raise typer.Exit(_guarded(body, False))
@@ -782,7 +782,7 @@ def models_info(
             rows.append(("checkpoint", _checkpoint_summary(status.directory)))
             rows.append(("language model", _lm_summary(status.directory)))
         width = max(len(k) for k, _ in rows)
-        sys.stdout.write("".join(f"{k:<{width}}  {v}\n" for k, v in rows))
+        write_stdout("".join(f"{k:<{width}}  {v}\n" for k, v in rows))
         return EXIT_OK
 
     raise typer.Exit(_guarded(body, False))
@@ -834,7 +834,7 @@ def models_download(
         spec = registry_mod.resolve(name, registry_mod.load_registry(registry), revision)
         if spec.is_local:
             raise DownloadError(f"{spec.name}: is a local model ({spec.path}); nothing to download")
-        sys.stdout.write(f"{hub.download(spec, with_lm=with_lm)}\n")
+        write_stdout(f"{hub.download(spec, with_lm=with_lm)}\n")
         return EXIT_OK
 
     raise typer.Exit(_guarded(body, verbose))
@@ -1086,7 +1086,7 @@ def bench(
         if json_path is not None:
             json_path.write_text(report.to_json(), encoding="utf-8")
         if output is None:
-            sys.stdout.write(text)
+            write_stdout(text)
         else:
             output.write_text(text, encoding="utf-8")
         return EXIT_OK

@@ -255,9 +255,30 @@ def check_output_dir(out_dir: Path) -> None:
 
 
 def write_stdout(text: str) -> None:
+    """Print `text`, every byte of it, or raise: StdoutClosed for a closed pipe, OutputError otherwise.
+
+    The bytes go to file descriptor 1 in a loop of `os.write`: under `PYTHONUNBUFFERED=1` (common in
+    containers) sys.stdout's raw file object ignores a short write's count, so an output cut off by a full
+    disk or a file size limit would pass as written. Nothing is left in sys.stdout's buffer to fail again at
+    exit.
+    """
+    out = sys.stdout
     try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):  # a stream without a descriptor (captured in tests)
+        fd = None
+    try:
+        if fd is None:
+            out.write(text)
+            out.flush()
+            return
+        out.flush()  # whatever went through sys.stdout before goes first
+        data = memoryview(text.encode(out.encoding or "utf-8", out.errors or "strict"))
+        while data:
+            written = os.write(fd, data)
+            if written <= 0:  # pragma: no cover - os.write raises rather than write nothing
+                raise OSError("nothing was written")
+            data = data[written:]
     except BrokenPipeError:
         raise StdoutClosed() from None
     except OSError as e:  # `> file` on a full disk: this input fails like a file output would

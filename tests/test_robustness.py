@@ -769,6 +769,47 @@ def test_file_size_limit_is_a_real_write_failure(
     assert json.loads((out / "small.json").read_text(encoding="utf-8"))["duration"] == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("unbuffered", [True, False])
+def test_stdout_cut_by_file_size_limit_is_an_error(
+    unbuffered: bool, tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
+    """`sew ... > file` that the kernel cuts short (EFBIG) fails that input with one error line, also under
+    PYTHONUNBUFFERED=1, where Python's unbuffered stdout drops a short write's count; no interpreter message
+    and no exit status 120 from bytes left in stdout's buffer."""
+    big = write_audio(tmp_path / "big.wav", 8.0, seed=2)
+    small = write_audio(tmp_path / "small.wav", 0.5, seed=1)
+    args = ["transcribe", "-m", str(tiny_sew_dir), "-f", "jsonl", "--threads", "1", str(big), str(small)]
+    reference = _invoke(args)
+    assert reference.exit_code == 0, reference.stderr
+    first_line = reference.stdout.splitlines(keepends=True)[0]
+    cap = len(first_line.encode("utf-8")) // 2  # the first input's line is cut in the middle
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
+
+    env = {k: v for k, v in _env(clean_env).items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    target = tmp_path / "out.jsonl"
+    with target.open("wb") as fh:
+        result = subprocess.run(
+            [*SEW, *args],
+            stdout=fh,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=TIMEOUT,
+            preexec_fn=limit,
+        )
+    assert result.returncode == 1, result.stderr
+    assert _error_lines(result.stderr) == [
+        f"error: {name}: <stdout>: cannot write: File too large" for name in (big, small)
+    ]
+    assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr
+    assert target.read_bytes() == first_line.encode("utf-8")[:cap]
+
+
 @pytest.mark.parametrize("kind", ["under-a-file", "read-only"])
 def test_unwritable_output_dir(
     kind: str, tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
