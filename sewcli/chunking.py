@@ -63,6 +63,7 @@ from sewcli.records import Emissions, FloatArray, Window
 # the overlap.
 DEFAULT_CHUNK_SECONDS = 30.0
 DEFAULT_OVERLAP_SECONDS = 3.0
+MAX_CHUNK_SECONDS = 600  # the registry's chunk_length has the same bound (sewcli/registry.py)
 
 FrameCount = Callable[[int], int]
 
@@ -97,6 +98,10 @@ class ChunkOptions:
     def __post_init__(self) -> None:
         if not (self.chunk_seconds > 0 and np.isfinite(self.chunk_seconds)):
             raise UsageError(f"chunk length must be a positive number of seconds, got {self.chunk_seconds!r}")
+        if self.chunk_seconds > MAX_CHUNK_SECONDS:  # a window's samples and activations are held whole
+            raise UsageError(
+                f"chunk length must be at most {MAX_CHUNK_SECONDS} seconds, got {self.chunk_seconds!r}"
+            )
         if not (self.overlap_seconds >= 0 and np.isfinite(self.overlap_seconds)):
             raise UsageError(f"chunk overlap must be >= 0 seconds, got {self.overlap_seconds!r}")
         if self.overlap_seconds >= self.chunk_seconds:

@@ -156,9 +156,27 @@ InputsArg = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _output_dir(value: str) -> Path:
+    """--output-dir as given: an empty value (`-o "$UNSET"`) is an error, not the current directory."""
+    if not value.strip():
+        raise typer.BadParameter("must not be empty (for the current directory, give -o .)")
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise typer.BadParameter(f"{value} is a file, not a directory")
+    return path
+
+
 OutputDirOpt = Annotated[
     Path | None,
-    typer.Option("--output-dir", "-o", file_okay=False, help="Write files here (mirrors directory inputs)."),
+    typer.Option(
+        "--output-dir",
+        "-o",
+        parser=_output_dir,
+        metavar="DIR",
+        help="Write files here (mirrors directory inputs).",
+    ),
 ]
 SkipExistingOpt = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs exist.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
