@@ -82,6 +82,10 @@ LIVE_BLOCK_FRAMES = 8192
 # 6.0 -> 3.6 s greedy and 8.1 -> 5.9 s with the default decoder for 10 -> 5 s windows; README), and on long
 # input 5 s windows transcribe as well as 10 s ones (README, Chunking).
 LIVE_CHUNK_SECONDS = 5.0
+# --live with a beam search: a piece of speech with no 0.5 s pause in it is cut after this many seconds
+# (60 s otherwise), at a word boundary the model wrote when there is one: without it, continuous speech
+# printed nothing for a minute.
+LIVE_MAX_PIECE_SECONDS = 8.0
 EXIT_USAGE = 2  # EXIT_OK, EXIT_FAILED: sewcli/batch.py
 EXIT_SIGPIPE, EXIT_SIGINT, EXIT_SIGTERM = 141, 130, 143
 
@@ -624,6 +628,7 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
             beta=kw["beta"],
             hotword_weight=kw["hotword_weight"],
             pause_break_seconds=kw.get("pause_break"),
+            max_piece_seconds=LIVE_MAX_PIECE_SECONDS if kw.get("live") else None,
         ),
         hotwords=kw["hotwords"],  # type: ignore[arg-type]
         bundled_lm=not kw["no_lm"],

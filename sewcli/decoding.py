@@ -418,12 +418,14 @@ class _BeamSplitter:
 
     Rule: a piece ends in the middle of the first run of at least `min_run` consecutive frames whose blank
     posterior is >= 0.9 (a pause; one cut per run). If no such run appears, a piece is cut once it reaches
-    `max_frames`, at the frame with the highest blank log-prob in its last quarter. Pieces are yielded as
-    (global first frame, log-probs (frames, vocab)).
+    `max_frames`: right after the last frame of its last quarter whose best token is the word delimiter
+    (`delimiter_id`; a word boundary the model wrote), else at the frame with the highest blank log-prob in
+    that quarter. Pieces are yielded as (global first frame, log-probs (frames, vocab)).
     """
 
-    def __init__(self, blank_id: int, min_run: int, max_frames: int) -> None:
+    def __init__(self, blank_id: int, min_run: int, max_frames: int, delimiter_id: int | None = None) -> None:
         self.blank_id = blank_id
+        self.delimiter_id = delimiter_id
         self.min_run = max(1, min_run)
         self.max_frames = max(4, max_frames)
         self._buf: list[records.FloatArray] = []  # the frames not yet yielded, in order
@@ -481,8 +483,7 @@ class _BeamSplitter:
                     self._buf.append(lp[offset : i + 1])
                     offset = i + 1
                     piece = np.concatenate(self._buf)
-                    tail = piece[-(len(piece) // 4) :, self.blank_id]
-                    cut = len(piece) - len(tail) + int(len(tail) - 1 - np.argmax(tail[::-1])) + 1
+                    cut = self._forced_cut(piece)
                     start = self._buf_start
                     self._buf, self._buf_start, buf_len = [piece[cut:]], start + cut, len(piece) - cut
                     yield start, piece[:cut]
@@ -493,6 +494,16 @@ class _BeamSplitter:
             piece, start = np.concatenate(self._buf), self._buf_start
             self._buf, self._buf_start = [], start + len(piece)
             yield start, piece
+
+    def _forced_cut(self, piece: records.FloatArray) -> int:
+        """Where a piece of `max_frames` frames without a pause ends (frames kept in it, >= 1)."""
+        first = len(piece) - len(piece) // 4  # the last quarter: piece[first:]
+        if self.delimiter_id is not None:
+            marks = np.flatnonzero(piece[first:].argmax(axis=1) == self.delimiter_id)
+            if marks.size:
+                return first + int(marks[-1]) + 1
+        tail = piece[first:, self.blank_id]
+        return first + int(len(tail) - 1 - np.argmax(tail[::-1])) + 1
 
 
 class _PieceSearch:
@@ -733,6 +744,7 @@ class BeamDecoder:
                     self.vocab.blank_id,
                     min_run=int(round(opts.split_blank_seconds / fs)),
                     max_frames=int(round(opts.max_piece_seconds / fs)),
+                    delimiter_id=_delimiter_id(self.vocab),
                 )
                 for g0, lp in splitter.split(_prepend(first, it)):
                     long_input = not state["done"] and state["frames"] * fs >= opts.workers_after_seconds
@@ -757,6 +769,13 @@ class BeamDecoder:
         live.feed(pieces, fs, state["end"], final=True)
         text, words = _assemble(pieces, self.vocab.do_lower_case, fs)
         return DecodeResult(text=text, words=words, frames=state["frames"], duration=state["frames"] * fs)
+
+
+def _delimiter_id(vocab: records.Vocabulary) -> int | None:
+    """The logit column of the word delimiter, if the vocabulary has one (the first, if written twice)."""
+    if vocab.word_delimiter is None or vocab.word_delimiter not in vocab.tokens:
+        return None
+    return vocab.tokens.index(vocab.word_delimiter)
 
 
 def _add_words(pieces: list[_Piece], g0: int, found: list[tuple[str, int, int, float]]) -> None:

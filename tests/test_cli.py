@@ -23,7 +23,7 @@ import srt
 from conftest import write_audio
 from typer.testing import CliRunner
 
-from sewcli import cli, outputs, pipeline
+from sewcli import cli, decoding, outputs, pipeline
 
 runner = CliRunner()
 
@@ -635,6 +635,8 @@ def test_live_caps_the_default_window_of_a_model_without_a_registry_window(
     _, decoder, options = cli._load(request)
     decoder.close()
     assert (options.chunk.chunk_seconds, options.chunk.overlap_seconds) == window
+    # a beam piece without a pause ends after 8 s with --live (60 s otherwise)
+    assert options.decode.max_piece_seconds == (cli.LIVE_MAX_PIECE_SECONDS if live else 60.0)
 
 
 @pytest.mark.parametrize(
@@ -684,16 +686,18 @@ def test_pause_break_must_be_a_finite_number_of_seconds(clean_env: dict[str, str
 @pytest.mark.parametrize("decoder", ["greedy", "beam"])
 def test_live_output_equals_the_batch_output(tmp_path: Path, tiny_sew_dir: Path, decoder: str) -> None:
     """Segment by segment, --live prints the same cues as the batch writers; its txt is the same words,
-    a line per segment."""
+    a line per segment. (Same windows and the same beam piece limit: --live's own limit, 8 s instead of
+    60 s, may cut a long stretch of speech with no pause where the batch search does not.)"""
     wav = write_audio(tmp_path / "a.wav", 25.0 if decoder == "greedy" else 12.0, seed=3)
     common = (str(wav), "-m", str(tiny_sew_dir), "-q", "--decoder", decoder, "--chunk-length", "5")
-    for fmt in ("srt", "vtt", "tsv") if decoder == "greedy" else ("srt",):
-        batch = sew("transcribe", *common, "-f", fmt)
-        live = sew("transcribe", *common, "-f", fmt, "--live")
-        assert live.exit_code == batch.exit_code == 0, live.stderr
-        assert live.stdout == batch.stdout and batch.stdout.count("\n") > 4  # several cues
-    batch = sew("transcribe", *common)
-    live = sew("transcribe", *common, "--live")
+    with mock.patch.object(cli, "LIVE_MAX_PIECE_SECONDS", decoding.DecodeOptions.max_piece_seconds):
+        for fmt in ("srt", "vtt", "tsv") if decoder == "greedy" else ("srt",):
+            batch = sew("transcribe", *common, "-f", fmt)
+            live = sew("transcribe", *common, "-f", fmt, "--live")
+            assert live.exit_code == batch.exit_code == 0, live.stderr
+            assert live.stdout == batch.stdout and batch.stdout.count("\n") > 4  # several cues
+        batch = sew("transcribe", *common)
+        live = sew("transcribe", *common, "--live")
     assert live.stdout.split() == batch.stdout.split() and live.stdout.count("\n") > 2
 
 

@@ -395,6 +395,22 @@ def test_beam_splitter_covers_every_frame_once_and_bounds_pieces(seed, sizes, mi
     assert all(0 < len(p) <= max(4, max_frames) for _, p in pieces)
 
 
+def test_beam_splitter_forced_cut_lands_after_a_word_delimiter():
+    """Speech with no pause: the piece is cut right after the last delimiter its last quarter holds (a word
+    boundary), not inside a word; without a delimiter there, at its most confident blank frame."""
+    blank, delim = 0, 1
+    seq = "ab_a|ba_ab|a_b_a_|ab|ba_a"  # never min_run blanks in a row
+    ids = {"_": blank, "|": delim, "a": 2, "b": 3}
+    lp = np.full((len(seq), 4), -8.0, np.float32)
+    lp[np.arange(len(seq)), [ids[c] for c in seq]] = -0.05
+    lp[:, blank] = np.maximum(lp[:, blank], -3.0)  # blank never confident (< log 0.9) on letters
+    max_frames = 20  # last quarter: frames 15..19 = "a_|ab", the delimiter at frame 17
+    first, *_ = _BeamSplitter(blank, 4, max_frames, delimiter_id=delim).split([(0, lp)])
+    assert first[0] == 0 and len(first[1]) == seq.index("|", 15) + 1
+    plain, *_ = _BeamSplitter(blank, 4, max_frames).split([(0, lp)])
+    assert seq[len(plain[1]) - 1] == "_"  # the old rule: the last most-confident blank of the quarter
+
+
 def test_beam_splits_at_pauses_and_keeps_global_times():
     pause = "_" * 40  # 0.8 s of confident blank: longer than split_blank_seconds
     seq = "HEL_LO|" + pause + "WORLD|" + pause + "AGAIN"
