@@ -532,6 +532,16 @@ def _stdin_bytes(name: str) -> IO[bytes]:
             raise AudioError(
                 f"{name}: standard input is a terminal; pipe audio into it, e.g. `sew ... - < a.wav`"
             )
+    try:
+        fd = stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # a stream without a descriptor (tests' CliRunner)
+        fd = None
+    if fd is not None and hasattr(stdin, "buffer"):
+        # A reader of our own on the descriptor, not sys.stdin.buffer: the thread that feeds a live stream to
+        # ffmpeg blocks in a read holding its reader's lock, and when Python closes sys.stdin at exit with
+        # that lock held it aborts the process ("Fatal Python error: _enter_buffered_busy"; Ctrl-C or
+        # SIGTERM on `... | sew transcribe - --live`). Nothing else reads sys.stdin.
+        return open(fd, "rb", closefd=False)
     buffer: IO[bytes] = stdin.buffer if hasattr(stdin, "buffer") else stdin  # type: ignore[assignment]
     return buffer
 

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -752,6 +753,58 @@ def test_live_prints_while_stdin_is_still_open(tmp_path: Path, tiny_sew_dir: Pat
         "transcribe", str(wav), "-m", str(tiny_sew_dir), "-q", "--decoder", "greedy", "--chunk-length", "5"
     )
     assert (first + rest).decode().split() == whole.stdout.split()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (compressed streams on stdin)")
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_live_compressed_stream_interrupted_while_the_producer_writes(
+    sig: int, code: int, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
+    """An mp3 stream on stdin is fed to ffmpeg by a thread that waits in a read while the producer is quiet;
+    a signal to sew alone then ends it with its exit status (it aborted: "Fatal Python error:
+    _enter_buffered_busy", status -6, when Python closed sys.stdin under that thread's lock)."""
+    mp3 = Path(__file__).resolve().parents[1] / "examples" / "message.mp3"
+    cmd = [sys.executable, "-m", "sewcli", "transcribe", "-", "--live", "-m", str(tiny_sew_dir)]
+    proc = subprocess.Popen(
+        [*cmd, "-q", "--decoder", "greedy", "--threads", "1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(clean_env),
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(mp3.read_bytes())  # and stdin stays open: the producer is still "recording"
+        proc.stdin.flush()
+        deadline = time.monotonic() + 120
+        while not _children(proc.pid, "ffmpeg") and time.monotonic() < deadline:  # the feeder runs
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.2)
+        assert _children(proc.pid, "ffmpeg"), "ffmpeg never started"
+        time.sleep(2.0)  # the feeder has passed the mp3 on and waits for more
+        proc.send_signal(sig)
+        if sig == signal.SIGINT:  # the first Ctrl-C ends the input once the block being read is complete
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.write(mp3.read_bytes())
+                proc.stdin.flush()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == code, err
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "Fatal Python error" not in err and "Traceback" not in err
+
+
+def _children(pid: int, name: str) -> list[int]:
+    """Child processes of `pid` whose command is `name` (Linux /proc)."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat_file.read_text().rsplit(")", 1)
+            comm, ppid = fields[0].split("(", 1)[1], int(fields[1].split()[1])
+            if ppid == pid and comm == name:
+                found.append(int(stat_file.parent.name))
+    return found
 
 
 def test_live_ctrl_c_ends_the_stream_and_keeps_what_was_read(
