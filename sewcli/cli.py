@@ -731,6 +731,8 @@ def models_list(registry: RegistryOpt = None) -> None:
         widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
         write_stdout("\n".join(lines) + "\n* default model; size: parameters in millions\n")
+        if reg.default_problem:  # listed all the same: this is the command that helps fix it
+            say(f"warning: {reg.default_problem}")
         return EXIT_OK
 
     raise typer.Exit(_guarded(body, False))

@@ -82,6 +82,9 @@ class Registry:
     models: Mapping[str, ModelSpec]
     default_model: str
     files: tuple[Path, ...] = field(default=())  # the files read, shipped one first
+    # why default_model cannot be used (a user's [defaults] naming no entry); raised only when the default
+    # is asked for, so `-m NAME` and `sew models list` still work
+    default_problem: str | None = None
 
     def names(self) -> list[str]:
         return sorted(self.models)
@@ -209,15 +212,20 @@ def load_registry(user_file: Path | None = None, *, include_user_config: bool = 
         files.append(Path(user_file))
     models: dict[str, ModelSpec] = {}
     default: str | None = None
+    default_file = files[0]
     for path in files:
-        default = _merge_file(path, models, default)
+        default, before = _merge_file(path, models, default), default
+        if default != before:
+            default_file = path
     if default is None:
         raise RegistryError(f"{files[0]}: [defaults] model is not set")
+    problem = None
     if default not in models:
-        raise RegistryError(
-            f"[defaults] model {default!r} is not a registry entry (known: {', '.join(sorted(models))})"
+        problem = (
+            f"{default_file}: [defaults] model {default!r} is not a registry entry "
+            f"(known: {', '.join(sorted(models))})"
         )
-    return Registry(models=models, default_model=default, files=tuple(files))
+    return Registry(models=models, default_model=default, files=tuple(files), default_problem=problem)
 
 
 def resolve(name: str | None, registry: Registry, revision: str | None = None) -> ModelSpec:
@@ -230,6 +238,8 @@ def resolve(name: str | None, registry: Registry, revision: str | None = None) -
     Returns:
         the ModelSpec; raises ModelNotFoundError listing the known names when nothing matches.
     """
+    if name is None and registry.default_problem:
+        raise RegistryError(registry.default_problem)
     name = registry.default_model if name is None else name
     spec: ModelSpec | None = registry.models.get(name)
     if spec is None:

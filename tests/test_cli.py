@@ -598,6 +598,27 @@ def test_models_info_shows_the_language_model(clean_env: dict[str, str]) -> None
     assert "lm.arpa.gz (2." in line and "beam search" in line
 
 
+def test_a_stale_default_model_does_not_lock_out_other_models(
+    tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
+    config = tmp_path / "sew" / "models.toml"
+    config.parent.mkdir()
+    config.write_text('[defaults]\nmodel = "old-model"\n', encoding="utf-8")
+    wav = write_audio(tmp_path / "a.wav", 1.0)
+    with mock.patch.dict(os.environ, {"XDG_CONFIG_HOME": str(tmp_path)}):
+        listed = sew("models", "list")
+        explicit = sew("transcribe", str(wav), "-m", str(tiny_sew_dir), "-q")
+        default = sew("transcribe", str(wav), "-q")
+    assert listed.exit_code == 0 and "sew-synth-en" in listed.stdout
+    assert listed.stderr.startswith(
+        f"warning: {config}: [defaults] model 'old-model' is not a registry entry"
+    )
+    assert explicit.exit_code == 0, explicit.stderr
+    assert default.exit_code == 2 and default.stderr.startswith(
+        f"error: {config}: [defaults] model 'old-model'"
+    )
+
+
 def test_models_info_without_a_language_model(tiny_sew_dir: Path, clean_env: dict[str, str]) -> None:
     result = sew("models", "info", str(tiny_sew_dir))
     assert result.exit_code == 0, result.stderr

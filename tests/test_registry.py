@@ -163,7 +163,6 @@ def test_user_config_dir_is_read(tmp_path: Path) -> None:
         ('[models.x]\nrepo = "a/b"\nsubfolder = "a/../b"\n', "subfolder must be a relative folder"),
         ('[models.x]\nrepo = "a/b"\nsubfolder = "a\\\\b"\n', "subfolder must be a relative folder"),
         ('[models.x]\npath = "d"\nsubfolder = "c"\n', "subfolder applies to hub models"),
-        ('[defaults]\nmodel = "nope"\n', "'nope' is not a registry entry"),
         ('[default]\nmodel = "x"\n', "unknown table 'default'"),
     ],
 )
@@ -173,7 +172,21 @@ def test_malformed_user_file_is_one_line_naming_the_file(tmp_path: Path, text: s
         load_registry(bad)
     msg = str(err.value)
     assert needle in msg and "\n" not in msg
-    assert "nope" in needle or str(bad) in msg
+    assert str(bad) in msg
+
+
+def test_a_default_naming_no_entry_fails_only_when_the_default_is_used(tmp_path: Path) -> None:
+    """A stale `[defaults] model` in the user's file must not lock the user out of `-m NAME` (and of
+    `sew models list`, to fix it); using the default names the file."""
+    bad = _write(tmp_path / "bad.toml", '[defaults]\nmodel = "nope"\n')
+    reg = load_registry(bad)
+    assert resolve("sew-synth-en", reg).name == "sew-synth-en"
+    with pytest.raises(RegistryError) as err:
+        resolve(None, reg)
+    msg = str(err.value)
+    assert (
+        msg.startswith(f"{bad}: [defaults] model 'nope' is not a registry entry (known: ") and "\n" not in msg
+    )
 
 
 def test_missing_explicit_registry_file(tmp_path: Path) -> None:
