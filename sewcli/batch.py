@@ -261,4 +261,8 @@ def _emit(renders: dict[str, Render], job: Job, plan: Plan, i: int, out: OutputO
         renders[out.formats[0]](buf)
         write_stdout(buf.getvalue())
         return
-    write_outputs([(path, renders[fmt]) for fmt, path in plan.paths[i].items()], mode)
+    items = [(path, renders[fmt]) for fmt, path in plan.paths[i].items()]
+    if out.skip_existing:  # an output already there is kept: only the missing formats are written
+        items = [(path, render) for path, render in items if not path.exists()]
+    if items:
+        write_outputs(items, mode)

@@ -317,6 +317,11 @@ def test_existing_outputs_skip_overwrite_or_fail(
     )
     skipped = sew("transcribe", str(wav), "-o", str(out), "-m", str(tiny_sew_dir), "--skip-existing")
     assert skipped.exit_code == 0 and "1 skipped" in skipped.stderr and target.read_text() == "edited\n"
+    # some formats there, some missing: the missing ones are written, the existing one is kept
+    both = ("-f", "txt", "-f", "srt", "--skip-existing")
+    filled = sew("transcribe", str(wav), "-o", str(out), "-m", str(tiny_sew_dir), *both)
+    assert filled.exit_code == 0 and "1 file transcribed" in filled.stderr, filled.stderr
+    assert target.read_text() == "edited\n" and (out / "a.srt").is_file()
     replaced = sew("transcribe", str(wav), "-o", str(out), "-m", str(tiny_sew_dir), "--overwrite")
     assert replaced.exit_code == 0 and target.read_text() == original
     assert oct(target.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
