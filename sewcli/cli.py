@@ -90,15 +90,20 @@ EXIT_USAGE = 2  # EXIT_OK, EXIT_FAILED: sewcli/batch.py
 EXIT_SIGPIPE, EXIT_SIGINT, EXIT_SIGTERM = 141, 130, 143
 
 # rich_markup_mode=None: plain click help; typer's rich help formatter alone costs ~0.25 s of imports.
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
     help="sew: offline speech-to-text with SEW, SEW-D and wav2vec2 CTC models.",
 )
 models_app = typer.Typer(
-    no_args_is_help=True, rich_markup_mode=None, help="List, inspect and download models."
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
+    help="List, inspect and download models.",
 )
 app.add_typer(models_app, name="models")
 
@@ -396,9 +401,32 @@ def _transcribe_one(
 # commands
 
 
+def _version(value: bool) -> None:
+    if value:
+        from sewcli import __version__
+
+        write_stdout(f"sew {__version__}\n")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print sew's version and exit."),
+    ] = False,
+) -> None:
     """sew: offline speech-to-text with SEW, SEW-D and wav2vec2 CTC models."""
+
+
+def _extension_list(given: list[str] | None) -> tuple[str, ...]:
+    """--ext values, repeated or comma-separated (as its default is shown): wav,flac -> (wav, flac)."""
+    if not given:
+        return AUDIO_EXTENSIONS
+    exts = tuple(e.strip().lstrip(".") for value in given for e in value.split(","))
+    if not all(exts):
+        raise UsageError(f"--ext needs extensions such as wav or wav,flac, got {','.join(given)!r}")
+    return exts
 
 
 def _short_openmp_spin() -> None:
@@ -430,7 +458,7 @@ def transcribe(
         list[str] | None,
         typer.Option(
             "--ext",
-            help="Extensions taken from directories; repeatable.",
+            help="Extensions taken from directories; comma-separated or repeatable.",
             show_default=",".join(AUDIO_EXTENSIONS),
         ),
     ] = None,
@@ -572,7 +600,7 @@ def transcribe(
                 output_dir=output_dir,
                 skip_existing=skip_existing,
                 overwrite=overwrite,
-                extensions=tuple(ext) if ext else AUDIO_EXTENSIONS,
+                extensions=_extension_list(ext),
                 live=live,
             ),
             quiet=quiet,

@@ -182,6 +182,8 @@ def test_defaults(clean_env: dict[str, str]) -> None:
         (["--chunk-length", "1e6"], "chunk length must be at most 600 seconds"),
         (["--chunk-length", "1e20"], "chunk length must be at most 600 seconds"),
         (["-o", ""], "must not be empty"),
+        (["--ext", ""], "--ext needs extensions"),
+        (["--ext", "wav,"], "--ext needs extensions"),
         (["-o", " "], "must not be empty"),
         (["-f", "srt", "-f", "txt"], "need --output-dir"),
         (["--skip-existing", "--overwrite"], "cannot be combined"),
@@ -601,6 +603,30 @@ def test_models_info_shows_the_language_model(clean_env: dict[str, str]) -> None
     assert result.exit_code == 0, result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("language model"))
     assert "lm.arpa.gz (2." in line and "beam search" in line
+
+
+def test_version_and_short_help() -> None:
+    from sewcli import __version__
+
+    version = sew("--version")
+    assert version.exit_code == 0 and version.stdout == f"sew {__version__}\n"
+    for args in (["-h"], ["transcribe", "-h"], ["models", "-h"]):
+        shown = sew(*args)
+        assert shown.exit_code == 0 and shown.stdout.startswith("Usage: "), (args, shown.stdout[:80])
+
+
+def test_ext_takes_comma_separated_extensions(
+    tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
+    tree = tmp_path / "in"
+    for name in ("a.wav", "b.flac", "c.ogg"):
+        write_audio(tree / name, 1.0)
+    result = sew("transcribe", str(tree), "-m", str(tiny_sew_dir), "--ext", "wav, .flac", "-f", "jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert [Path(json.loads(line)["source"]).name for line in result.stdout.splitlines()] == [
+        "a.wav",
+        "b.flac",
+    ]
 
 
 def test_a_stale_default_model_does_not_lock_out_other_models(
