@@ -8,11 +8,13 @@ directory, as for every HF tool.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,9 +125,11 @@ def download(spec: ModelSpec, with_lm: bool = False) -> Path:
         RevisionNotFoundError,
     )
 
+    _check_reachable(spec)
     prefix = f"{spec.subfolder}/" if spec.subfolder else ""  # repo paths are relative to the repo root
     try:
-        listed = HfApi().list_repo_files(spec.repo, revision=spec.revision)
+        with _hub_logs_quiet():
+            listed = HfApi().list_repo_files(spec.repo, revision=spec.revision)
         files = {f[len(prefix) :] for f in listed if f.startswith(prefix)}
         weights = next((w for w in WEIGHT_FILES if w in files), None)
         if weights is None:
@@ -147,9 +151,10 @@ def download(spec: ModelSpec, with_lm: bool = False) -> Path:
                 spec.name,
             )
         log.info("downloading %s (%s) into %s", spec.source, ", ".join(wanted), cache_dir())
-        path = snapshot_download(
-            spec.repo, revision=spec.revision, allow_patterns=wanted, cache_dir=str(cache_dir())
-        )
+        with _hub_logs_quiet():
+            path = snapshot_download(
+                spec.repo, revision=spec.revision, allow_patterns=wanted, cache_dir=str(cache_dir())
+            )
     except DownloadError:
         raise
     except RevisionNotFoundError:
@@ -169,6 +174,48 @@ def download(spec: ModelSpec, with_lm: bool = False) -> Path:
             f"{spec.name}: download of {spec.source} failed: {type(e).__name__}: {e}"
         ) from None
     return Path(path) / spec.subfolder if spec.subfolder else Path(path)
+
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy")
+
+
+def _check_reachable(spec: ModelSpec) -> None:
+    """Fail at once, in one line, when the hub's host name does not resolve (no network).
+
+    huggingface_hub retries a failed connection five times with back-off (~25 s, a warning per try). With a
+    proxy the proxy resolves names, so nothing is checked then.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in _PROXY_VARIABLES):
+        return
+    host = urlsplit(constants.ENDPOINT).hostname
+    if not host:
+        return
+    try:
+        socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        reason = getattr(e, "strerror", None) or e
+        raise DownloadError(
+            f"{spec.name}: cannot reach {host} to download {spec.source} ({reason}); without network, "
+            "pass --model DIR (a checkpoint directory) or use a model already in the cache"
+        ) from None
+
+
+@contextlib.contextmanager
+def _hub_logs_quiet() -> Iterator[None]:
+    """huggingface_hub's own warnings (one per retry) only with `sew -v`: sew reports the outcome itself."""
+    hub_log = logging.getLogger("huggingface_hub")
+    before = hub_log.level
+    if not log.isEnabledFor(logging.DEBUG):
+        hub_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_log.setLevel(before)
 
 
 def model_directory(spec: ModelSpec, *, allow_download: bool = True) -> Path:

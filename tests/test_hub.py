@@ -39,7 +39,51 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("HF_HUB_CACHE", str(root))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # the download tests patch the hub's API; whether this machine resolves huggingface.co must not matter
+    monkeypatch.setattr(hub, "_check_reachable", lambda spec: None)
     return root
+
+
+def test_unresolvable_hub_fails_at_once_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network: one line, no retries (huggingface_hub would retry for ~25 s), the hub API never called."""
+    import socket
+
+    import huggingface_hub
+
+    def no_dns(*args: object, **kwargs: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    def never(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the hub was called")
+
+    for proxy in hub._PROXY_VARIABLES:
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(huggingface_hub, "HfApi", never)
+    with pytest.raises(DownloadError) as err:
+        hub.download(ModelSpec(name="w", repo="facebook/wav2vec2-base-960h"))
+    assert str(err.value).startswith("w: cannot reach huggingface.co to download facebook/wav2vec2-base-960h")
+    assert "Name or service not known" in str(err.value) and "\n" not in str(err.value)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")  # the proxy resolves names: no check
+    hub._check_reachable(ModelSpec(name="w", repo="facebook/wav2vec2-base-960h"))
+
+
+def test_hub_retry_warnings_are_kept_for_verbose_runs() -> None:
+    import logging
+
+    hub_log, ours = logging.getLogger("huggingface_hub"), logging.getLogger("sewcli")
+    level_before, hub_level = ours.level, hub_log.level
+    try:
+        hub_log.setLevel(logging.WARNING)  # huggingface_hub's own default
+        for ours_level, expected in ((logging.WARNING, False), (logging.DEBUG, True)):
+            ours.setLevel(ours_level)
+            with hub._hub_logs_quiet():
+                assert hub_log.isEnabledFor(logging.WARNING) is expected
+            assert hub_log.level == logging.WARNING  # restored
+    finally:
+        ours.setLevel(level_before)
+        hub_log.setLevel(hub_level)
 
 
 def test_cached_model_is_found_offline(hf_cache: Path) -> None:
