@@ -319,11 +319,11 @@ def run_transcribe(request: TranscribeRequest) -> int:
         stopping.set()
         say("sew: interrupted: finishing what was read (Ctrl-C again to stop at once)")
 
-    # --live: the first Ctrl-C ends the input (a microphone stream has no other end) and the audio already
-    # read is still transcribed and printed; exit status 130 all the same.
-    handlers: dict[int, Callable[[int, object], None]] = (
-        {signal.SIGINT: on_interrupt} if request.output.live else {}
-    )
+    # --live, or stdin as the one input: the first Ctrl-C ends the input (a microphone stream has no other
+    # end) and the audio already read is still transcribed and printed or written; exit status 130 all the
+    # same.
+    stream = request.output.live or [job.source for job in plan.jobs] == ["-"]
+    handlers: dict[int, Callable[[int, object], None]] = {signal.SIGINT: on_interrupt} if stream else {}
     with signal_handlers(handlers), progress(not request.quiet and sys.stderr.isatty()) as start:
 
         def work(job: Job, loaded: Loaded) -> tuple[dict[str, Render], float]:
@@ -333,6 +333,7 @@ def run_transcribe(request: TranscribeRequest) -> int:
                 from sewcli.writers import LiveWriter
 
                 live = LiveWriter(request.output.formats[0], write_stdout)
+            if stream:
                 reading.set()
             transcript = _transcribe_one(
                 job,
@@ -341,13 +342,14 @@ def run_transcribe(request: TranscribeRequest) -> int:
                 options,
                 start(job.display),
                 None if live is None else live.segment,
-                stopping.is_set if live is not None else None,
+                stopping.is_set if stream else None,
             )
             if live is not None:
                 live.finish()
-                if stopping.is_set():
-                    seconds = transcript.duration
-                    say(f"sew: {job.display}: input ended by Ctrl-C after {seconds:.4f} s of audio")
+            if stopping.is_set():
+                seconds = transcript.duration
+                say(f"sew: {job.display}: input ended by Ctrl-C after {seconds:.4f} s of audio")
+            if live is not None:
                 return {}, transcript.duration
             renders = {fmt: render_transcript(transcript, fmt) for fmt in request.output.formats}
             return renders, transcript.duration

@@ -847,6 +847,54 @@ def test_live_compressed_stream_interrupted_while_the_producer_writes(
     assert "Fatal Python error" not in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("to_file", [False, True])
+def test_stdin_ctrl_c_without_live_keeps_what_was_read(
+    to_file: bool, tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
+    """`arecord | sew transcribe - -o out`: the first Ctrl-C ends the stream, and the transcript of the audio
+    read so far is written (stdout or --output-dir), not thrown away; exit status 130."""
+    wav = write_audio(tmp_path / "a.wav", 40.0, seed=6, subtype="PCM_16")
+    data = wav.read_bytes()
+    header, body = data[:44], data[44:]
+    cut, more = 20 * 32000, 10 * 32000  # 20 s, then 10 s more to end the block being read (4 s blocks)
+    out = tmp_path / "out"
+    where = ["-o", str(out)] if to_file else []
+    cmd = [sys.executable, "-m", "sewcli", "transcribe", "-", "-f", "tsv", "-m", str(tiny_sew_dir), *where]
+    cmd += ["-q", "--decoder", "greedy", "--chunk-length", "5", "--threads", "1"]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(clean_env)
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        # 640 kB through a 64 kB pipe: this returns once sew is reading, so the model is loaded
+        proc.stdin.write(header + body[:cut])
+        proc.stdin.flush()
+        proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(body[cut : cut + more])
+            proc.stdin.flush()
+        printed = proc.stdout.read().decode()  # to EOF: sew ends although stdin is still open
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 130, err
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "Traceback" not in err and "finishing what was read" in err
+    match = re.search(r"input ended by Ctrl-C after ([0-9.]+) s of audio", err)
+    assert match, err
+    frames = round(float(match.group(1)) * 16000)
+    assert cut // 2 - 64000 < 2 * frames <= cut + more
+    part = tmp_path / "part.wav"
+    part.write_bytes(header + body[: 2 * frames])
+    args = ("transcribe", str(part), "-m", str(tiny_sew_dir), "-q", "-f", "tsv", "--decoder", "greedy")
+    expected = sew(*args, "--chunk-length", "5").stdout
+    assert expected.count("\n") > 1  # some words
+    if to_file:
+        assert printed == "" and (out / "stdin.tsv").read_text(encoding="utf-8") == expected
+    else:
+        assert printed == expected
+
+
 def _children(pid: int, name: str) -> list[int]:
     """Child processes of `pid` whose command is `name` (Linux /proc)."""
     found = []
