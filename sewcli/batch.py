@@ -157,10 +157,12 @@ def plan_run(inputs: tuple[str, ...], out: OutputOptions) -> Plan:
             raise UsageError("--live prints one format to stdout: txt, srt, vtt or tsv, without --output-dir")
         if several:
             raise UsageError("--live takes one input (a file, or - for stdin)")
-    if out.output_dir is None and (len(out.formats) > 1 or (several and out.formats[0] not in STREAMABLE)):
+    if out.output_dir is None and len(out.formats) > 1:
+        raise UsageError("several formats need --output-dir: stdout takes one format")
+    if out.output_dir is None and several and out.formats[0] not in STREAMABLE:
         raise UsageError(
-            "several inputs or formats need --output-dir; "
-            "only txt and jsonl can be printed to stdout for several inputs"
+            f"several inputs in {out.formats[0]} need --output-dir: only txt and jsonl can be printed to "
+            "stdout for several inputs"
         )
     if out.skip_existing and out.overwrite:
         raise UsageError("--skip-existing and --overwrite cannot be combined")

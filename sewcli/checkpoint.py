@@ -179,13 +179,19 @@ def read_feature_config(directory: Path) -> FeatureConfig:
     raw = _read_json(path)
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
+    rate = raw.get("sampling_rate", 16000)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate != int(rate) or rate <= 0:
+        raise CheckpointError(f"{path}: sampling_rate must be a positive whole number of Hz, got {rate!r}")
+    padding = raw.get("padding_value", 0.0)
+    if isinstance(padding, bool) or not isinstance(padding, int | float):
+        raise CheckpointError(f"{path}: padding_value must be a number, got {padding!r}")
     fc = FeatureConfig(
-        sampling_rate=int(raw.get("sampling_rate", 16000)),
+        sampling_rate=int(rate),
         do_normalize=bool(raw.get("do_normalize", True)),
         return_attention_mask=bool(raw.get("return_attention_mask", False)),
-        padding_value=float(raw.get("padding_value", 0.0)),
+        padding_value=float(padding),
     )
-    if int(raw.get("feature_size", 1)) != 1:
+    if raw.get("feature_size", 1) != 1:
         raise UnsupportedConfigError(
             f"{path}: feature_size={raw['feature_size']!r} is not supported; expected 1"
         )

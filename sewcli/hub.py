@@ -228,6 +228,8 @@ def model_directory(spec: ModelSpec, *, allow_download: bool = True) -> Path:
         a directory holding config.json and the weights; raises DownloadError when it cannot be had.
     """
     if spec.path is not None:
+        if spec.path.exists() and not spec.path.is_dir():
+            raise DownloadError(f"{spec.name}: model path {spec.path} is a file, not a checkpoint directory")
         if not spec.path.is_dir():
             raise DownloadError(f"{spec.name}: model directory {spec.path} does not exist")
         return spec.path

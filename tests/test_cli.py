@@ -185,7 +185,7 @@ def test_defaults(clean_env: dict[str, str]) -> None:
         (["--ext", ""], "--ext needs extensions"),
         (["--ext", "wav,"], "--ext needs extensions"),
         (["-o", " "], "must not be empty"),
-        (["-f", "srt", "-f", "txt"], "need --output-dir"),
+        (["-f", "srt", "-f", "txt"], "several formats need --output-dir: stdout takes one format"),
         (["--skip-existing", "--overwrite"], "cannot be combined"),
         (["--model", "no-such-model"], "known models: "),
         (["--device", "tpu"], "tpu"),
@@ -214,7 +214,7 @@ def test_windows_too_short_for_the_model_are_one_usage_error_not_one_per_input(
 
 def test_several_inputs_need_output_dir_for_non_txt(audio_tree: Path, clean_env: dict[str, str]) -> None:
     result = sew("transcribe", str(audio_tree), "-f", "json")
-    assert result.exit_code == 2 and "need --output-dir" in result.stderr
+    assert result.exit_code == 2 and "several inputs in json need --output-dir" in result.stderr
 
 
 def test_several_inputs_as_json_lines_on_stdout(audio_tree: Path, tiny_sew_dir: Path, tmp_path: Path) -> None:

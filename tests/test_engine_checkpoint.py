@@ -131,6 +131,22 @@ def test_feature_config(tmp_path):
     assert fc == checkpoint.FeatureConfig(sampling_rate=8000, do_normalize=True, return_attention_mask=True)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("sampling_rate", 0, "sampling_rate must be a positive whole number of Hz, got 0"),
+        ("sampling_rate", "16k", "sampling_rate must be a positive whole number of Hz, got '16k'"),
+        ("sampling_rate", 16000.5, "sampling_rate must be a positive whole number"),
+        ("padding_value", "zero", "padding_value must be a number"),
+    ],
+)
+def test_bad_feature_config_names_the_file(tmp_path, key, value, needle):
+    write_metadata(tmp_path, preprocessor={**PREPROCESSOR, key: value})
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.read_feature_config(tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / 'preprocessor_config.json'}: {needle}")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_normalize_equals_feature_extractor(dtype):
     rng = np.random.default_rng(0)

@@ -169,6 +169,9 @@ def test_local_directory_spec(tmp_path: Path) -> None:
     assert hub.model_directory(spec) == tmp_path
     with pytest.raises(DownloadError, match="does not exist"):
         hub.model_directory(ModelSpec(name="gone", path=tmp_path / "gone"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DownloadError, match="is a file, not a checkpoint directory"):
+        hub.model_directory(ModelSpec(name="f", path=tmp_path / "file"))
 
 
 def test_download_fetches_only_needed_files(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
