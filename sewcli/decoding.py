@@ -811,22 +811,21 @@ def beam_labels(vocab: records.Vocabulary) -> list[str]:
 def _normalize_hotwords(
     hotwords: Sequence[str], vocab: records.Vocabulary, labels: Sequence[str]
 ) -> tuple[str, ...]:
-    """Put hotwords in the vocabulary's case (e.g. upper case with do_lower_case) or raise DecoderError."""
+    """Put hotwords in the vocabulary's case (e.g. upper case with do_lower_case) or raise UsageError (the
+    hotwords are the user's, so the command line is what needs changing)."""
     chars = {c for lab in labels if len(lab) == 1 and lab != "" for c in lab} | {" "}
     out = []
     for hw in hotwords:
         hw = " ".join(hw.split())
         if not hw:
-            raise errors.DecoderError("hotword is empty")
+            raise errors.UsageError("hotword is empty")
         for cand in (hw, hw.upper(), hw.lower()):
             if set(cand) <= chars:
                 out.append(cand)
                 break
         else:
             missing = "".join(sorted(c for c in set(hw) if not {c, c.upper(), c.lower()} & chars))
-            raise errors.DecoderError(
-                f"hotword {hw!r} has characters not in the model vocabulary: {missing!r}"
-            )
+            raise errors.UsageError(f"hotword {hw!r} has characters not in the model vocabulary: {missing!r}")
     return tuple(out)
 
 

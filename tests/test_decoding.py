@@ -323,9 +323,9 @@ def test_hotword_moves_the_output_toward_the_hotword():
     assert beam(EN_VOCAB, lp, hotwords=("cat",), hotword_weight=0.01).text == "KAT"
 
 
-def test_hotword_outside_vocab_is_a_decoder_error():
+def test_hotword_outside_vocab_is_a_usage_error():
     with pytest.raises(
-        errors.DecoderError, match="hotword 'caté' has characters not in the model vocabulary: 'é'$"
+        errors.UsageError, match="hotword 'caté' has characters not in the model vocabulary: 'é'$"
     ):
         build_decoder(
             EN_VOCAB, DecodeOptions(kind="beam", hotwords=("caté",))
