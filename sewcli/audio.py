@@ -185,7 +185,7 @@ class _SoundFileStream:
         except Exception:  # noqa: BLE001 - the log is informative only
             return
         m = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", log, re.MULTILINE)
-        if m and int(m.group(2)) < int(m.group(1)):
+        if m and int(m.group(2)) < int(m.group(1)) and self.info.frames:  # no frames: an error follows
             logger.warning(
                 "%s: truncated file: header declares %s bytes of audio data but only %s are present; "
                 "decoding the available %.2f s",
