@@ -259,7 +259,7 @@ def _emit(renders: dict[str, Render], job: Job, plan: Plan, i: int, out: OutputO
     if out.output_dir is None:
         buf = io.StringIO()
         if plan.several and out.formats[0] == "txt":  # a jsonl line names its input itself
-            buf.write(f"==> {job.display} <==\n")
+            buf.write(f"==> {one_line(job.display)} <==\n")  # a name with a line break stays one line
         renders[out.formats[0]](buf)
         write_stdout(buf.getvalue())
         return

@@ -271,6 +271,15 @@ def test_directory_to_output_dir_mirrors_the_tree(
     assert "4 files transcribed, 0 failed" in result.stderr
 
 
+def test_a_line_break_in_a_file_name_keeps_its_header_on_one_line(tmp_path: Path, tiny_sew_dir: Path) -> None:
+    odd = write_audio(tmp_path / "two\nlines.wav", 1.0)
+    plain = write_audio(tmp_path / "plain.wav", 1.0)
+    result = sew("transcribe", str(odd), str(plain), "-m", str(tiny_sew_dir), "-q")
+    assert result.exit_code == 0, result.stderr
+    headers = [line for line in result.stdout.splitlines() if line.startswith("==> ")]
+    assert headers == [f"==> {tmp_path}/two\\nlines.wav <==", f"==> {plain} <=="]
+
+
 def test_several_files_print_txt_with_headers(
     audio_tree: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
 ) -> None:
