@@ -679,6 +679,11 @@ def _open_path(
             except _FfmpegError as fe:
                 raise AudioError(str(fe) if fe.plain else f"{name}: {reason} ({fe.detail})") from e
         raise AudioError(f"{name}: {reason}") from e
+    if f.frames == 0 and f.format == "WAV":
+        streamed = _wav_written_as_a_stream(path, name, source, options, stack)
+        if streamed is not None:
+            f.close()
+            return streamed
     stack.enter_context(f)
     stream = _SoundFileStream(f, name, source, options.block_frames)
     try:
@@ -693,6 +698,25 @@ def _open_path(
         except _FfmpegError as fe:
             raise AudioError(str(fe) if fe.plain else f"{e} ({fe.detail})") from e
     return stream
+
+
+def _wav_written_as_a_stream(
+    path: str, name: str, source: str, options: AudioOptions, stack: contextlib.ExitStack
+) -> AudioStream | None:
+    """A WAV file whose data chunk declares 0 bytes but has audio after it (a writer that could not seek
+    back, `... -t wav - > a.wav`), read to its end as the stream it was written as; else None."""
+    fh = open(path, "rb")  # noqa: SIM115 - handed to the stack below when used
+    try:
+        layout = _wav_layout(_Recorder(fh).read_exact)
+        has_audio = os.fstat(fh.fileno()).st_size > fh.tell()
+    except (_ShortRead, OSError):
+        layout, has_audio = "unreadable", False
+    if not isinstance(layout, _WavLayout) or layout.data_bytes is not None or not has_audio:
+        fh.close()
+        return None
+    stack.enter_context(fh)
+    logger.debug("%s: the WAV header declares no data; reading to the end of the file", name)
+    return _WavPipeStream(fh, layout, name, source, options.block_frames)
 
 
 @contextlib.contextmanager

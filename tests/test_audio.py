@@ -319,6 +319,26 @@ def test_the_declared_data_size_is_an_upper_bound(
         assert sum(len(b) for b in stream.blocks()) == expected
 
 
+def test_a_wav_file_declaring_no_data_is_read_to_its_end(tmp_path: Path) -> None:
+    """A WAV file whose writer could not seek back to fill in the sizes (`... -t wav - > a.wav`): read as
+    the stream it was written as, to the same samples as from stdin; with nothing after the header it has
+    no audio samples."""
+    x = signal(16000, 1, seconds=1.0)
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, x, 16000, subtype="PCM_16")
+    body = ref.read_bytes()[44:]
+    path = tmp_path / "zero.wav"
+    path.write_bytes(wav_header(0) + body)
+    with open_audio(path, NO_FFMPEG) as stream:
+        got = np.concatenate(list(stream.blocks()))
+    np.testing.assert_array_equal(got, np.concatenate(list(read_blocks(ref, NO_FFMPEG))))
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(wav_header(0))
+    with pytest.raises(AudioError) as err:
+        decode(empty, NO_FFMPEG)
+    _one_line_naming(err, str(empty), "no audio samples")
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
