@@ -862,46 +862,69 @@ def test_stdin_ctrl_c_without_live_keeps_what_was_read(
 ) -> None:
     """`arecord | sew transcribe - -o out`: the first Ctrl-C ends the stream, and the transcript of the audio
     read so far is written (stdout or --output-dir), not thrown away; exit status 130."""
+    out = tmp_path / "out"
+    where = ["-o", str(out)] if to_file else []
+    # 20 s through a 64 kB pipe: the write returns once sew is reading (the model is loaded); then 10 s more
+    # to end the 4 s block being read
+    printed, frames, expected = _ctrl_c_mid_stream(
+        tmp_path, tiny_sew_dir, clean_env, where, cut=20 * 32000, more=10 * 32000, wait_for_output=False
+    )
+    assert 20 * 16000 // 2 - 32000 < frames
+    assert expected.count("\n") > 1  # some words
+    if to_file:
+        assert printed == "" and (out / "stdin.tsv").read_text(encoding="utf-8") == expected
+    else:
+        assert printed == expected
+
+
+def _ctrl_c_mid_stream(
+    tmp_path: Path,
+    model: Path,
+    clean_env: dict[str, str],
+    args: list[str],
+    *,
+    cut: int,
+    more: int,
+    wait_for_output: bool,
+) -> tuple[str, int, str]:
+    """`sew transcribe - -f tsv ARGS` on a 40 s WAV stream whose writer keeps stdin open: `cut` bytes, Ctrl-C
+    (once something was printed, with `wait_for_output`), `more` bytes. Checks exit status 130 and the
+    messages; returns (stdout, frames sew says it read, the batch tsv of exactly those frames)."""
     wav = write_audio(tmp_path / "a.wav", 40.0, seed=6, subtype="PCM_16")
     data = wav.read_bytes()
     header, body = data[:44], data[44:]
-    cut, more = 20 * 32000, 10 * 32000  # 20 s, then 10 s more to end the block being read (4 s blocks)
-    out = tmp_path / "out"
-    where = ["-o", str(out)] if to_file else []
-    cmd = [sys.executable, "-m", "sewcli", "transcribe", "-", "-f", "tsv", "-m", str(tiny_sew_dir), *where]
+    cmd = [sys.executable, "-m", "sewcli", "transcribe", "-", "-f", "tsv", "-m", str(model), *args]
     cmd += ["-q", "--decoder", "greedy", "--chunk-length", "5", "--threads", "1"]
     proc = subprocess.Popen(
         cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(clean_env)
     )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     try:
-        # 640 kB through a 64 kB pipe: this returns once sew is reading, so the model is loaded
-        proc.stdin.write(header + body[:cut])
+        proc.stdin.write(header + body[:cut])  # stdin stays open to the end
         proc.stdin.flush()
+        if wait_for_output:
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready, "nothing printed while stdin was open"
         proc.send_signal(signal.SIGINT)
-        with contextlib.suppress(BrokenPipeError):
+        with contextlib.suppress(BrokenPipeError):  # sew may have stopped reading already
             proc.stdin.write(body[cut : cut + more])
             proc.stdin.flush()
-        printed = proc.stdout.read().decode()  # to EOF: sew ends although stdin is still open
+        out = proc.stdout.read().decode()  # to EOF: sew ends although stdin is still open
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=60) == 130, err
     finally:
         proc.kill()
         proc.wait()
     assert "Traceback" not in err and "finishing what was read" in err
+    # sew says how much it read; the output is the transcript of exactly that audio
     match = re.search(r"input ended by Ctrl-C after ([0-9.]+) s of audio", err)
     assert match, err
     frames = round(float(match.group(1)) * 16000)
-    assert cut // 2 - 64000 < 2 * frames <= cut + more
+    assert 2 * frames <= cut + more
     part = tmp_path / "part.wav"
-    part.write_bytes(header + body[: 2 * frames])
-    args = ("transcribe", str(part), "-m", str(tiny_sew_dir), "-q", "-f", "tsv", "--decoder", "greedy")
-    expected = sew(*args, "--chunk-length", "5").stdout
-    assert expected.count("\n") > 1  # some words
-    if to_file:
-        assert printed == "" and (out / "stdin.tsv").read_text(encoding="utf-8") == expected
-    else:
-        assert printed == expected
+    part.write_bytes(header + body[: 2 * frames])  # the header's sizes are too big: read to the end
+    batch = ("transcribe", str(part), "-m", str(model), "-q", "-f", "tsv", "--decoder", "greedy")
+    return out, frames, sew(*batch, "--chunk-length", "5").stdout
 
 
 def _children(pid: int, name: str) -> list[int]:
@@ -921,40 +944,10 @@ def test_live_ctrl_c_ends_the_stream_and_keeps_what_was_read(
 ) -> None:
     """The first Ctrl-C in --live ends the input after the block being read: the audio read so far is still
     transcribed and printed (its open segment too) while the writer keeps stdin open; exit status 130."""
-    block = cli.LIVE_BLOCK_FRAMES  # --live reads blocks of this many frames
-    wav = write_audio(tmp_path / "a.wav", 40.0, seed=6, subtype="PCM_16")
-    data = wav.read_bytes()
-    header, body = data[:44], data[44:]
     cut = 30 * 32000  # bytes of 30 s (the tiny random model's first segments close after ~15-25 s)
     more = 6 * 32000  # then 6 s more, enough to end the block read in progress
-    cmd = [sys.executable, "-m", "sewcli", "transcribe", "-", "--live", "-f", "tsv", "-m", str(tiny_sew_dir)]
-    cmd += ["-q", "--decoder", "greedy", "--chunk-length", "5", "--threads", "1"]
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(clean_env)
+    out, frames, expected = _ctrl_c_mid_stream(
+        tmp_path, tiny_sew_dir, clean_env, ["--live"], cut=cut, more=more, wait_for_output=True
     )
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    try:
-        proc.stdin.write(header + body[:cut])  # stdin stays open to the end
-        proc.stdin.flush()
-        ready, _, _ = select.select([proc.stdout], [], [], 60)
-        assert ready, "nothing printed while stdin was open"
-        proc.send_signal(signal.SIGINT)
-        with contextlib.suppress(BrokenPipeError):  # sew may have stopped reading already
-            proc.stdin.write(body[cut : cut + more])
-            proc.stdin.flush()
-        out = proc.stdout.read().decode()  # to EOF: sew ends although stdin is still open
-        err = proc.stderr.read().decode()
-        assert proc.wait(timeout=60) == 130, err
-    finally:
-        proc.kill()
-        proc.wait()
-    assert "Traceback" not in err and "finishing what was read" in err
-    # sew says how much it read; the output is the transcript of exactly that audio
-    match = re.search(r"input ended by Ctrl-C after ([0-9.]+) s of audio", err)
-    assert match, err
-    frames = round(float(match.group(1)) * 16000)
-    assert frames % block == 0 and cut // 2 < 2 * frames <= cut + more  # whole blocks, more than printed
-    part = tmp_path / "part.wav"
-    part.write_bytes(header + body[: 2 * frames])  # the header's sizes are too big: read to the end
-    args = ("transcribe", str(part), "-m", str(tiny_sew_dir), "-q", "-f", "tsv", "--decoder", "greedy")
-    assert out == sew(*args, "--chunk-length", "5").stdout
+    assert frames % cli.LIVE_BLOCK_FRAMES == 0 and cut // 2 < 2 * frames  # whole blocks, more than printed
+    assert out == expected
