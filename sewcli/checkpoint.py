@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,7 +181,13 @@ def read_feature_config(directory: Path) -> FeatureConfig:
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     rate = raw.get("sampling_rate", 16000)
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate != int(rate) or rate <= 0:
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, int | float)
+        or not math.isfinite(rate)
+        or rate != int(rate)
+        or rate <= 0
+    ):
         raise CheckpointError(f"{path}: sampling_rate must be a positive whole number of Hz, got {rate!r}")
     padding = raw.get("padding_value", 0.0)
     if isinstance(padding, bool) or not isinstance(padding, int | float):

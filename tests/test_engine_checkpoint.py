@@ -137,6 +137,8 @@ def test_feature_config(tmp_path):
         ("sampling_rate", 0, "sampling_rate must be a positive whole number of Hz, got 0"),
         ("sampling_rate", "16k", "sampling_rate must be a positive whole number of Hz, got '16k'"),
         ("sampling_rate", 16000.5, "sampling_rate must be a positive whole number"),
+        ("sampling_rate", float("inf"), "sampling_rate must be a positive whole number"),
+        ("sampling_rate", float("nan"), "sampling_rate must be a positive whole number"),
         ("padding_value", "zero", "padding_value must be a number"),
     ],
 )
