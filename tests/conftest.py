@@ -126,6 +126,25 @@ def speechlike(seconds: float, rate: int = 16000, seed: int = 0, channels: int =
     return x.astype(np.float32)
 
 
+def child_pids(pid: int) -> set[int]:
+    """Direct children of `pid` (Linux /proc)."""
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids.update(int(k) for k in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return kids
+
+
+def process_name(pid: int) -> str | None:
+    """The command name of `pid` (Linux /proc), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
 def write_audio(
     path: Path, seconds: float, rate: int = 16000, seed: int = 0, channels: int = 1, **kw: object
 ) -> Path:

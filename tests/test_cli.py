@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
+import conftest
 import pytest
 import srt
 from conftest import write_audio
@@ -816,6 +817,10 @@ def test_live_prints_while_stdin_is_still_open(tmp_path: Path, tiny_sew_dir: Pat
     assert (first + rest).decode().split() == whole.stdout.split()
 
 
+def _ffmpeg_children(pid: int) -> list[int]:
+    return [k for k in conftest.child_pids(pid) if conftest.process_name(k) == "ffmpeg"]
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (compressed streams on stdin)")
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_live_compressed_stream_interrupted_while_the_producer_writes(
@@ -838,10 +843,10 @@ def test_live_compressed_stream_interrupted_while_the_producer_writes(
         proc.stdin.write(mp3.read_bytes())  # and stdin stays open: the producer is still "recording"
         proc.stdin.flush()
         deadline = time.monotonic() + 120
-        while not _children(proc.pid, "ffmpeg") and time.monotonic() < deadline:  # the feeder runs
+        while not _ffmpeg_children(proc.pid) and time.monotonic() < deadline:  # the feeder runs
             assert proc.poll() is None, proc.stderr.read().decode()
             time.sleep(0.2)
-        assert _children(proc.pid, "ffmpeg"), "ffmpeg never started"
+        assert _ffmpeg_children(proc.pid), "ffmpeg never started"
         time.sleep(2.0)  # the feeder has passed the mp3 on and waits for more
         proc.send_signal(sig)
         if sig == signal.SIGINT:  # the first Ctrl-C ends the input once the block being read is complete
@@ -925,18 +930,6 @@ def _ctrl_c_mid_stream(
     part.write_bytes(header + body[: 2 * frames])  # the header's sizes are too big: read to the end
     batch = ("transcribe", str(part), "-m", str(model), "-q", "-f", "tsv", "--decoder", "greedy")
     return out, frames, sew(*batch, "--chunk-length", "5").stdout
-
-
-def _children(pid: int, name: str) -> list[int]:
-    """Child processes of `pid` whose command is `name` (Linux /proc)."""
-    found = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat_file.read_text().rsplit(")", 1)
-            comm, ppid = fields[0].split("(", 1)[1], int(fields[1].split()[1])
-            if ppid == pid and comm == name:
-                found.append(int(stat_file.parent.name))
-    return found
 
 
 def test_live_ctrl_c_ends_the_stream_and_keeps_what_was_read(

@@ -471,17 +471,6 @@ def test_signal_mid_batch_with_several_formats(
     assert not _leftovers(out)
 
 
-def _children(pid: int) -> set[int]:
-    """Direct children of `pid` (Linux /proc)."""
-    kids: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids.update(int(k) for k in (task / "children").read_text().split())
-        except OSError:
-            pass
-    return kids
-
-
 def _gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -503,7 +492,7 @@ def test_signal_during_beam_search_in_workers_stops_them_quietly(
     deadline = time.monotonic() + TIMEOUT
     kids: set[int] = set()
     while len(kids) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        kids |= _children(proc.pid)
+        kids |= conftest.child_pids(proc.pid)
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before its beam-search workers were seen"
     if sig == signal.SIGINT:  # a terminal's Ctrl-C reaches the whole process group: sew and its workers
