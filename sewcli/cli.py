@@ -501,7 +501,6 @@ def transcribe(
         float | None,
         typer.Option(
             "--pause-break",
-            min=0,
             help="Greedy decoder: end a word at a silence this long even where the model wrote no word "
             "break (0: off, transformers' greedy text).",
             show_default="the model's (registry), else 0",
@@ -548,8 +547,6 @@ def transcribe(
         float | None,
         typer.Option(
             "--exit-threshold",
-            min=0.0,
-            max=1.0,
             help="--exit-layer auto: a window exits once its mean max posterior reaches this.",
             show_default="0.9",
         ),
@@ -641,9 +638,13 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
         raise UsageError("--lm and --no-lm contradict each other")
     if kw.get("pause_break") is not None and kw["decoder"] is Decoder.beam:
         raise UsageError("--pause-break applies to the greedy decoder, not to --decoder beam")
-    for option in ("alpha", "beta", "hotword_weight", "pause_break"):
+    for option in ("alpha", "beta", "hotword_weight", "pause_break", "exit_threshold"):
         if kw[option] is not None and not math.isfinite(kw[option]):  # type: ignore[arg-type]
             raise UsageError(f"--{option.replace('_', '-')} must be a finite number, got {kw[option]}")
+    if kw["pause_break"] is not None and kw["pause_break"] < 0:  # type: ignore[operator]
+        raise UsageError(f"--pause-break must be >= 0 seconds, got {kw['pause_break']}")
+    if kw["exit_threshold"] is not None and not 0 <= kw["exit_threshold"] <= 1:  # type: ignore[operator]
+        raise UsageError(f"--exit-threshold must be in [0, 1], got {kw['exit_threshold']}")
     if any(not str(word).strip() for word in kw["hotwords"]):  # type: ignore[attr-defined]
         raise UsageError("--hotword must not be empty")
     kind = kw["decoder"].value  # type: ignore[attr-defined]

@@ -193,6 +193,10 @@ def test_defaults(clean_env: dict[str, str]) -> None:
         (["--alpha", "nan"], "--alpha must be a finite number, got nan"),
         (["--beta", "inf"], "--beta must be a finite number, got inf"),
         (["--hotword-weight", "nan"], "--hotword-weight must be a finite number"),
+        (["--pause-break", "nan"], "--pause-break must be a finite number, got nan"),
+        (["--pause-break", "-1"], "--pause-break must be >= 0 seconds"),
+        (["--exit-threshold", "nan"], "--exit-threshold must be a finite number, got nan"),
+        (["--exit-threshold", "1.5"], "--exit-threshold must be in [0, 1]"),
         (["--hotword", "  "], "--hotword must not be empty"),
     ],
 )
