@@ -399,8 +399,17 @@ class _WavPipeStream:
 class _FfmpegStream(_WavPipeStream):
     """An input decoded by an `ffmpeg` subprocess into float32 WAV on a pipe (all channels; we downmix)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], errlog: IO[bytes], name: str, source: str, block: int):
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        errlog: IO[bytes],
+        name: str,
+        source: str,
+        block: int,
+        declared_frames: int | None = None,
+    ):
         self._proc, self._err, self._name = proc, errlog, name
+        self._declared = declared_frames  # what the file's header says, when libsndfile read it
         assert proc.stdout is not None
         out = proc.stdout
 
@@ -434,6 +443,14 @@ class _FfmpegStream(_WavPipeStream):
     def _at_eof(self) -> None:
         if self._proc.wait() != 0:
             raise self._fail(f"decoding failed after {self.frames_read / self.info.sample_rate:.2f} s")
+        declared, rate = self._declared, self.info.sample_rate
+        if declared and self.frames_read and declared - self.frames_read > max(0.01 * declared, 0.1 * rate):
+            logger.warning(
+                "%s: truncated file: its header declares %.2f s of audio but only %.2f s could be decoded",
+                self._name,
+                declared / rate,
+                self.frames_read / rate,
+            )
 
 
 def _open_pipe(
@@ -590,7 +607,12 @@ def _looks_like_text(path: str) -> bool:
 
 
 def _open_ffmpeg(
-    path: str | _Recorder, name: str, source: str, block: int, stack: contextlib.ExitStack
+    path: str | _Recorder,
+    name: str,
+    source: str,
+    block: int,
+    stack: contextlib.ExitStack,
+    declared_frames: int | None = None,
 ) -> _FfmpegStream:
     """Start ffmpeg on `path` (argument list, `file:` prefix: names may start with '-'), or on a stream fed
     to its stdin by a thread (what was recorded, then the rest); parse its header."""
@@ -634,7 +656,7 @@ def _open_ffmpeg(
     if isinstance(path, _Recorder):
         feeder = threading.Thread(target=_feed, args=(path, proc), name="sew-ffmpeg-feeder", daemon=True)
         feeder.start()  # daemon: an endless input must not hold the process at exit
-    return _FfmpegStream(proc, errlog, name, source, block)
+    return _FfmpegStream(proc, errlog, name, source, block, declared_frames)
 
 
 def _feed(reader: _Recorder, proc: subprocess.Popen[bytes]) -> None:
@@ -691,10 +713,12 @@ def _open_path(
     except _DecodeError as e:
         if not (options.use_ffmpeg and shutil.which("ffmpeg")):
             raise
-        logger.warning("%s; trying ffmpeg", e)
+        # said at debug level: if ffmpeg decodes less than the header declares, it warns about that at the end
+        logger.debug("%s; trying ffmpeg", e)
+        declared = int(f.frames) if f.frames > 0 else None
         f.close()
         try:
-            return _open_ffmpeg(path, name, source, options.block_frames, stack)
+            return _open_ffmpeg(path, name, source, options.block_frames, stack, declared)
         except _FfmpegError as fe:
             raise AudioError(str(fe) if fe.plain else f"{e} ({fe.detail})") from e
     return stream

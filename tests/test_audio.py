@@ -544,15 +544,28 @@ def test_truncated_flac_without_ffmpeg_is_a_decode_error(tmp_path: Path) -> None
 
 
 @needs_ffmpeg
-def test_truncated_flac_falls_back_to_ffmpeg_and_decodes_the_prefix(tmp_path: Path) -> None:
+def test_truncated_flac_falls_back_to_ffmpeg_and_decodes_the_prefix(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     x = signal(44100, 2, seconds=3.0)
     sf.write(tmp_path / "full.flac", x, 44100)
     data = (tmp_path / "full.flac").read_bytes()
     path = tmp_path / "half.flac"
     path.write_bytes(data[: len(data) // 2])
-    y, info, _ = decode(path, AudioOptions())
+    with caplog.at_level(logging.DEBUG, logger="sewcli.audio"):
+        y, info, _ = decode(path, AudioOptions())
     assert 0.3 * len(x) < len(y) < 0.7 * len(x)
     np.testing.assert_allclose(y, expected_mono(x)[: len(y)], atol=2e-4)
+    # one warning, that the audio is shorter than the header says (libsndfile's failure is a debug line)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        f"{path}: truncated file: its header declares 3.00 s of audio but only "
+        f"{len(y) / 44100:.2f} s could be decoded"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sewcli.audio"):
+        decode(tmp_path / "full.flac", AudioOptions())  # whole: no warning
+    assert not caplog.records
 
 
 def test_stdin_terminal_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
