@@ -349,10 +349,8 @@ def run_transcribe(request: TranscribeRequest) -> int:
             if stopping.is_set():
                 seconds = transcript.duration
                 say(f"sew: {job.display}: input ended by Ctrl-C after {seconds:.4f} s of audio")
-            if live is not None:
-                return {}, transcript.duration
-            renders = {fmt: render_transcript(transcript, fmt) for fmt in request.output.formats}
-            return renders, transcript.duration
+            formats = () if live is not None else request.output.formats  # --live printed it already
+            return {fmt: render_transcript(transcript, fmt) for fmt in formats}, transcript.duration
 
         decoders: list[CTCDecoder] = []
 
