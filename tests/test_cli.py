@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -450,6 +451,63 @@ def test_stdin_equals_file(tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[s
     direct = sew("transcribe", str(wav), "-m", str(tiny_sew_dir), "-q")
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout.decode() == direct.stdout and len(direct.stdout.split()) > 0
+
+
+_SPY_EXIT = """
+import atexit, os, sys
+real_exit = os._exit
+def spy(code):
+    os.write(2, b"os._exit(%d)\\n" % code)
+    real_exit(code)
+os._exit = spy
+atexit.register(lambda: os.write(2, b"atexit handler ran\\n"))
+sys.argv = ["sew", *sys.argv[1:]]
+from sewcli.cli import main
+main()
+"""
+
+
+def test_a_finished_run_skips_the_interpreter_teardown_after_the_exit_handlers(
+    tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
+) -> None:
+    """Once torch is loaded, sew leaves with os._exit (the teardown costs 0.3-0.9 s): the exit status, the
+    transcript on stdout, the output files and the atexit handlers must be what a normal exit gives."""
+    good = write_audio(tmp_path / "a.wav", 2.0, seed=7)
+    bad = tmp_path / "b.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    expected = sew("transcribe", str(good), "-m", str(tiny_sew_dir), "-q").stdout
+    cmd = [sys.executable, "-c", _SPY_EXIT, "transcribe", "-m", str(tiny_sew_dir), "-f", "txt", "-f", "json"]
+    ok = subprocess.run(
+        [*cmd, str(good), "-o", str(tmp_path / "out")], capture_output=True, env=_env(clean_env), timeout=120
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stderr.decode().endswith("atexit handler ran\nos._exit(0)\n")  # handlers first, then exit
+    assert json.loads((tmp_path / "out" / "a.json").read_text())["text"] == expected.strip()
+    piped = subprocess.run(
+        [*cmd[:-4], str(good), str(bad)], capture_output=True, env=_env(clean_env), timeout=120
+    )
+    # one input failed: status 1, the other's transcript kept
+    assert piped.returncode == 1 and piped.stdout.decode().endswith(expected)
+    assert b"b.wav" in piped.stderr and piped.stderr.endswith(b"os._exit(1)\n")
+
+
+def test_the_teardown_is_kept_while_anything_could_still_be_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    exits: list[int] = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    monkeypatch.setattr("atexit._run_exitfuncs", lambda: None)
+    cli._exit_without_teardown(SystemExit(None))
+    cli._exit_without_teardown(SystemExit(3))
+    assert exits == [0, 3]
+    cli._exit_without_teardown(SystemExit("a message for stderr"))  # Python prints it: normal exit
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        cli._exit_without_teardown(SystemExit(0))  # another thread: the interpreter waits for it
+    finally:
+        stop.set()
+        other.join()
+    assert exits == [0, 3]
 
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="no pseudo-terminals here")
