@@ -1,7 +1,8 @@
 """Whole processes: transformers ASR pipeline vs `sew transcribe`: fp32, int8; default, 20 s and 10 s windows.
 
-Usage: python bench/pipeline_rerun.py WORKDIR [REPEATS]   (WORKDIR as given to `sew bench --workdir`; the
-SEW-tiny checkpoint and the 10-minute file are created there if missing). Prints a markdown table and writes
+Usage: python bench/pipeline_rerun.py WORKDIR [REPEATS [RUNS]]   (WORKDIR as given to `sew bench --workdir`;
+the SEW-tiny checkpoint and the 10-minute file are created there if missing; RUNS: comma-separated row names
+to keep, e.g. "transformers pipeline,sew int8 10 s windows", default all). Prints a markdown table and writes
 WORKDIR/pipeline_rerun.json.
 """
 
@@ -35,6 +36,12 @@ def main() -> int:
     short = ["--chunk-length", "10", "--chunk-overlap", "0.5"]
     for precision in ("fp32", "int8"):
         cmds[f"sew {precision} 10 s windows"] = bench.sew_command([audio], model, out, 2, precision) + short
+    if len(sys.argv) > 3:
+        keep = sys.argv[3].split(",")
+        unknown = set(keep) - set(cmds)
+        if unknown:
+            sys.exit(f"unknown runs {sorted(unknown)}; the runs are {list(cmds)}")
+        cmds = {k: v for k, v in cmds.items() if k in keep}
     load0 = bench.load_average()
     rows = bench.process_bench("sew-tiny 10 min", cmds, 600.0, opts, repeats)
     data = {

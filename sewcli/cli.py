@@ -1155,16 +1155,19 @@ def _exit_without_teardown(done: SystemExit) -> None:
     machine, 5-10 % of a 10-minute file with `--precision int8` (docs/benchmarks.md, "Interpreter
     teardown"). Everything the teardown would still do for sew is done here first: stdout and stderr
     flushed, the atexit handlers run (logging's flush, multiprocessing's and tempfile's clean-ups). Results
-    are written and renamed in place before this point. Where anything else could still be running (another
-    thread, a child process) or a flush fails, it returns and the normal exit runs.
+    are written and renamed in place before this point. Where anything else could still be running (a
+    non-daemon thread, a child process) or a flush fails, it returns and the normal exit runs.
     """
     if "torch" not in sys.modules:  # no torch: the teardown is quick
         return
     code = done.code
     if code is None:
         code = 0
-    if not isinstance(code, int) or threading.active_count() > 1:
+    if not isinstance(code, int):  # a message: Python prints it at exit
         return
+    current = threading.current_thread()
+    if any(t is not current and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return  # the normal exit waits for it
     mp = sys.modules.get("multiprocessing")
     if mp is not None and mp.active_children():
         return

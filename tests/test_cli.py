@@ -492,21 +492,33 @@ def test_a_finished_run_skips_the_interpreter_teardown_after_the_exit_handlers(
 
 
 def test_the_teardown_is_kept_while_anything_could_still_be_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+
     exits: list[int] = []
     monkeypatch.setattr(os, "_exit", exits.append)
     monkeypatch.setattr("atexit._run_exitfuncs", lambda: None)
-    cli._exit_without_teardown(SystemExit(None))
-    cli._exit_without_teardown(SystemExit(3))
-    assert exits == [0, 3]
-    cli._exit_without_teardown(SystemExit("a message for stderr"))  # Python prints it: normal exit
+    # this test process's own threads and children (other tests may leave some) are not the point here
+    monkeypatch.setattr(multiprocessing, "active_children", list)
     stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
+    daemon = threading.Thread(target=stop.wait, daemon=True)  # daemon threads do not hold up an exit
+    worker = threading.Thread(target=stop.wait)
+    monkeypatch.setattr(threading, "enumerate", lambda: [threading.current_thread(), daemon])
+    daemon.start()
+    worker.start()
     try:
-        cli._exit_without_teardown(SystemExit(0))  # another thread: the interpreter waits for it
+        cli._exit_without_teardown(SystemExit(None))
+        cli._exit_without_teardown(SystemExit(3))
+        assert exits == [0, 3]
+        cli._exit_without_teardown(SystemExit("a message for stderr"))  # Python prints it: normal exit
+        monkeypatch.setattr(threading, "enumerate", lambda: [threading.current_thread(), daemon, worker])
+        cli._exit_without_teardown(SystemExit(0))  # a non-daemon thread: the interpreter waits for it
+        monkeypatch.setattr(threading, "enumerate", lambda: [threading.current_thread()])
+        monkeypatch.setattr(multiprocessing, "active_children", lambda: [object()])
+        cli._exit_without_teardown(SystemExit(0))  # a child process still running
     finally:
         stop.set()
-        other.join()
+        daemon.join()
+        worker.join()
     assert exits == [0, 3]
 
 
