@@ -7,7 +7,7 @@ with 20 s windows, 2 threads) as the console script runs it, which leaves with o
 over, against the same command entered through the Typer app directly, which skips that and so ends with
 Python's normal interpreter teardown (what every run did before). Interleaved, median of REPEATS, whole
 process timed by `sew bench`'s wrapper. Also `python -c "import torch"` both ways, to show the teardown on
-its own. Prints a markdown table. Results: docs/benchmarks.md, "Interpreter teardown".
+its own. Prints a markdown table. Results: docs/benchmarks.md, "Interpreter teardown skipped".
 """
 
 from __future__ import annotations

@@ -1151,9 +1151,9 @@ def bench(
 def _exit_without_teardown(done: SystemExit) -> None:
     """Once torch is loaded, end the process with os._exit after doing what a normal exit does for sew.
 
-    The interpreter's own teardown then frees torch's modules object by object: 0.3-0.9 s on this 2-core
+    Python's normal exit frees torch's modules object by object, which takes 0.3-0.9 s on this 2-core
     machine, 5-10 % of a 10-minute file with `--precision int8` (docs/benchmarks.md, "Interpreter
-    teardown"). Everything the teardown would still do for sew is done here first: stdout and stderr
+    teardown skipped"). Everything the teardown would still do for sew is done here first: stdout and stderr
     flushed, the atexit handlers run (logging's flush, multiprocessing's and tempfile's clean-ups). Results
     are written and renamed in place before this point. Where anything else could still be running (a
     non-daemon thread, a child process) or a flush fails, it returns and the normal exit runs.

@@ -483,12 +483,12 @@ def test_a_finished_run_skips_the_interpreter_teardown_after_the_exit_handlers(
     assert ok.returncode == 0, ok.stderr
     assert ok.stderr.decode().endswith("atexit handler ran\nos._exit(0)\n")  # handlers first, then exit
     assert json.loads((tmp_path / "out" / "a.json").read_text())["text"] == expected.strip()
-    piped = subprocess.run(
+    mixed = subprocess.run(
         [*cmd[:-4], str(good), str(bad)], capture_output=True, env=_env(clean_env), timeout=120
     )
     # one input failed: status 1, the other's transcript kept
-    assert piped.returncode == 1 and piped.stdout.decode().endswith(expected)
-    assert b"b.wav" in piped.stderr and piped.stderr.endswith(b"os._exit(1)\n")
+    assert mixed.returncode == 1 and mixed.stdout.decode().endswith(expected)
+    assert b"b.wav" in mixed.stderr and mixed.stderr.endswith(b"os._exit(1)\n")
 
 
 def test_the_teardown_is_kept_while_anything_could_still_be_running(monkeypatch: pytest.MonkeyPatch) -> None:
