@@ -640,11 +640,18 @@ class _BeamWorkers:
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        manager = getattr(pool, "_executor_manager_thread", None)  # private; shutdown() drops it
         if kill:
             for proc in list(getattr(pool, "_processes", {}).values()):  # no public API before 3.14
                 proc.terminate()
             _unblock_call_queue(pool)
         pool.shutdown(wait=not kill, cancel_futures=True)
+        if kill and manager is not None:
+            # Once it sees the dead workers, CPython's manager thread closes the pool's wake-up pipe and ends.
+            # Still running at exit, it races with the interpreter's own wake-up of it on 3.11 (check, then
+            # write: "Exception ignored in threading._shutdown ... EBADF", seen in CI). Bounded: a kill
+            # must not hang.
+            manager.join(timeout=2.0)
 
 
 def _unblock_call_queue(pool: ProcessPoolExecutor) -> None:

@@ -656,9 +656,8 @@ def test_an_interrupt_during_worker_search_leaves_the_futures_to_the_killed_pool
     with pytest.raises(_Stop):
         dec.decode(stop_once_pieces_are_in_flight())
     assert not dec._workers.started  # killed, so the next input starts a new pool
-    for thread in managers:
-        if thread is not None:
-            thread.join(timeout=30)
+    # the kill waited for the manager thread: left running, it raced at exit with CPython's own wake-up of it
+    assert managers and not any(thread.is_alive() for thread in managers if thread is not None)
     assert cancelled_here == [] and thread_errors == []
 
 
