@@ -1151,18 +1151,17 @@ def bench(
 def _exit_without_teardown(done: SystemExit) -> None:
     """Once torch is loaded, end the process with os._exit after doing what a normal exit does for sew.
 
-    Python's normal exit frees torch's modules object by object, which takes 0.3-0.9 s on this 2-core
-    machine, 5-10 % of a 10-minute file with `--precision int8` (docs/benchmarks.md, "Interpreter
-    teardown skipped"). Everything the teardown would still do for sew is done here first: stdout and stderr
-    flushed, the atexit handlers run (logging's flush, multiprocessing's and tempfile's clean-ups). Results
-    are written and renamed in place before this point. Where anything else could still be running (a
-    non-daemon thread, a child process) or a flush fails, it returns and the normal exit runs.
+    Python's normal exit frees torch's modules object by object, which takes 0.3-0.4 s on this idle 2-core
+    machine (up to 1 s on a loaded one), 4-10 % of a 10-minute file with `--precision int8`
+    (docs/benchmarks.md, "Interpreter teardown skipped"). Everything the teardown would still do for sew
+    is done here first: stdout and stderr flushed, the atexit handlers run (logging's flush,
+    multiprocessing's and tempfile's clean-ups). Results are written and renamed in place before this
+    point. Where anything else could still be running (a non-daemon thread, a child process) or a flush
+    fails, it returns and the normal exit runs.
     """
     if "torch" not in sys.modules:  # no torch: the teardown is quick
         return
-    code = done.code
-    if code is None:
-        code = 0
+    code = 0 if done.code is None else done.code
     if not isinstance(code, int):  # a message: Python prints it at exit
         return
     current = threading.current_thread()

@@ -470,7 +470,7 @@ main()
 def test_a_finished_run_skips_the_interpreter_teardown_after_the_exit_handlers(
     tmp_path: Path, tiny_sew_dir: Path, clean_env: dict[str, str]
 ) -> None:
-    """Once torch is loaded, sew leaves with os._exit (the teardown costs 0.3-0.9 s): the exit status, the
+    """Once torch is loaded, sew leaves with os._exit (the teardown costs 0.3-1 s): the exit status, the
     transcript on stdout, the output files and the atexit handlers must be what a normal exit gives."""
     good = write_audio(tmp_path / "a.wav", 2.0, seed=7)
     bad = tmp_path / "b.wav"
