@@ -529,6 +529,15 @@ def transcribe(
     ] = None,
     device: DeviceOpt = Device.auto,
     threads: ThreadsOpt = None,
+    model_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--model-workers",
+            min=1,
+            help="Windows the model runs at once on the CPU, sharing --threads.",
+            show_default="one per thread, at most 4; 1 with --live",
+        ),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Equal-length windows per forward.")
     ] = 1,
@@ -586,6 +595,7 @@ def transcribe(
                 chunk_overlap=chunk_overlap,
                 device=device,
                 threads=threads,
+                model_workers=model_workers,
                 batch_size=batch_size,
                 precision=precision,
                 exit_layer=exit_layer,
@@ -671,6 +681,8 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
     infer = InferenceOptions(
         device=kw["device"].value,  # type: ignore[attr-defined]
         threads=kw["threads"],  # type: ignore[arg-type]
+        # --live: one window at a time (a second worker would wait for the next window's audio)
+        workers=1 if kw.get("live") and kw.get("model_workers") is None else kw.get("model_workers"),  # type: ignore[arg-type]
         batch_size=kw["batch_size"],  # type: ignore[arg-type]
         precision=kw["precision"].value,  # type: ignore[attr-defined]
         **given(exit_layer=_exit_layer(kw["exit_layer"]), exit_threshold=kw["exit_threshold"]),  # type: ignore[arg-type]

@@ -1,16 +1,23 @@
-"""The inference stage: model windows in, CTC log-probabilities (records.Emissions) out, one window at a time.
+"""The inference stage: model windows in, CTC log-probabilities (records.Emissions) out, in window order.
 
 torch is imported here and in sewcli/model/* only. Each window is normalised on its own exactly like the HF
 feature extractor does for one utterance, windows are batched only when they have the same length (group-norm
 models must never see padding, sew_spec.md P7, so batched == unbatched), the logits become float32
 log-softmax, and only each window's kept rows [keep_start:keep_end] leave this module, as a generator so
 memory stays flat.
+
+On the CPU, `workers` windows run at once, each in its own thread on threads/workers intra-op threads: with
+2 threads, two windows on one thread each beat one window on two threads by 15-35 % (the conv front end and
+the elementwise ops split badly over threads; docs/benchmarks.md "Windows in parallel"). The results still
+leave in window order, and at most workers + 1 windows are in flight, so memory stays bounded.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +38,12 @@ log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
 assert tuple(PRECISIONS) == PRECISION_NAMES
 
+# Windows run at once on the CPU when --model-workers is not given: one per thread, at most this many (each
+# window in flight holds its activations: ~40 MB for SEW-tiny's 20 s windows in fp32).
+MAX_AUTO_WORKERS = 4
+# torch's own default thread count (one per core), taken before load() changes it: --threads' default.
+_DEFAULT_THREADS = torch.get_num_threads()
+
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -48,6 +61,7 @@ class LoadedModel:
     device: str
     dtype: Any  # torch dtype
     language: str | None = None  # from the registry entry, for the transcript
+    workers: int = 1  # windows run at once (threads of their own), each on torch.get_num_threads() threads
 
     @property
     def frame_seconds(self) -> float:
@@ -68,6 +82,15 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def cpu_workers(threads: int, workers: int | None) -> tuple[int, int]:
+    """(windows at once, intra-op threads per window) for `threads` CPU threads in all.
+
+    Auto (`workers` None): one window per thread, at most MAX_AUTO_WORKERS, sharing the threads evenly.
+    """
+    n = workers if workers is not None else max(1, min(threads, MAX_AUTO_WORKERS))
+    return n, max(1, threads // n)
+
+
 def load(
     directory: Path, options: InferenceOptions, name: str | None = None, language: str | None = None
 ) -> LoadedModel:
@@ -83,9 +106,14 @@ def load(
     """
     from sewcli.model.load import load_model
 
-    if options.threads is not None:
-        torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
+    if device == "cpu":
+        workers, per_worker = cpu_workers(options.threads or _DEFAULT_THREADS, options.workers)
+        torch.set_num_threads(per_worker)
+    else:
+        workers = 1  # one CUDA stream: windows in parallel would only contend for it
+        if options.threads is not None:
+            torch.set_num_threads(options.threads)
     dtype = PRECISIONS[options.precision]
     if dtype is torch.float16 and device == "cpu":
         raise UsageError("--precision fp16 needs --device cuda; use bf16 or fp32 on the CPU")
@@ -123,6 +151,7 @@ def load(
         device=device,
         dtype=dtype,
         language=language,
+        workers=workers,
     )
 
 
@@ -173,24 +202,53 @@ def window_log_probs(model: LoadedModel, batch: list[Window]) -> list[FloatArray
 def emissions(
     windows: Iterable[Window], model: LoadedModel, options: InferenceOptions
 ) -> Iterator[Emissions]:
-    """Run the model over consecutive windows of one input and yield each window's kept log-probs.
+    """Run the model over consecutive windows of one input and yield each window's kept log-probs, in order.
+
+    With model.workers > 1, windows run at once in worker threads while this generator's caller reads the
+    next windows and decodes the previous ones; a window's forward starts as soon as it is read, so a live
+    stream should run with one worker (its results would otherwise wait for the next window's audio).
 
     Args:
         windows: windows in order (records.Window), aligned to model.hop_samples.
         model: the loaded model.
-        options: batch size (device and precision were fixed at load time).
+        options: batch size (device, precision and workers were fixed at load time).
     Returns:
         an iterator of Emissions, one per window, log_probs (kept frames, vocab) float32, consecutive.
     """
-    for batch in _batches(windows, options.batch_size):
-        for window, log_probs in zip(batch, window_log_probs(model, batch), strict=True):
-            if window.start % model.hop_samples:
-                raise ValueError(
-                    f"window {window.index} starts at sample {window.start}, not on the frame grid"
-                )
-            kept = log_probs[window.keep_start : window.keep_end]  # (kept frames, vocab)
-            yield Emissions(
-                log_probs=np.ascontiguousarray(kept),
-                first_frame=window.start // model.hop_samples + window.keep_start,
-                frame_seconds=model.frame_seconds,
-            )
+    batches = _batches(windows, options.batch_size)
+    if model.workers <= 1:
+        for batch in batches:
+            yield from _kept(model, batch, window_log_probs(model, batch))
+        return
+    threads = torch.get_num_threads()
+    pending: deque[tuple[list[Window], Future[list[FloatArray]]]] = deque()
+    # Worker threads take the per-window thread count once, at their first op (torch's OpenMP setting is
+    # per thread), so they are told it explicitly.
+    with ThreadPoolExecutor(
+        model.workers, "sew-model", initializer=torch.set_num_threads, initargs=(threads,)
+    ) as pool:
+        try:
+            for batch in batches:
+                pending.append((batch, pool.submit(window_log_probs, model, batch)))
+                if len(pending) > model.workers:  # every worker busy and one batch queued: hand on the oldest
+                    done, future = pending.popleft()
+                    yield from _kept(model, done, future.result())
+            while pending:
+                done, future = pending.popleft()
+                yield from _kept(model, done, future.result())
+        finally:  # an error or an abandoned generator: drop the queued windows, wait for the running ones
+            for _, future in pending:
+                future.cancel()
+
+
+def _kept(model: LoadedModel, batch: list[Window], log_probs: list[FloatArray]) -> Iterator[Emissions]:
+    """Each window's kept rows [keep_start:keep_end] as Emissions on the global frame grid."""
+    for window, lp in zip(batch, log_probs, strict=True):
+        if window.start % model.hop_samples:
+            raise ValueError(f"window {window.index} starts at sample {window.start}, not on the frame grid")
+        kept = lp[window.keep_start : window.keep_end]  # (kept frames, vocab)
+        yield Emissions(
+            log_probs=np.ascontiguousarray(kept),
+            first_frame=window.start // model.hop_samples + window.keep_start,
+            frame_seconds=model.frame_seconds,
+        )

@@ -19,7 +19,8 @@ class InferenceOptions:
     """How the model runs: device, CPU threads, windows per batch, and weight/activation precision."""
 
     device: str = "auto"  # auto = cuda when available, else cpu
-    threads: int | None = None  # torch intra-op threads; None = torch's default
+    threads: int | None = None  # CPU threads for the model in all; None = torch's default (one per core)
+    workers: int | None = None  # windows run at once on the CPU, each on threads/workers threads; None = auto
     batch_size: int = 1  # equal-length windows per forward pass
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA) | int8 (CPU, model/fastpath.py)
     exit_layer: int | str | None = None  # early-exit models: a fixed exit layer, "auto", or None = last layer
@@ -34,6 +35,8 @@ class InferenceOptions:
             raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads must be >= 1, got {self.threads}")
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"--model-workers must be >= 1, got {self.workers}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.precision not in PRECISION_NAMES:

@@ -160,6 +160,14 @@ def test_live_searches_in_process_unless_workers_are_asked_for() -> None:
         assert request.pipeline.decode.workers == workers
 
 
+def test_model_workers_one_with_live_unless_asked_for() -> None:
+    for extra, live, workers in (([], [], None), ([], ["--live"], 1), (["--model-workers", "3"], ["--live"], 3)):
+        with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
+            assert sew("transcribe", "-", *live, *extra).exit_code == 0
+        (request,), _ = run.call_args
+        assert request.pipeline.inference.workers == workers  # None: inference.cpu_workers decides
+
+
 def test_defaults(clean_env: dict[str, str]) -> None:
     with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
         assert sew("transcribe", "x.wav").exit_code == 0
@@ -191,6 +199,7 @@ def test_defaults(clean_env: dict[str, str]) -> None:
         (["--skip-existing", "--overwrite"], "cannot be combined"),
         (["--model", "no-such-model"], "known models: "),
         (["--device", "tpu"], "tpu"),
+        (["--model-workers", "0"], "--model-workers"),
         (["--alpha", "nan"], "--alpha must be a finite number, got nan"),
         (["--beta", "inf"], "--beta must be a finite number, got inf"),
         (["--hotword-weight", "nan"], "--hotword-weight must be a finite number"),

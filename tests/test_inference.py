@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +200,64 @@ def test_windows_on_the_squeeze_grid_reproduce_whole_file_frames(model: inferenc
     assert all(start % 2 == 0 for start in aligned) and max(aligned.values()) < 1e-3
     odd = [d for start, d in hop_only.items() if start % 2]
     assert odd and min(odd) > 3e-3
+
+
+@pytest.mark.parametrize(
+    ("threads", "workers", "plan"),
+    [
+        (2, None, (2, 1)),
+        (1, None, (1, 1)),
+        (8, None, (4, 2)),
+        (6, 3, (3, 2)),
+        (2, 4, (4, 1)),
+        (16, 1, (1, 16)),
+    ],
+)
+def test_cpu_workers_share_the_threads(threads: int, workers: int | None, plan: tuple[int, int]) -> None:
+    assert inference.cpu_workers(threads, workers) == plan
+
+
+@pytest.fixture()
+def two_workers(tiny_sew_dir: Path) -> Iterator[inference.LoadedModel]:
+    before = torch.get_num_threads()
+    try:
+        yield inference.load(tiny_sew_dir, inference.InferenceOptions(device="cpu", threads=2, workers=2))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_windows_in_parallel_equal_one_at_a_time(
+    model: inference.LoadedModel, two_workers: inference.LoadedModel
+) -> None:
+    """Two windows at once, on one thread each: the same emissions, in window order, as one at a time."""
+    assert (two_workers.workers, torch.get_num_threads()) == (2, 1)
+    windows = _windows(_signal(12.3, seed=3), model, 2.0, 0.4)
+    assert len(windows) > 5
+    one = list(inference.emissions(windows, model, inference.InferenceOptions()))
+    two = list(inference.emissions(windows, two_workers, inference.InferenceOptions()))
+    assert [e.first_frame for e in one] == [e.first_frame for e in two]
+    for a, b in zip(one, two, strict=True):
+        # another thread count sums in another order: equal up to float32 rounding
+        np.testing.assert_allclose(a.log_probs, b.log_probs, atol=1e-5, rtol=0)
+    batched = list(inference.emissions(windows, two_workers, inference.InferenceOptions(batch_size=3)))
+    assert [e.first_frame for e in batched] == [e.first_frame for e in one]
+
+
+def test_windows_in_parallel_stop_cleanly(
+    model: inference.LoadedModel, two_workers: inference.LoadedModel
+) -> None:
+    """An error in a later window reaches the caller after the earlier windows' results, and an abandoned
+    stream leaves no worker thread behind."""
+    windows = _windows(_signal(12.3, seed=4), model, 2.0, 0.4)
+    bad = Window(index=3, start=windows[3].start + 100, samples=windows[3].samples,
+                 keep_start=windows[3].keep_start, keep_end=windows[3].keep_end, is_last=False)  # fmt: skip
+    stream = inference.emissions([*windows[:3], bad, *windows[4:]], two_workers, inference.InferenceOptions())
+    got = []
+    with pytest.raises(ValueError, match="frame grid"):
+        for em in stream:
+            got.append(em)
+    assert [e.first_frame for e in got] == [w.start // 320 + w.keep_start for w in windows[:3]]
+    stream = inference.emissions(windows, two_workers, inference.InferenceOptions())
+    next(stream)
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("sew-model")]

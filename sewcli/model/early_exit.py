@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
 
@@ -118,6 +119,7 @@ class EarlyExitWav2Vec2ForCTC(Wav2Vec2ForCTC):
         self.policy = ExitPolicy()
         self.last_exits: list[int] = []  # exit layer used by each row of the latest forward (for reports)
         self.exit_counts: Counter[int] = Counter()  # rows (windows) per exit layer since the last clear()
+        self._counts_lock = threading.Lock()  # windows may run in several threads at once (inference.py)
 
     @property
     def exit_layers(self) -> tuple[int, ...]:
@@ -182,8 +184,7 @@ class EarlyExitWav2Vec2ForCTC(Wav2Vec2ForCTC):
             raise UsageError(f"exit layer {stop} is not one of this model's exits {list(layers)}")
         for layer in self.wav2vec2.encoder.layers[:stop]:  # layers after `stop` are never run
             x = layer(x, key_mask)
-        self.last_exits = [stop] * x.shape[0]
-        self.exit_counts[stop] += x.shape[0]
+        self._record_exits([stop] * x.shape[0])
         logits: Tensor = self.exit_head(stop)(self.head_input(x))
         return logits
 
@@ -214,9 +215,14 @@ class EarlyExitWav2Vec2ForCTC(Wav2Vec2ForCTC):
             rows, x = rows[keep], x[keep]
             key_mask = None if key_mask is None else key_mask[keep]
         assert result is not None
-        self.last_exits = exits
-        self.exit_counts.update(exits)
+        self._record_exits(exits)
         return result
+
+    def _record_exits(self, exits: list[int]) -> None:
+        """Remember each row's exit layer (`last_exits`) and add them to `exit_counts`."""
+        with self._counts_lock:
+            self.last_exits = exits
+            self.exit_counts.update(exits)
 
 
 def configure_exit(module: nn.Module, policy: ExitPolicy, name: str) -> None:
@@ -278,6 +284,7 @@ def attach_exits(model: nn.Module, raw: dict[str, Tensor], architecture: str, wh
     ee.inputs_to_logits_ratio = model.inputs_to_logits_ratio
     ee.min_input_samples = model.min_input_samples
     ee.policy, ee.last_exits, ee.exit_counts = ExitPolicy(), [], Counter()
+    ee._counts_lock = threading.Lock()
     if tied:
         ee.decoders = nn.ModuleList([model.lm_head] * n)
     else:
