@@ -122,10 +122,10 @@ def load(
     loaded = load_model(directory, device=device, dtype=dtype)
     module, info = loaded.model, loaded.info
     if options.precision == "int8":
-        from sewcli.model.fastpath import convs_in_bf16, cpu_has_native_bf16, quantize_linear_int8
+        from sewcli.model.fastpath import bf16_convs_pay_off, convs_in_bf16, quantize_linear_int8
 
         module = quantize_linear_int8(module)
-        if cpu_has_native_bf16():  # emulated bf16 would be slower than fp32 convs
+        if bf16_convs_pay_off():
             convs_in_bf16(module)
     if options.exit_layer is not None:  # early exit (sewcli/model/early_exit.py); no exit heads -> UsageError
         from sewcli.model.early_exit import ExitPolicy, configure_exit

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -198,7 +199,7 @@ def test_int8_weights_equal_quantize_per_channel_on_ties_zeros_and_extremes() ->
 
 def test_convs_in_bf16_keeps_float32_between_stages(tiny_dir: Path) -> None:
     from sewcli.model.common import FeatureEncoder, PositionalConvEmbedding
-    from sewcli.model.fastpath import convs_in_bf16, cpu_has_native_bf16
+    from sewcli.model.fastpath import bf16_convs_pay_off, convs_in_bf16
 
     x = torch.from_numpy(bench._windows(2, 3.0)).float()
     ref = inference.load(tiny_dir, inference.InferenceOptions(device="cpu", threads=1)).module
@@ -217,7 +218,39 @@ def test_convs_in_bf16_keeps_float32_between_stages(tiny_dir: Path) -> None:
     assert 0 < diff <= 0.05 * float(a.max() - a.min()), diff
     int8 = inference.load(tiny_dir, inference.InferenceOptions(device="cpu", precision="int8")).module
     conv_dtype = int8.sew.feature_extractor.conv_layers[0].conv.weight.dtype
-    assert conv_dtype == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    assert conv_dtype == (torch.bfloat16 if bf16_convs_pay_off() else torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("native", "cpuinfo", "expected"),
+    [
+        (True, "vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx512f avx512_bf16\n", True),
+        (True, "vendor_id\t: GenuineIntel\nflags\t\t: fpu avx512f avx512_bf16\n", False),
+        (True, "vendor_id\t: GenuineIntel\nflags\t\t: fpu avx512_bf16 amx_bf16 amx_tile\n", True),
+        (False, "vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2\n", False),
+        (True, None, True),  # no /proc/cpuinfo: the native-bf16 check alone
+    ],
+)
+def test_bf16_convs_only_where_they_were_measured_faster(
+    native: bool, cpuinfo: str | None, expected: bool, tmp_path: Path
+) -> None:
+    from sewcli.model import fastpath
+
+    real_open = open
+
+    def fake_open(path: object, *args: object, **kwargs: object) -> object:
+        if path == "/proc/cpuinfo":
+            if cpuinfo is None:
+                raise FileNotFoundError(path)
+            (tmp_path / "cpuinfo").write_text(cpuinfo + "processor\t: 1\nvendor_id\t: Other\n")
+            return real_open(tmp_path / "cpuinfo", *args, **kwargs)  # type: ignore[call-overload]
+        return real_open(path, *args, **kwargs)  # type: ignore[call-overload]
+
+    with (
+        mock.patch.object(fastpath, "cpu_has_native_bf16", return_value=native),
+        mock.patch("builtins.open", fake_open),
+    ):
+        assert fastpath.bf16_convs_pay_off() is expected
 
 
 def test_whole_process_and_hf_pipeline_baseline(tiny_dir: Path, tmp_path: Path) -> None:

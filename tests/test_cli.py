@@ -161,7 +161,8 @@ def test_live_searches_in_process_unless_workers_are_asked_for() -> None:
 
 
 def test_model_workers_one_with_live_unless_asked_for() -> None:
-    for extra, live, workers in (([], [], None), ([], ["--live"], 1), (["--model-workers", "3"], ["--live"], 3)):
+    cases = (([], [], None), ([], ["--live"], 1), (["--model-workers", "3"], ["--live"], 3))
+    for extra, live, workers in cases:
         with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
             assert sew("transcribe", "-", *live, *extra).exit_code == 0
         (request,), _ = run.call_args

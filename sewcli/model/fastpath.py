@@ -122,6 +122,43 @@ def convs_in_bf16(model: nn.Module) -> int:
     return n
 
 
+def bf16_convs_pay_off() -> bool:
+    """Whether the int8 path should run its convs in bf16 (`convs_in_bf16`) on this CPU.
+
+    Measured per conv layer and per conv stack (SEW-tiny, 10 s window, one thread, docs/benchmarks.md):
+    - AMD Zen 4 (AVX512-BF16): oneDNN's bf16 convs ~2x faster than fp32 ones;
+    - Intel Xeon (Emerald Rapids, AVX512-BF16 but no AMX exposed to the VM): 1.4x slower (its
+      avx512_core_bf16 conv kernel 10.6 ms against 7.6 ms for avx512_core fp32 on a 128->128, k3 layer;
+      the stack 99 against 70 ms), since that CPU's two 512-bit FMA units already run fp32 at full width.
+    So bf16 on AMD CPUs with native bf16 and on CPUs with AMX (oneDNN's bf16 tile kernels), fp32 elsewhere.
+    A fixed rule rather than a timing at start-up: the same machine always gets the same numbers.
+    """
+    if not cpu_has_native_bf16():  # emulated bf16 is slower than fp32 everywhere
+        return False
+    vendor, flags = _cpu_vendor_and_flags()
+    if vendor is None:  # no /proc/cpuinfo (not Linux): the native-bf16 check alone
+        return True
+    return vendor == "AuthenticAMD" or "amx_bf16" in flags
+
+
+def _cpu_vendor_and_flags() -> tuple[str | None, frozenset[str]]:
+    """The first CPU's vendor_id and flags from /proc/cpuinfo; (None, {}) where there is none."""
+    vendor, flags = None, frozenset[str]()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "vendor_id":
+                    vendor = value.strip()
+                elif key == "flags":
+                    flags = frozenset(value.split())
+                    break
+    except OSError:
+        return None, frozenset()
+    return vendor, flags
+
+
 def cpu_has_native_bf16() -> bool:
     """True when oneDNN runs bf16 GEMMs natively on this CPU (AVX512-BF16 or AMX); else bf16 is emulated."""
     try:
