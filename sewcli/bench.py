@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -473,7 +474,11 @@ def _engines(directory: Path, opts: BenchOptions) -> dict[str, Any]:
 
     models: dict[str, Any] = {}
     for precision in dict.fromkeys(("fp32", *opts.precisions)):
-        options = inference.InferenceOptions(device="cpu", threads=opts.threads, precision=precision)
+        # one window at a time on all the threads: the latency of one forward (windows in parallel, as the
+        # CLI runs them, are timed apart: `_in_parallel`)
+        options = inference.InferenceOptions(
+            device="cpu", threads=opts.threads, workers=1, precision=precision
+        )
         models[precision] = inference.load(directory, options).module
     if opts.reference:
         models["transformers"] = _reference_model(directory)
@@ -497,6 +502,17 @@ def _parity(a: Any, b: Any) -> tuple[float, float]:
     return diff, agree
 
 
+def _in_parallel(label: str, module: Any, x: Any, pool: Any, threads: int) -> None:
+    """`threads` forwards of x at once, one thread each (the CLI's default on the CPU, inference.py)."""
+    import torch
+
+    torch.set_num_threads(1)  # the pool's threads were started on one thread each
+    try:
+        list(pool.map(lambda _: _logits(label, module, x), range(threads)))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def forward_bench(
     name: str, directory: Path, opts: BenchOptions, peaks: dict[str, float]
 ) -> list[ForwardResult]:
@@ -514,47 +530,69 @@ def forward_bench(
 
     torch.set_num_threads(opts.threads)
     models = _engines(directory, opts)
+    torch.set_num_threads(opts.threads)
     results: list[ForwardResult] = []
-    for batch in opts.batch_sizes:
-        x = torch.from_numpy(_windows(batch, opts.window_seconds))  # (batch, samples)
-        gflop = count_gflop(models["fp32"], x)
-        logits = {label: _logits(label, m, x) for label, m in models.items()}
-        fns: dict[str, Callable[[], object]] = {lab: partial(_logits, lab, m, x) for lab, m in models.items()}
-        times = interleaved(fns, opts.repeats)
-        ref_time = statistics.median(times["transformers"]) if "transformers" in times else None
-        for label, ts in times.items():
-            engine = "transformers" if label == "transformers" else "sew"
-            precision = "fp32" if engine == "transformers" else label
-            # transformers and our fp32 are compared with each other; fast paths with our fp32
-            other = "transformers" if label == "fp32" else "fp32"
-            diff, agree = _parity(logits[label], logits[other]) if other in logits else (None, None)
-            median = statistics.median(ts)
-            peak = peaks.get("bf16" if precision == "bf16" else "fp32", 0.0)
-            results.append(
-                ForwardResult(
-                    model=name,
-                    engine=engine,
-                    precision=precision,
-                    batch=batch,
-                    seconds=median,
-                    audio_seconds=batch * opts.window_seconds,
-                    gflop=gflop,
-                    peak_fraction=(gflop / median) / peak if peak else 0.0,
-                    vs_transformers=None
-                    if ref_time is None or engine == "transformers"
-                    else ref_time / median,
-                    max_abs_diff=diff,
-                    argmax_agreement=agree,
-                    times=tuple(ts),
-                )
-            )
-        log.info(
-            "forward %s batch %d: %s",
-            name,
-            batch,
-            {k: round(statistics.median(v), 3) for k, v in times.items()},
-        )
+    pool = ThreadPoolExecutor(opts.threads, "bench-forward", initializer=torch.set_num_threads, initargs=(1,))
+    with pool:
+        for batch in opts.batch_sizes:
+            results += _forward_batch(name, models, batch, opts, peaks, pool)
     del models
+    return results
+
+
+def _forward_batch(
+    name: str, models: dict[str, Any], batch: int, opts: BenchOptions, peaks: dict[str, float], pool: Any
+) -> list[ForwardResult]:
+    """forward_bench for one batch size: each engine once per repeat, interleaved, and each of ours also as
+    `threads` windows at once on one thread each (the CLI's default on the CPU, inference.py)."""
+    import torch
+
+    results: list[ForwardResult] = []
+    x = torch.from_numpy(_windows(batch, opts.window_seconds))  # (batch, samples)
+    gflop = count_gflop(models["fp32"], x)
+    logits = {label: _logits(label, m, x) for label, m in models.items()}
+    fns: dict[str, Callable[[], object]] = {lab: partial(_logits, lab, m, x) for lab, m in models.items()}
+    parallel = {
+        f"{lab} x{opts.threads}": partial(_in_parallel, lab, m, x, pool, opts.threads)
+        for lab, m in models.items()
+        if lab != "transformers" and opts.threads > 1
+    }
+    times = interleaved({**fns, **parallel}, opts.repeats)
+    for label in parallel:  # `threads` forwards per timing: seconds per forward
+        times[label] = [t / opts.threads for t in times[label]]
+    ref_time = statistics.median(times["transformers"]) if "transformers" in times else None
+    for label, ts in times.items():
+        engine = "transformers" if label == "transformers" else "sew"
+        precision = "fp32" if engine == "transformers" else label
+        # transformers and our fp32 are compared with each other; fast paths with our fp32; windows in
+        # parallel run the same modules (no parity of their own)
+        other = "transformers" if label == "fp32" else "fp32"
+        parity = label in logits and other in logits
+        diff, agree = _parity(logits[label], logits[other]) if parity else (None, None)
+        median = statistics.median(ts)
+        peak = peaks.get("bf16" if precision.startswith("bf16") else "fp32", 0.0)
+        results.append(
+            ForwardResult(
+                model=name,
+                engine=engine,
+                precision=precision,
+                batch=batch,
+                seconds=median,
+                audio_seconds=batch * opts.window_seconds,
+                gflop=gflop,
+                peak_fraction=(gflop / median) / peak if peak else 0.0,
+                vs_transformers=None if ref_time is None or engine == "transformers" else ref_time / median,
+                max_abs_diff=diff,
+                argmax_agreement=agree,
+                times=tuple(ts),
+            )
+        )
+    log.info(
+        "forward %s batch %d: %s",
+        name,
+        batch,
+        {k: round(statistics.median(v), 3) for k, v in times.items()},
+    )
     return results
 
 

@@ -113,6 +113,24 @@ def test_forward_bench_parity_with_transformers(tiny_dir: Path) -> None:
     assert markdown.count("\n| tiny |") == len(rows)
 
 
+def test_forward_bench_times_windows_in_parallel_too(tiny_dir: Path) -> None:
+    """With 2 threads, each of our precisions is also timed as 2 windows at once on one thread each (the
+    CLI's default), and the one-window rows still run on both threads."""
+    before = torch.get_num_threads()
+    try:
+        opts = bench.BenchOptions(
+            models=(), window_seconds=1.0, batch_sizes=(1,), precisions=("fp32",), repeats=1, threads=2,
+            reference=False,
+        )  # fmt: skip
+        rows = bench.forward_bench("tiny", tiny_dir, opts, {"fp32": 100.0})
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert [(r.engine, r.precision) for r in rows] == [("sew", "fp32"), ("sew", "fp32 x2")]
+    assert all(r.seconds > 0 and r.vs_transformers is None for r in rows)
+    assert rows[1].max_abs_diff is None  # the same module as the fp32 row
+
+
 def _log_probs(directory: Path, precision: str, x: np.ndarray) -> np.ndarray:
     options = inference.InferenceOptions(device="cpu", threads=1, precision=precision)
     model = inference.load(directory, options)
