@@ -86,7 +86,8 @@ def convs_in_bf16(model: nn.Module) -> int:
     """Run the model's conv stages (waveform feature encoder, positional conv) in bf16, in place.
 
     On SEW-tiny the convs are ~40 % of an int8 forward (the linears are int8 by then) and oneDNN's bf16
-    convs are ~2x faster than fp32 ones on a CPU with native bf16 (docs/benchmarks.md). Each conv stage gets
+    convs are ~2x faster than fp32 ones on some CPUs with native bf16 (`bf16_convs_pay_off` says which;
+    docs/benchmarks.md). Each conv stage gets
     a bf16 copy of its weights and casts its input to bf16 and its output back to float32, so the rest of
     the model (int8 linears, LayerNorm, attention) is unchanged.
 
