@@ -28,8 +28,7 @@ def main() -> int:
     work = Path(sys.argv[1])
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     opts = bench.BenchOptions(threads=2, workdir=work)
-    model = bench.checkpoint_for("sew-tiny", work)
-    audio = bench.write_long_audio(work / "audio" / "pipeline-10min.wav", 600.0)
+    model, audio = bench.pipeline_inputs(work)
     cmds: dict[str, list[str]] = {}
     for precision in ("fp32", "int8"):
         for window, extra in WINDOWS.items():

@@ -24,8 +24,7 @@ def main() -> int:
     work = Path(sys.argv[1])
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     opts = bench.BenchOptions(threads=2, workdir=work)
-    model = bench.checkpoint_for("sew-tiny", work)
-    audio = bench.write_long_audio(work / "audio" / "pipeline-10min.wav", 600.0)
+    model, audio = bench.pipeline_inputs(work)
     runs = {
         "int8, 10 s windows": ("int8", ["--chunk-length", "10", "--chunk-overlap", "0.5"]),
         "fp32, 20 s windows": ("fp32", ["--chunk-length", "20", "--chunk-overlap", "1"]),

@@ -383,6 +383,12 @@ def embedded_checkpoint() -> Path:
     return spec.path
 
 
+def pipeline_inputs(workdir: Path, minutes: float = 10.0) -> tuple[Path, Path]:
+    """(SEW-tiny checkpoint, speech-like file of `minutes`): what the whole-process comparisons run on."""
+    audio = write_long_audio(workdir / "audio" / f"pipeline-{minutes:g}min.wav", minutes * 60)
+    return checkpoint_for("sew-tiny", workdir), audio
+
+
 def checkpoint_for(name: str, workdir: Path) -> Path:
     """The checkpoint directory bench uses for `name` (written once per workdir)."""
     if name == EMBEDDED:

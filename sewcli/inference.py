@@ -6,10 +6,11 @@ models must never see padding, sew_spec.md P7, so batched == unbatched), the log
 log-softmax, and only each window's kept rows [keep_start:keep_end] leave this module, as a generator so
 memory stays flat.
 
-On the CPU, `workers` windows run at once, each in its own thread on threads/workers intra-op threads: with
-2 threads, two windows on one thread each beat one window on two threads by 15-35 % (the conv front end and
-the elementwise ops split badly over threads; docs/benchmarks.md "Windows in parallel"). The results still
-leave in window order, and at most workers + 1 windows are in flight, so memory stays bounded.
+On the CPU, `workers` windows run at once, each in its own thread on threads/workers intra-op threads, while
+the caller's thread reads audio and decodes: with 2 threads on an Intel Xeon, two windows on one thread each
+beat one window on two threads by 4-53 % in whole runs (docs/benchmarks.md "Windows in parallel"; on the AMD
+Zen 4 measured before, two intra-op threads already scaled 2x). The results still leave in window order, and
+at most workers + 1 windows are in flight, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 assert tuple(PRECISIONS) == PRECISION_NAMES
 
 # Windows run at once on the CPU when --model-workers is not given: one per thread, at most this many (each
-# window in flight holds its activations: ~40 MB for SEW-tiny's 20 s windows in fp32).
+# window in flight holds its activations: a second one raised SEW-tiny's fp32 peak RSS by 78 MB with 20 s
+# windows, 145 MB with 30 s ones).
 MAX_AUTO_WORKERS = 4
 # torch's own default thread count (one per core), taken before load() changes it: --threads' default.
 _DEFAULT_THREADS = torch.get_num_threads()
