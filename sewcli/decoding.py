@@ -838,11 +838,22 @@ def _normalize_hotwords(
 
 def _build_pyctcdecode(labels: list[str], options: DecodeOptions) -> Any:
     """Instantiate pyctcdecode's BeamSearchDecoderCTC directly from our labels (imports are lazy)."""
+    # Importing pyctcdecode without kenlm logs "kenlm python bindings are not installed ..." twice, which
+    # reached stderr as two bare lines on every default run of a plain `pip install` (no handler is set for
+    # other libraries' loggers). kenlm is optional for sew (sewcli/lm.py reads ARPA files, and a KenLM binary
+    # without it is a DecoderError naming the pip command), so the import runs with pyctcdecode's loggers at
+    # ERROR, except with `sew -v`.
+    pyctc_log = logging.getLogger("pyctcdecode")
+    before = pyctc_log.level
+    if not logging.getLogger("sewcli").isEnabledFor(logging.DEBUG):
+        pyctc_log.setLevel(logging.ERROR)
     try:
         from pyctcdecode.alphabet import Alphabet
         from pyctcdecode.decoder import BeamSearchDecoderCTC
     except ImportError as e:
         raise errors.DecoderError("beam search needs pyctcdecode: pip install pyctcdecode") from e
+    finally:
+        pyctc_log.setLevel(before)
     language_model = None
     if options.lm_path is not None:
         language_model = _load_lm(options)

@@ -688,3 +688,17 @@ def test_killed_workers_call_queue_does_not_hang_the_exit(tmp_path):
     script.write_text(UNBLOCK_SCRIPT, encoding="utf-8")
     out = subprocess.run([sys.executable, str(script), "unblock"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "exiting", out.stderr
+
+
+def test_beam_search_without_kenlm_writes_nothing_to_stderr() -> None:
+    """pyctcdecode logs a kenlm hint at import; sew reads ARPA files itself, so a user must not see it."""
+    code = (
+        "import sys; sys.modules['kenlm'] = None\n"  # as after a plain `pip install sewcli`: no kenlm
+        "from sewcli import decoding, records\n"
+        "vocab = records.Vocabulary(('<pad>', '<s>', '</s>', '<unk>', '|', 'A', 'B'), blank_id=0)\n"
+        "decoding.build_decoder(vocab, decoding.DecodeOptions(kind='beam', workers=0))\n"
+        "import pyctcdecode.decoder\n"  # imported for real, not skipped
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "ok\n", "")
