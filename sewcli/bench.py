@@ -535,11 +535,11 @@ def forward_bench(
     import torch
 
     torch.set_num_threads(opts.threads)
-    models = _engines(directory, opts)
-    torch.set_num_threads(opts.threads)
+    models = _engines(directory, opts)  # loaded with one worker: torch keeps opts.threads threads
     results: list[ForwardResult] = []
-    pool = ThreadPoolExecutor(opts.threads, "bench-forward", initializer=torch.set_num_threads, initargs=(1,))
-    with pool:
+    with ThreadPoolExecutor(
+        opts.threads, "bench-fwd", initializer=torch.set_num_threads, initargs=(1,)
+    ) as pool:
         for batch in opts.batch_sizes:
             results += _forward_batch(name, models, batch, opts, peaks, pool)
     del models

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -250,25 +249,16 @@ def test_convs_in_bf16_keeps_float32_between_stages(tiny_dir: Path) -> None:
     ],
 )
 def test_bf16_convs_only_where_they_were_measured_faster(
-    native: bool, cpuinfo: str | None, expected: bool, tmp_path: Path
+    native: bool, cpuinfo: str | None, expected: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sewcli.model import fastpath
 
-    real_open = open
-
-    def fake_open(path: object, *args: object, **kwargs: object) -> object:
-        if path == "/proc/cpuinfo":
-            if cpuinfo is None:
-                raise FileNotFoundError(path)
-            (tmp_path / "cpuinfo").write_text(cpuinfo + "processor\t: 1\nvendor_id\t: Other\n")
-            return real_open(tmp_path / "cpuinfo", *args, **kwargs)  # type: ignore[call-overload]
-        return real_open(path, *args, **kwargs)  # type: ignore[call-overload]
-
-    with (
-        mock.patch.object(fastpath, "cpu_has_native_bf16", return_value=native),
-        mock.patch("builtins.open", fake_open),
-    ):
-        assert fastpath.bf16_convs_pay_off() is expected
+    path = tmp_path / "cpuinfo"  # missing when cpuinfo is None
+    if cpuinfo is not None:
+        path.write_text(cpuinfo + "processor\t: 1\nvendor_id\t: Other\n")  # only the first CPU counts
+    monkeypatch.setattr(fastpath, "CPUINFO", str(path))
+    monkeypatch.setattr(fastpath, "cpu_has_native_bf16", lambda: native)
+    assert fastpath.bf16_convs_pay_off() is expected
 
 
 def test_whole_process_and_hf_pipeline_baseline(tiny_dir: Path, tmp_path: Path) -> None:

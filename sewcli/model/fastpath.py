@@ -142,11 +142,14 @@ def bf16_convs_pay_off() -> bool:
     return vendor == "AuthenticAMD" or "amx_bf16" in flags
 
 
+CPUINFO = "/proc/cpuinfo"
+
+
 def _cpu_vendor_and_flags() -> tuple[str | None, frozenset[str]]:
     """The first CPU's vendor_id and flags from /proc/cpuinfo; (None, {}) where there is none."""
     vendor, flags = None, frozenset[str]()
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        with open(CPUINFO, encoding="utf-8", errors="replace") as f:
             for line in f:
                 key, _, value = line.partition(":")
                 key = key.strip()
