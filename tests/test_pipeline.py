@@ -159,3 +159,40 @@ def test_stitched_windows_match_the_whole_file_on_the_shipped_model() -> None:
     whole, stitched = frames(x.size / 16000 + 1, 1.0), frames(15.0, 1.5)
     assert whole.shape == stitched.shape == (model.frame_count(x.size), len(model.vocab))
     assert float((whole.argmax(1) == stitched.argmax(1)).mean()) >= 0.93
+
+
+@pytest.mark.skipif(
+    not (SHIPPED / "model.safetensors").is_file(), reason="the embedded model is not built yet"
+)
+def test_windows_in_parallel_transcribe_like_one_at_a_time_on_the_shipped_model(tmp_path: Path) -> None:
+    """~50 s of the examples through the whole pipeline, 10 s windows: two windows at once on one thread
+    each, then one at a time on two threads: the same words at the same times."""
+    examples = sorted(p for p in (SHIPPED.parents[2] / "examples").iterdir() if p.suffix != ".txt")
+    pieces = []
+    for _ in range(3):
+        for path in examples:
+            x, rate = sf.read(str(path), dtype="float32", always_2d=True)
+            pieces += [
+                soxr.resample(x.mean(axis=1), rate, 16000).astype(np.float32),
+                np.zeros(8000, np.float32),
+            ]
+    audio = tmp_path / "long.wav"
+    sf.write(str(audio), np.concatenate(pieces), 16000)
+    opts = pipeline.PipelineOptions(chunk=chunking.ChunkOptions(10.0, 1.0))
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for workers in (2, 1):
+            model = inference.load(
+                SHIPPED, inference.InferenceOptions(device="cpu", threads=2, workers=workers)
+            )
+            assert model.workers == workers
+            decoder = decoding.build_decoder(model.vocab, decoding.DecodeOptions(kind="greedy"))
+            results.append(pipeline.transcribe_file(audio, model, decoder, opts))
+    finally:
+        torch.set_num_threads(before)
+    parallel, serial = results
+    assert parallel.text == serial.text and len(parallel.text.split()) > 40
+    assert [(w.text, w.start, w.end) for w in parallel.words] == [
+        (w.text, w.start, w.end) for w in serial.words
+    ]
