@@ -109,13 +109,13 @@ def load(
     from sewcli.model.load import load_model
 
     device = resolve_device(options.device)
+    # CUDA: one window at a time (one stream: windows in parallel would only contend for it)
+    workers, threads, per_worker = 1, options.threads, options.threads
     if device == "cpu":
-        workers, per_worker = cpu_workers(options.threads or _DEFAULT_THREADS, options.workers)
-        torch.set_num_threads(per_worker)
-    else:
-        workers = 1  # one CUDA stream: windows in parallel would only contend for it
-        if options.threads is not None:
-            torch.set_num_threads(options.threads)
+        threads = options.threads or _DEFAULT_THREADS
+        workers, per_worker = cpu_workers(threads, options.workers)
+    if threads is not None:
+        torch.set_num_threads(threads)  # loading and int8 packing use them all; each window gets its share
     dtype = PRECISIONS[options.precision]
     if dtype is torch.float16 and device == "cpu":
         raise UsageError("--precision fp16 needs --device cuda; use bf16 or fp32 on the CPU")
@@ -139,6 +139,8 @@ def load(
             else ExitPolicy(layer=int(options.exit_layer))
         )
         configure_exit(module, policy, name or str(directory))
+    if per_worker is not None and per_worker != threads:
+        torch.set_num_threads(per_worker)
     ctc: Any = module  # the CTC families' own attributes, which nn.Module's typing does not know
     return LoadedModel(
         name=name or str(directory),

@@ -261,3 +261,26 @@ def test_windows_in_parallel_stop_cleanly(
     next(stream)
     stream.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("sew-model")]
+
+
+def test_loading_uses_every_thread_and_windows_get_their_share(
+    tiny_sew_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """int8 packing (threads of its own, one per torch thread) runs before the threads are split."""
+    from sewcli.model import fastpath
+
+    seen = []
+    real = fastpath.quantize_linear_int8
+
+    def spy(module: torch.nn.Module) -> torch.nn.Module:
+        seen.append(torch.get_num_threads())
+        return real(module)
+
+    monkeypatch.setattr(fastpath, "quantize_linear_int8", spy)
+    before = torch.get_num_threads()
+    try:
+        options = inference.InferenceOptions(device="cpu", threads=4, workers=2, precision="int8")
+        model = inference.load(tiny_sew_dir, options)
+        assert (seen, model.workers, torch.get_num_threads()) == ([4], 2, 2)
+    finally:
+        torch.set_num_threads(before)
