@@ -321,3 +321,15 @@ def test_timestamp_bench_matches_words_to_utterances_by_midpoint() -> None:
     starts, ends, missed = mod.errors(words, edges)
     assert starts == pytest.approx([0.03, -0.1]) and ends == pytest.approx([-0.02, 0.1])
     assert missed == 1  # the third utterance got no word
+
+
+def test_sew_bytecode_is_compiled_before_processes_are_timed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even with PYTHONDONTWRITEBYTECODE=1 (no run writes .pyc), the timed `sew` processes read bytecode."""
+    import importlib.util
+
+    source = Path(bench.__file__).resolve().parent / "records.py"
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    cached.unlink(missing_ok=True)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    assert bench.compile_sew_bytecode()
+    assert cached.is_file() and cached.stat().st_mtime >= source.stat().st_mtime
