@@ -124,11 +124,19 @@ def load(
     loaded = load_model(directory, device=device, dtype=dtype)
     module, info = loaded.model, loaded.info
     if options.precision == "int8":
-        from sewcli.model.fastpath import bf16_convs_pay_off, convs_in_bf16, quantize_linear_int8
+        from sewcli.model.fastpath import bf16_pays_off, convs_in_bf16, quantize_linear_int8
 
         module = quantize_linear_int8(module)
-        if bf16_convs_pay_off():
+        if bf16_pays_off():
             convs_in_bf16(module)
+    elif options.precision == "bf16" and device == "cpu":
+        from sewcli.model.fastpath import bf16_pays_off
+
+        if not bf16_pays_off():
+            log.warning(
+                "--precision bf16 is slower than fp32 on this CPU (no AMX, or no native bf16); "
+                "fp32 or int8 are faster here"
+            )
     if options.exit_layer is not None:  # early exit (sewcli/model/early_exit.py); no exit heads -> UsageError
         from sewcli.model.early_exit import ExitPolicy, configure_exit
 

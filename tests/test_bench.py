@@ -216,7 +216,7 @@ def test_int8_weights_equal_quantize_per_channel_on_ties_zeros_and_extremes() ->
 
 def test_convs_in_bf16_keeps_float32_between_stages(tiny_dir: Path) -> None:
     from sewcli.model.common import FeatureEncoder, PositionalConvEmbedding
-    from sewcli.model.fastpath import bf16_convs_pay_off, convs_in_bf16
+    from sewcli.model.fastpath import bf16_pays_off, convs_in_bf16
 
     x = torch.from_numpy(bench._windows(2, 3.0)).float()
     ref = inference.load(tiny_dir, inference.InferenceOptions(device="cpu", threads=1)).module
@@ -235,7 +235,7 @@ def test_convs_in_bf16_keeps_float32_between_stages(tiny_dir: Path) -> None:
     assert 0 < diff <= 0.05 * float(a.max() - a.min()), diff
     int8 = inference.load(tiny_dir, inference.InferenceOptions(device="cpu", precision="int8")).module
     conv_dtype = int8.sew.feature_extractor.conv_layers[0].conv.weight.dtype
-    assert conv_dtype == (torch.bfloat16 if bf16_convs_pay_off() else torch.float32)
+    assert conv_dtype == (torch.bfloat16 if bf16_pays_off() else torch.float32)
 
 
 @pytest.mark.parametrize(
@@ -258,7 +258,7 @@ def test_bf16_convs_only_where_they_were_measured_faster(
         path.write_text(cpuinfo + "processor\t: 1\nvendor_id\t: Other\n")  # only the first CPU counts
     monkeypatch.setattr(fastpath, "CPUINFO", str(path))
     monkeypatch.setattr(fastpath, "cpu_has_native_bf16", lambda: native)
-    assert fastpath.bf16_convs_pay_off() is expected
+    assert fastpath.bf16_pays_off() is expected
 
 
 def test_whole_process_and_hf_pipeline_baseline(tiny_dir: Path, tmp_path: Path) -> None:

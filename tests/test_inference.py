@@ -284,3 +284,24 @@ def test_loading_uses_every_thread_and_windows_get_their_share(
         assert (seen, model.workers, torch.get_num_threads()) == ([4], 2, 2)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_bf16_on_a_cpu_where_it_is_slow_gets_a_warning(
+    tiny_sew_dir: Path, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    from sewcli.model import fastpath
+
+    monkeypatch.setattr(fastpath, "bf16_pays_off", lambda: fast)
+    warnings: list[str] = []
+    monkeypatch.setattr(inference.log, "warning", lambda msg, *args: warnings.append(msg % args))
+    before = torch.get_num_threads()
+    try:
+        inference.load(tiny_sew_dir, inference.InferenceOptions(device="cpu", threads=1, precision="bf16"))
+        inference.load(tiny_sew_dir, inference.InferenceOptions(device="cpu", threads=1, precision="fp32"))
+    finally:
+        torch.set_num_threads(before)
+    if fast:
+        assert warnings == []
+    else:  # once, for bf16 only
+        assert len(warnings) == 1 and "--precision bf16 is slower than fp32 on this CPU" in warnings[0]

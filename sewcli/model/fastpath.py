@@ -86,7 +86,7 @@ def convs_in_bf16(model: nn.Module) -> int:
     """Run the model's conv stages (waveform feature encoder, positional conv) in bf16, in place.
 
     On SEW-tiny the convs are ~40 % of an int8 forward (the linears are int8 by then) and oneDNN's bf16
-    convs are ~2x faster than fp32 ones on some CPUs with native bf16 (`bf16_convs_pay_off` says which;
+    convs are ~2x faster than fp32 ones on some CPUs with native bf16 (`bf16_pays_off` says which;
     docs/benchmarks.md). Each conv stage gets
     a bf16 copy of its weights and casts its input to bf16 and its output back to float32, so the rest of
     the model (int8 linears, LayerNorm, attention) is unchanged.
@@ -123,14 +123,18 @@ def convs_in_bf16(model: nn.Module) -> int:
     return n
 
 
-def bf16_convs_pay_off() -> bool:
-    """Whether the int8 path should run its convs in bf16 (`convs_in_bf16`) on this CPU.
+def bf16_pays_off() -> bool:
+    """Whether bf16 runs faster than fp32 on this CPU: the int8 path's convs (`convs_in_bf16`) and
+    `--precision bf16` (sewcli/inference.py warns where it does not).
 
-    Measured per conv layer and per conv stack (SEW-tiny, 10 s window, one thread, docs/benchmarks.md):
-    - AMD Zen 4 (AVX512-BF16): oneDNN's bf16 convs ~2x faster than fp32 ones;
-    - Intel Xeon (Emerald Rapids, AVX512-BF16 but no AMX exposed to the VM): 1.4x slower (its
+    Measured (SEW-tiny, docs/benchmarks.md):
+    - AMD Zen 4 (AVX512-BF16): oneDNN's bf16 convs ~2x faster than fp32 ones, a bf16 forward 1.69x faster
+      than transformers' fp32 one;
+    - Intel Xeon (Emerald Rapids, AVX512-BF16 but no AMX exposed to the VM): bf16 convs 1.4x slower (its
       avx512_core_bf16 conv kernel 10.6 ms against 7.6 ms for avx512_core fp32 on a 128->128, k3 layer;
-      the stack 99 against 70 ms), since that CPU's two 512-bit FMA units already run fp32 at full width.
+      the stack 99 against 70 ms per 10 s window on one thread), the bf16 GEMM peak about half the fp32
+      one (145-151 against 267-276 GFLOP/s), a bf16 forward 0.507 s against 0.356 s in fp32: that CPU's
+      two 512-bit FMA units already run fp32 at full width.
     So bf16 on AMD CPUs with native bf16 and on CPUs with AMX (oneDNN's bf16 tile kernels), fp32 elsewhere.
     A fixed rule rather than a timing at start-up: the same machine always gets the same numbers.
     """
