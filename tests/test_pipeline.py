@@ -120,6 +120,20 @@ def test_memory_does_not_grow_with_file_length(tmp_path: Path) -> None:
 SHIPPED = Path(__file__).resolve().parents[1] / "sewcli" / "assets" / "sew-synth-en"
 
 
+def _examples_back_to_back(repeats: int, gap_samples: int) -> np.ndarray:
+    """Every example file at 16 kHz mono, `repeats` times over, each followed by `gap_samples` of silence."""
+    examples = sorted(p for p in (SHIPPED.parents[2] / "examples").iterdir() if p.suffix != ".txt")
+    pieces = []
+    for _ in range(repeats):
+        for path in examples:
+            x, rate = sf.read(str(path), dtype="float32", always_2d=True)
+            pieces += [
+                soxr.resample(x.mean(axis=1), rate, 16000).astype(np.float32),
+                np.zeros(gap_samples, np.float32),
+            ]
+    return np.concatenate(pieces)
+
+
 @pytest.mark.skipif(
     not (SHIPPED / "model.safetensors").is_file(), reason="the embedded model is not built yet"
 )
@@ -130,17 +144,8 @@ def test_stitched_windows_match_the_whole_file_on_the_shipped_model() -> None:
     early export the argmax agreement was 0.857 that way and 0.967 with the 640-sample grid (0.944-0.99 for
     10-30 s windows, bench/chunk_defaults.py).
     """
-    examples = sorted(p for p in (SHIPPED.parents[2] / "examples").iterdir() if p.suffix != ".txt")
     model = inference.load(SHIPPED, inference.InferenceOptions(device="cpu"))
-    pieces = []
-    for _ in range(4):
-        for path in examples:
-            x, rate = sf.read(str(path), dtype="float32", always_2d=True)
-            pieces += [
-                soxr.resample(x.mean(axis=1), rate, 16000).astype(np.float32),
-                np.zeros(6400, np.float32),
-            ]
-    x = np.concatenate(pieces)
+    x = _examples_back_to_back(4, gap_samples=6400)
 
     def frames(chunk: float, overlap: float) -> np.ndarray:
         windows = chunking.windows(
@@ -167,17 +172,8 @@ def test_stitched_windows_match_the_whole_file_on_the_shipped_model() -> None:
 def test_windows_in_parallel_transcribe_like_one_at_a_time_on_the_shipped_model(tmp_path: Path) -> None:
     """~50 s of the examples through the whole pipeline, 10 s windows: two windows at once on one thread
     each, then one at a time on two threads: the same words at the same times."""
-    examples = sorted(p for p in (SHIPPED.parents[2] / "examples").iterdir() if p.suffix != ".txt")
-    pieces = []
-    for _ in range(3):
-        for path in examples:
-            x, rate = sf.read(str(path), dtype="float32", always_2d=True)
-            pieces += [
-                soxr.resample(x.mean(axis=1), rate, 16000).astype(np.float32),
-                np.zeros(8000, np.float32),
-            ]
     audio = tmp_path / "long.wav"
-    sf.write(str(audio), np.concatenate(pieces), 16000)
+    sf.write(str(audio), _examples_back_to_back(3, gap_samples=8000), 16000)
     opts = pipeline.PipelineOptions(chunk=chunking.ChunkOptions(10.0, 1.0))
     before = torch.get_num_threads()
     try:
