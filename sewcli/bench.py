@@ -125,7 +125,10 @@ PREPROCESSOR = {
     "sampling_rate": SAMPLE_RATE,
     "feature_extractor_type": "Wav2Vec2FeatureExtractor",
 }
-PRECISION_CHOICES = ("fp32", "bf16", "int8")
+# the precisions each device runs, and the default ones of a run there: int8 on the CPU only, fp16 on CUDA
+# only (the directory run compares fp32 with the device's fast path: int8, fp16)
+DEVICE_PRECISIONS = {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "fp16", "bf16")}
+CUDA_BATCH_SIZES = (1, 16)  # `sew bench --device cuda`'s default: a GPU is far from busy at batch 1
 
 
 @dataclass(frozen=True)
@@ -133,16 +136,17 @@ class BenchOptions:
     """What `sew bench` measures; the defaults are the documented run (docs/benchmarks.md)."""
 
     models: tuple[str, ...] = ("sew-tiny", "sew-d-tiny", "wav2vec2-base", EMBEDDED)
+    device: str = "cpu"  # where the models run: "cpu" or "cuda" (every engine, ours and transformers)
     threads: int = 2
     window_seconds: float = 20.0  # one forward = one window of this length (the CLI's default chunk)
     batch_sizes: tuple[int, ...] = (1, 4)
-    precisions: tuple[str, ...] = PRECISION_CHOICES
+    precisions: tuple[str, ...] = ()  # () = all of DEVICE_PRECISIONS[device]
     repeats: int = 5  # timed repeats per variant, interleaved; the median is reported
     reference: bool = True  # measure transformers too (needs `pip install transformers`)
     pipeline_model: str = "sew-tiny"  # checkpoint for the whole-process comparison
     pipeline_minutes: float = 10.0  # length of the whole-process file; 0 skips the process part
     pipeline_repeats: int = 3
-    pipeline_precisions: tuple[str, ...] = ("fp32", "int8", "bf16")
+    pipeline_precisions: tuple[str, ...] = ()  # () = all of DEVICE_PRECISIONS[device]
     rss_model: str = EMBEDDED  # model for the RSS-vs-duration check
     rss_minutes: tuple[float, ...] = (10.0, 120.0)  # empty skips it
     directory_files: int = 6  # whole-CLI throughput on a directory of this many files; 0 skips it
@@ -157,10 +161,16 @@ class BenchOptions:
         if unknown:
             known = ", ".join([*MODEL_CONFIGS, EMBEDDED])
             raise UsageError(f"sew bench: unknown model {unknown[0]!r}; known: {known}")
-        bad = [p for p in self.precisions + self.pipeline_precisions if p not in PRECISION_CHOICES]
+        if self.device not in DEVICE_PRECISIONS:
+            raise UsageError(f"sew bench: --device must be cpu or cuda, got {self.device!r}")
+        allowed = DEVICE_PRECISIONS[self.device]
+        for name in ("precisions", "pipeline_precisions"):
+            if not getattr(self, name):
+                object.__setattr__(self, name, allowed)  # frozen: the default is the device's
+        bad = [p for p in self.precisions + self.pipeline_precisions if p not in allowed]
         if bad:
             raise UsageError(
-                f"sew bench: --precision {bad[0]!r} is not one of {', '.join(PRECISION_CHOICES)}"
+                f"sew bench: --precision {bad[0]!r} is not one of {', '.join(allowed)} on {self.device}"
             )
         if self.threads < 1 or self.repeats < 1 or self.pipeline_repeats < 1 or self.window_seconds <= 0:
             raise UsageError("sew bench: threads, repeats and window length must be positive")
@@ -183,8 +193,11 @@ QUICK = {
 
 
 def options_from_cli(quick: bool, **given: Any) -> BenchOptions:
-    """BenchOptions from `sew bench` flags: the defaults (or QUICK), then each flag given (not None)."""
+    """BenchOptions from `sew bench` flags: the defaults (or QUICK; larger batches with --device cuda), then
+    each flag given (not None)."""
     values: dict[str, Any] = dict(QUICK) if quick else {}
+    if given.get("device") == "cuda" and not quick:
+        values["batch_sizes"] = CUDA_BATCH_SIZES
     for key, value in given.items():
         if value is None or (isinstance(value, (list, tuple)) and not value):
             continue
@@ -208,6 +221,7 @@ class ForwardResult:
     max_abs_diff: float | None  # logits vs the reference (transformers for fp32; our fp32 for fast paths)
     argmax_agreement: float | None  # fraction of frames whose argmax token equals the reference's
     times: tuple[float, ...] = ()
+    device_peak_mb: float | None = None  # CUDA: peak memory allocated by one forward (None on the CPU)
 
     @property
     def throughput(self) -> float:
@@ -274,8 +288,8 @@ def load_average() -> str:
         return "n/a"
 
 
-def machine_info(threads: int) -> dict[str, Any]:
-    """CPU model, cores, relevant ISA flags, memory, library versions and the load average."""
+def machine_info(threads: int, device: str = "cpu") -> dict[str, Any]:
+    """CPU model, cores, relevant ISA flags, memory, library versions and the load average (+ the GPU)."""
     import torch
 
     cpu, flags = platform.processor() or platform.machine(), set()
@@ -302,6 +316,14 @@ def machine_info(threads: int) -> dict[str, Any]:
         mem = f"{kb / 2**20:.0f} GiB"
     except (OSError, ValueError, IndexError):
         pass
+    gpu = {}
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        gpu = {
+            "gpu": f"{props.name}, {props.total_memory / 2**30:.0f} GiB, compute capability "
+            f"{props.major}.{props.minor}",
+            "cuda": torch.version.cuda,
+        }
     return {
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),
@@ -314,24 +336,44 @@ def machine_info(threads: int) -> dict[str, Any]:
         "torch_capability": torch.backends.cpu.get_cpu_capability(),
         "transformers": tf_version,
         "load_at_start": load_average(),
+        **gpu,
     }
 
 
-def gemm_peak(threads: int, dtype_name: str = "fp32", n: int = 2048, seconds: float = 1.5) -> float:
-    """Best GFLOP/s of an n x n x n matmul in `dtype_name` on `threads` threads (the machine's peak)."""
+def gemm_peak(
+    threads: int, dtype_name: str = "fp32", n: int | None = None, seconds: float = 1.5, device: str = "cpu"
+) -> float:
+    """Best GFLOP/s of an n x n x n matmul in `dtype_name` on `threads` threads or on the GPU (the machine's
+    peak; n defaults to 2048 on the CPU, 8192 on a GPU, which a 2048 product leaves mostly idle)."""
     import torch
 
     torch.set_num_threads(threads)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    a @ b  # warm-up: thread pool, oneDNN kernels
+    n = n or (8192 if device == "cuda" else 2048)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b  # warm-up: thread pool, oneDNN or cuBLAS kernels
+    _synchronize(device)
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         t0 = time.perf_counter()
         a @ b
+        _synchronize(device)
         best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
     return best
+
+
+def peak_dtypes(device: str) -> tuple[str, ...]:
+    """The dtypes whose GEMM peak a run measures: those its precisions compute in."""
+    return ("fp32", "fp16", "bf16") if device == "cuda" else ("fp32", "bf16")
+
+
+def _synchronize(device: str) -> None:
+    """Wait for the GPU's queued work (CUDA runs asynchronously: a timer would stop before it finished)."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
@@ -465,13 +507,13 @@ def _windows(batch: int, seconds: float) -> FloatArray:
     return np.stack([normalize_waveform(speechlike(seconds, seed=i)) for i in range(batch)])
 
 
-def _reference_model(directory: Path) -> Any:
-    """transformers' own CTC model for the checkpoint, eager attention, fp32, eval mode."""
+def _reference_model(directory: Path, device: str = "cpu") -> Any:
+    """transformers' own CTC model for the checkpoint, eager attention, fp32, eval mode, on `device`."""
     import transformers
 
     transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # no load report (masked_spec_embed is training-only)
     model = transformers.AutoModelForCTC.from_pretrained(str(directory), attn_implementation="eager")
-    return model.eval()
+    return model.to(device).eval()
 
 
 def _engines(directory: Path, opts: BenchOptions) -> dict[str, Any]:
@@ -483,21 +525,37 @@ def _engines(directory: Path, opts: BenchOptions) -> dict[str, Any]:
         # one window at a time on all the threads: the latency of one forward (windows in parallel, as the
         # CLI runs them, are timed apart: `_in_parallel`)
         options = inference.InferenceOptions(
-            device="cpu", threads=opts.threads, workers=1, precision=precision
+            device=opts.device, threads=opts.threads, workers=1, precision=precision
         )
         models[precision] = inference.load(directory, options).module
     if opts.reference:
-        models["transformers"] = _reference_model(directory)
+        models["transformers"] = _reference_model(directory, opts.device)
     return models
 
 
 def _logits(label: str, module: Any, x: Any) -> Any:
-    """fp32 logits (batch, frames, vocab) of `module`; handles bf16 inputs and HF output objects."""
+    """fp32 logits (batch, frames, vocab) of `module`, on x's device, computed to the end (synchronized);
+    handles half-precision inputs and HF output objects."""
     import torch
 
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(label)
     with torch.inference_mode():
-        out = module(x.to(torch.bfloat16) if label == "bf16" else x)
-    return (out.logits if hasattr(out, "logits") else out).float()
+        out = module(x if dtype is None else x.to(dtype))
+        logits = (out.logits if hasattr(out, "logits") else out).float()
+    _synchronize(logits.device.type)
+    return logits
+
+
+def _device_peak_mb(label: str, module: Any, x: Any) -> float | None:
+    """CUDA: the peak memory one forward allocates, weights included, in MB; None on the CPU."""
+    if x.device.type != "cuda":
+        return None
+    import torch
+
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    _logits(label, module, x)
+    return torch.cuda.max_memory_allocated() / 2**20
 
 
 def _parity(a: Any, b: Any) -> tuple[float, float]:
@@ -554,14 +612,15 @@ def _forward_batch(
     import torch
 
     results: list[ForwardResult] = []
-    x = torch.from_numpy(_windows(batch, opts.window_seconds))  # (batch, samples)
+    x = torch.from_numpy(_windows(batch, opts.window_seconds)).to(opts.device)  # (batch, samples)
     gflop = count_gflop(models["fp32"], x)
     logits = {label: _logits(label, m, x) for label, m in models.items()}
+    memory = {label: _device_peak_mb(label, m, x) for label, m in models.items()}
     fns: dict[str, Callable[[], object]] = {lab: partial(_logits, lab, m, x) for lab, m in models.items()}
-    parallel = {
+    parallel = {  # the CPU only: on a GPU the CLI runs one window at a time (inference.py)
         f"{lab} x{opts.threads}": partial(_in_parallel, lab, m, x, pool, opts.threads)
         for lab, m in models.items()
-        if lab != "transformers" and opts.threads > 1
+        if lab != "transformers" and opts.threads > 1 and opts.device == "cpu"
     }
     times = interleaved({**fns, **parallel}, opts.repeats)
     for label in parallel:  # `threads` forwards per timing: seconds per forward
@@ -576,7 +635,7 @@ def _forward_batch(
         parity = label in logits and other in logits
         diff, agree = _parity(logits[label], logits[other]) if parity else (None, None)
         median = statistics.median(ts)
-        peak = peaks.get("bf16" if precision.startswith("bf16") else "fp32", 0.0)
+        peak = peaks.get(_peak_dtype(precision), 0.0)
         results.append(
             ForwardResult(
                 model=name,
@@ -591,6 +650,7 @@ def _forward_batch(
                 max_abs_diff=diff,
                 argmax_agreement=agree,
                 times=tuple(ts),
+                device_peak_mb=memory.get(label),
             )
         )
     log.info(
@@ -653,7 +713,7 @@ def bench_env(threads: int) -> dict[str, str]:
 
 
 def sew_command(
-    inputs: Sequence[Path], model: Path, out_dir: Path, threads: int, precision: str
+    inputs: Sequence[Path], model: Path, out_dir: Path, threads: int, precision: str, device: str = "cpu"
 ) -> list[str]:
     """The `sew transcribe` command line a user would run (python -m sewcli == the `sew` script)."""
     return [
@@ -669,7 +729,7 @@ def sew_command(
         "--precision",
         precision,
         "--device",
-        "cpu",
+        device,
         "--output-dir",
         str(out_dir),
         "--overwrite",
@@ -677,19 +737,21 @@ def sew_command(
     ]
 
 
-def hf_pipeline_command(model: Path, audio: Path, threads: int) -> list[str]:
+def hf_pipeline_command(model: Path, audio: Path, threads: int, device: str = "cpu") -> list[str]:
     """The transformers ASR-pipeline baseline as its own process (see `hf_pipeline_main`)."""
-    return [sys.executable, "-m", "sewcli.bench", "hf-pipeline", str(model), str(audio), str(threads)]
+    command = [sys.executable, "-m", "sewcli.bench", "hf-pipeline", str(model), str(audio), str(threads)]
+    return command if device == "cpu" else [*command, device]
 
 
-def hf_pipeline_main(model: str, audio: str, threads: str) -> int:
-    """Baseline: what a user would otherwise run: transformers' ASR pipeline, chunk_length_s=20, CPU, fp32."""
+def hf_pipeline_main(model: str, audio: str, threads: str, device: str = "cpu") -> int:
+    """Baseline: what a user would otherwise run: transformers' ASR pipeline, chunk_length_s=20, fp32, on
+    the CPU or the GPU."""
     import soundfile as sf
     import torch
     import transformers
 
     torch.set_num_threads(int(threads))
-    asr = transformers.pipeline("automatic-speech-recognition", model=model, chunk_length_s=20, device="cpu")
+    asr = transformers.pipeline("automatic-speech-recognition", model=model, chunk_length_s=20, device=device)
     samples, rate = sf.read(audio, dtype="float32")
     result: Any = asr({"raw": samples, "sampling_rate": rate})
     text = str(result["text"])
@@ -766,10 +828,12 @@ def pipeline_bench(opts: BenchOptions, workdir: Path) -> list[ProcessResult]:
     audio = write_long_audio(workdir / "audio" / f"pipeline-{opts.pipeline_minutes:g}min.wav", seconds)
     out = workdir / "out"
     commands = {
-        f"sew {p}": sew_command([audio], model, out, opts.threads, p) for p in opts.pipeline_precisions
+        f"sew {p}": sew_command([audio], model, out, opts.threads, p, opts.device)
+        for p in opts.pipeline_precisions
     }
     if opts.reference:
-        commands = {"transformers pipeline": hf_pipeline_command(model, audio, opts.threads), **commands}
+        baseline = hf_pipeline_command(model, audio, opts.threads, opts.device)
+        commands = {"transformers pipeline": baseline, **commands}
     return process_bench(
         f"{opts.pipeline_model} {opts.pipeline_minutes:g} min", commands, seconds, opts, opts.pipeline_repeats
     )
@@ -781,7 +845,7 @@ def rss_bench(opts: BenchOptions, workdir: Path) -> list[ProcessResult]:
     results = []
     for minutes in [m for m in opts.rss_minutes if m > 0]:  # 0 skips (`--rss-minutes 0`)
         audio = write_long_audio(workdir / "audio" / f"rss-{minutes:g}min.wav", minutes * 60, seed=1)
-        command = sew_command([audio], model, workdir / "out", opts.threads, "fp32")
+        command = sew_command([audio], model, workdir / "out", opts.threads, "fp32", opts.device)
         wall, peak, code = run_process(command, bench_env(opts.threads), timeout=4 * 3600)
         label = f"RSS {opts.rss_model} {minutes:g} min"
         results.append(
@@ -805,8 +869,10 @@ def directory_bench(opts: BenchOptions, workdir: Path) -> list[ProcessResult]:
     for i in range(opts.directory_files):
         write_long_audio(folder / f"f{i:02d}.wav", opts.directory_seconds, seed=10 + i)
     model = checkpoint_for(opts.pipeline_model, workdir)
+    fast = "int8" if opts.device == "cpu" else "fp16"
     commands = {
-        p: sew_command([folder], model, workdir / "out-dir", opts.threads, p) for p in ("fp32", "int8")
+        p: sew_command([folder], model, workdir / "out-dir", opts.threads, p, opts.device)
+        for p in ("fp32", fast)
     }
     seconds = opts.directory_files * opts.directory_seconds
     return process_bench(
@@ -821,12 +887,16 @@ def directory_bench(opts: BenchOptions, workdir: Path) -> list[ProcessResult]:
 # ----------------------------------------------------------------------------------------------- run + report
 
 
-def _rescale_peak(result: ForwardResult, peaks: dict[str, float]) -> ForwardResult:
-    """Express achieved GFLOP/s against the best GEMM peak of the run (before or after the forwards).
+def _peak_dtype(precision: str) -> str:
+    """The GEMM peak a precision is measured against: its own dtype; int8 the fp32 one (its FLOPs are the
+    fp32 model's)."""
+    dtype = precision.split()[0]  # "bf16 x2": the rows of windows in parallel
+    return dtype if dtype in ("bf16", "fp16") else "fp32"
 
-    int8 rows are measured against the fp32 peak (their FLOPs are the fp32 model's).
-    """
-    dtype = "bf16" if result.precision == "bf16" else "fp32"
+
+def _rescale_peak(result: ForwardResult, peaks: dict[str, float]) -> ForwardResult:
+    """Express achieved GFLOP/s against the best GEMM peak of the run (before or after the forwards)."""
+    dtype = _peak_dtype(result.precision)
     best = max((v for k, v in peaks.items() if k.split()[0] == dtype), default=0.0)
     return replace(result, peak_fraction=result.gflops / best if best else 0.0)
 
@@ -853,8 +923,13 @@ def run(opts: BenchOptions) -> BenchReport:
                 "sew bench: the transformers reference needs `pip install transformers`; "
                 "or pass --no-reference"
             ) from None
-    report.machine = machine_info(opts.threads)
-    report.peaks = {d: gemm_peak(opts.threads, d) for d in ("fp32", "bf16")}
+    if opts.device == "cuda":
+        from sewcli.inference import resolve_device
+
+        resolve_device("cuda")  # UsageError where there is none
+    report.machine = machine_info(opts.threads, opts.device)
+    dtypes = peak_dtypes(opts.device)
+    report.peaks = {d: gemm_peak(opts.threads, d, device=opts.device) for d in dtypes}
     with _workdir(opts) as workdir:
         for name in opts.models:
             try:
@@ -863,7 +938,9 @@ def run(opts: BenchOptions) -> BenchReport:
                 report.notes.append(str(e))
                 continue
             report.forward += forward_bench(name, directory, opts, report.peaks)
-        report.peaks.update({f"{d} after forward": gemm_peak(opts.threads, d) for d in ("fp32", "bf16")})
+        report.peaks.update(
+            {f"{d} after forward": gemm_peak(opts.threads, d, device=opts.device) for d in dtypes}
+        )
         report.forward = [_rescale_peak(r, report.peaks) for r in report.forward]
         report.process += help_bench(opts)
         if opts.pipeline_minutes > 0:
@@ -886,18 +963,23 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 
 
 def forward_table(results: Sequence[ForwardResult]) -> str:
-    """Markdown table of the forward timings."""
+    """Markdown table of the forward timings (with the GPU memory column where a row has it)."""
+    memory = any(r.device_peak_mb is not None for r in results)
     head = (
         "| model | engine | precision | batch | s / forward | audio-s / s | RTF | GFLOP / forward | GFLOP/s "
-        "| % of GEMM peak | speed-up vs transformers | max abs diff | argmax agree |\n"
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| % of GEMM peak | speed-up vs transformers | max abs diff | argmax agree |"
+        + (" GPU peak MB |" if memory else "")
+        + "\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        + ("---:|" if memory else "")
+        + "\n"
     )
     rows = [
-        f"| {r.model} | {r.engine} | {r.precision} | {r.batch} | {r.seconds:.3f} | {r.throughput:.1f} | "
-        f"{r.rtf:.4f} | {r.gflop:.1f} | {r.gflops:.1f} | {100 * r.peak_fraction:.0f}% | "
+        f"| {r.model} | {r.engine} | {r.precision} | {r.batch} | {r.seconds:.4f} | {r.throughput:.1f} | "
+        f"{r.rtf:.5f} | {r.gflop:.1f} | {r.gflops:.1f} | {100 * r.peak_fraction:.0f}% | "
         f"{_fmt(r.vs_transformers)}{'x' if r.vs_transformers else ''} | {_fmt(r.max_abs_diff, '.1e')} | "
         f"{_fmt(None if r.argmax_agreement is None else 100 * r.argmax_agreement, '.1f')}"
         f"{'%' if r.argmax_agreement is not None else ''} |"
+        + (f" {_fmt(r.device_peak_mb, '.0f')} |" if memory else "")
         for r in results
     ]
     return head + "\n".join(rows) + "\n"
@@ -937,9 +1019,11 @@ def render_markdown(report: BenchReport) -> str:
         f"Python {m.get('python')}, "
         f"torch {m.get('torch')} ({m.get('torch_capability')}), transformers {m.get('transformers')}; "
         f"{m.get('threads')} threads; load average (1/5/15 min) at start {m.get('load_at_start')}, "
-        f"at end {m.get('load_at_end')}.",
+        f"at end {m.get('load_at_end')}."
+        + (f" Models on the GPU: {m['gpu']}, CUDA {m.get('cuda')}." if "gpu" in m else ""),
         "",
-        "GEMM peak measured in this run (2048^3 matmul, best of 1.5 s; '% of GEMM peak' uses the higher): "
+        f"GEMM peak measured in this run ({'8192' if 'gpu' in m else '2048'}^3 matmul, best of 1.5 s; "
+        "'% of GEMM peak' uses the higher): "
         + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report.peaks.items())
         + ".",
         "",
@@ -962,11 +1046,13 @@ def render_markdown(report: BenchReport) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m sewcli.bench hf-pipeline MODEL AUDIO THREADS` (the baseline process)."""
+    """`python -m sewcli.bench hf-pipeline MODEL AUDIO THREADS [DEVICE]` (the baseline process)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) == 4 and args[0] == "hf-pipeline":
+    if len(args) in (4, 5) and args[0] == "hf-pipeline":
         return hf_pipeline_main(*args[1:])
-    sys.stderr.write("usage: python -m sewcli.bench hf-pipeline MODEL_DIR AUDIO THREADS (use `sew bench`)\n")
+    sys.stderr.write(
+        "usage: python -m sewcli.bench hf-pipeline MODEL_DIR AUDIO THREADS [DEVICE] (use `sew bench`)\n"
+    )
     return 2
 
 

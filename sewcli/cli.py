@@ -1068,12 +1068,23 @@ def bench(
             show_default="all four",
         ),
     ] = None,
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device", help="cpu, or cuda: every engine on the GPU (transformers too).", show_default="cpu"
+        ),
+    ] = "cpu",
     precision: Annotated[
         list[str] | None,
-        typer.Option("--precision", help="fp32, bf16, int8; repeatable.", show_default="all"),
+        typer.Option(
+            "--precision",
+            help="Repeatable: fp32, bf16, int8 on the CPU; fp32, fp16, bf16 on cuda.",
+            show_default="all three",
+        ),
     ] = None,
     batch_size: Annotated[
-        list[int] | None, typer.Option("--batch-size", help="Repeatable.", show_default="1, 4")
+        list[int] | None,
+        typer.Option("--batch-size", help="Repeatable.", show_default="1, 4; 1, 16 on cuda"),
     ] = None,
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="Threads for every engine.", show_default="2")
@@ -1136,6 +1147,7 @@ def bench(
         opts = bench_mod.options_from_cli(
             quick,
             models=model,
+            device=device,
             precisions=precision,
             batch_sizes=batch_size,
             threads=threads,

@@ -199,15 +199,18 @@ XLSR_TOKENIZER_CONFIG = {
 
 
 def hf_model(kind: str, config: dict[str, Any], seed: int = 0, **overrides: Any) -> torch.nn.Module:
-    """A random-weight transformers CTC model in eval mode (`kind` = "sew" | "wav2vec2")."""
+    """A random-weight transformers CTC model in eval mode (`kind` = "sew" | "sew-d" | "wav2vec2")."""
     import transformers
 
     cfg_cls, model_cls = {
         "sew": (transformers.SEWConfig, transformers.SEWForCTC),
+        "sew-d": (transformers.SEWDConfig, transformers.SEWDForCTC),
         "wav2vec2": (transformers.Wav2Vec2Config, transformers.Wav2Vec2ForCTC),
     }[kind]
     cfg = {
-        k: v for k, v in config.items() if k not in ("architectures", "transformers_version", "torch_dtype")
+        k: v
+        for k, v in config.items()
+        if k not in ("architectures", "transformers_version", "torch_dtype", "model_type")
     }
     cfg.update(overrides)
     torch.manual_seed(seed)

@@ -50,7 +50,7 @@ def test_options_from_cli_quick_and_overrides() -> None:
     assert opts.models == ("sew-tiny",)
     assert opts.threads == 1
     assert opts.repeats == bench.QUICK["repeats"] and opts.window_seconds == bench.QUICK["window_seconds"]
-    assert opts.precisions == bench.PRECISION_CHOICES  # None and empty lists keep the default
+    assert opts.precisions == bench.DEVICE_PRECISIONS["cpu"]  # None and empty lists keep the default
     full = bench.options_from_cli(False)
     assert full.pipeline_minutes == 10.0 and full.rss_minutes == (10.0, 120.0)
 
@@ -61,6 +61,44 @@ def test_options_from_cli_quick_and_overrides() -> None:
 def test_options_reject_bad_values(given: dict[str, object]) -> None:
     with pytest.raises(UsageError):
         bench.options_from_cli(False, **given)
+
+
+def test_cuda_options_default_to_the_gpu_precisions() -> None:
+    opts = bench.options_from_cli(False, device="cuda")
+    assert opts.precisions == opts.pipeline_precisions == ("fp32", "fp16", "bf16")
+    assert opts.batch_sizes == (1, 16)
+    quick = bench.options_from_cli(True, device="cuda", batch_sizes=None)
+    assert quick.batch_sizes == bench.QUICK["batch_sizes"] and quick.precisions == ("fp32", "fp16", "bf16")
+    assert bench.options_from_cli(False, device="cuda", precisions=["bf16"]).precisions == ("bf16",)
+    with pytest.raises(UsageError, match="'int8' is not one of fp32, fp16, bf16 on cuda"):
+        bench.options_from_cli(False, device="cuda", precisions=["int8"])
+    with pytest.raises(UsageError, match="'fp16' is not one of fp32, bf16, int8 on cpu"):
+        bench.options_from_cli(False, precisions=["fp16"])
+    with pytest.raises(UsageError, match="--device must be cpu or cuda"):
+        bench.options_from_cli(False, device="tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+def test_cuda_bench_without_a_gpu_is_a_usage_error() -> None:
+    opts = bench.BenchOptions(models=(), device="cuda", reference=False, rss_minutes=(), pipeline_minutes=0)
+    with pytest.raises(UsageError, match="no CUDA device"):
+        bench.run(opts)
+
+
+def test_cuda_baseline_command_and_table() -> None:
+    model, audio = Path("m"), Path("a.wav")
+    assert bench.hf_pipeline_command(model, audio, 2)[-3:] == ["m", "a.wav", "2"]
+    assert bench.hf_pipeline_command(model, audio, 2, "cuda")[-4:] == ["m", "a.wav", "2", "cuda"]
+    assert "--device cuda" in " ".join(bench.sew_command([audio], model, Path("o"), 2, "fp16", "cuda"))
+    row = bench.ForwardResult(
+        "m", "sew", "fp16", 1, 0.01, 20.0, 2.0, 0.5, 3.0, 1e-3, 0.99, device_peak_mb=312.4
+    )
+    table = bench.forward_table([row])
+    assert table.splitlines()[0].endswith("| GPU peak MB |") and table.splitlines()[2].endswith("| 312 |")
+    cpu_row = bench.ForwardResult("m", "sew", "fp32", 1, 0.2, 20.0, 2.0, 0.5, 1.2, 1e-6, 1.0)
+    assert "GPU" not in bench.forward_table([cpu_row])
+    assert bench._peak_dtype("fp16") == "fp16" and bench._peak_dtype("bf16 x2") == "bf16"
+    assert bench._peak_dtype("int8") == "fp32"
 
 
 def test_count_gflop_matches_hand_count() -> None:
