@@ -189,7 +189,7 @@ OutputDirOpt = Annotated[
 ]
 SkipExistingOpt = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs exist.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
-DeviceOpt = Annotated[Device, typer.Option("--device", help="auto = cuda when available.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="auto = cuda when available (cpu for int8).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for the model.")]
 
 

@@ -108,7 +108,10 @@ def load(
     """
     from sewcli.model.load import load_model
 
-    device = resolve_device(options.device)
+    # auto picks CUDA when there is a GPU, unless the precision runs on the CPU only
+    device = (
+        "cpu" if options.device == "auto" and options.precision == "int8" else resolve_device(options.device)
+    )
     # CUDA: one window at a time (one stream: windows in parallel would only contend for it)
     workers, threads, per_worker = 1, options.threads, options.threads
     if device == "cpu":

@@ -18,7 +18,7 @@ PRECISION_NAMES = ("fp32", "bf16", "fp16", "int8")
 class InferenceOptions:
     """How the model runs: device, CPU threads, windows per batch, and weight/activation precision."""
 
-    device: str = "auto"  # auto = cuda when available, else cpu
+    device: str = "auto"  # auto = cuda when available (cpu for int8), else cpu
     threads: int | None = None  # CPU threads for the model in all; None = torch's default (one per core)
     workers: int | None = None  # windows run at once on the CPU, each on threads/workers threads; None = auto
     batch_size: int = 1  # equal-length windows per forward pass

@@ -197,6 +197,8 @@ def test_int8_model_has_quantized_linears(tiny_dir: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # reach the check on CPU-only CI too
     with pytest.raises(UsageError, match="int8 runs on the CPU only"):
         inference.load(tiny_dir, inference.InferenceOptions(device="cuda", precision="int8"))
+    # --device auto (the default) on a machine with a GPU: int8 runs where it can, on the CPU
+    assert inference.load(tiny_dir, inference.InferenceOptions(precision="int8", threads=1)).device == "cpu"
 
 
 def test_int8_linears_equal_quantize_dynamic(tiny_dir: Path) -> None:
