@@ -14,6 +14,8 @@ hits both sides alike, and reported as the median of several repeats. Four parts
    threads; peak RSS from wait4; RSS at two durations (flat with length?); a directory of files; `sew --help`
    start time.
 4. report: a markdown table (docs/benchmarks.md) and JSON.
+With `--device cuda` every engine runs on the GPU instead (our fp32/fp16/bf16, transformers eager, transformers'
+pipeline), timings wait for the GPU to finish (`_synchronize`), and each forward row adds its peak GPU memory.
 
 torch and transformers are imported inside the functions that need them (this module is reachable from cli.py,
 which must start without torch). Library code: nothing here prints; progress goes to `logging`.

@@ -48,10 +48,11 @@ FAMILIES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _full_fp32() -> Iterator[None]:
-    """fp32 means fp32 in these comparisons: no TF32 in cuDNN convs or cuBLAS matmuls (CUDA's defaults
-    let convs use it, which moves logits by ~1e-3, on the reference and on us alike)."""
+@pytest.fixture
+def full_fp32() -> Iterator[None]:
+    """fp32 means fp32 in the exact comparisons: no TF32 in cuDNN convs or cuBLAS matmuls. PyTorch's
+    defaults, which sew keeps (as transformers does), let convs use it on a GPU: that moves logits by ~1e-3,
+    on the reference and on us alike."""
     before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     yield
@@ -73,6 +74,7 @@ def _batch() -> torch.Tensor:
     return torch.cat([waveform(48_000, seed=1), waveform(48_000, seed=2)])
 
 
+@pytest.mark.usefixtures("full_fp32")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_engine_matches_transformers_on_the_device(
@@ -149,15 +151,14 @@ def _cer(a: str, b: str) -> float:
     + [pytest.param(*CUDA.values, p, marks=CUDA.marks) for p in sorted(HALF)],
 )
 def test_examples_on_the_device(device: str, precision: str, fp32_texts: dict[str, str]) -> None:
-    """The shipped model on the examples: fp32 on a GPU writes the CPU's text; half precision nearly so."""
+    """The shipped model on the examples, as the CLI runs it there (TF32 convs in fp32 on a GPU, PyTorch's
+    default), writes the CPU's fp32 text or one within a letter or two."""
     got = _transcribe(device, precision, batch_size=1)
-    if precision == "fp32":
-        assert got == fp32_texts
-    else:
-        worst = max(_cer(fp32_texts[name], got[name]) for name in got)
-        assert worst <= 0.05, {n: (fp32_texts[n], got[n]) for n in got}
+    worst = max(_cer(fp32_texts[name], got[name]) for name in got)
+    assert worst <= 0.05, {n: (fp32_texts[n], got[n]) for n in got}
 
 
+@pytest.mark.usefixtures("full_fp32")
 @pytest.mark.parametrize("device", DEVICES)
 def test_batched_windows_write_what_single_windows_write(device: str) -> None:
     """Windows of 1 s (the examples are 2-4 s): 3 per forward on the device, or one at a time."""
@@ -194,6 +195,7 @@ def test_cli_on_cuda_json(tmp_path: Path, fp32_texts: dict[str, str]) -> None:
         assert _cer(fp32_texts[path.name], text) <= 0.05, (path.name, text)
 
 
+@pytest.mark.usefixtures("full_fp32")
 @pytest.mark.parametrize("device", DEVICES)
 def test_forward_bench_on_the_device(device: str, tmp_path: Path) -> None:
     """`sew bench --device cuda`'s forward rows: every GPU precision, parity, memory; no CPU-only rows."""
