@@ -310,3 +310,25 @@ def _train_resume_export(work: Path, device: str, monkeypatch: pytest.MonkeyPatc
     with torch.no_grad():
         logits = loaded.model(torch.randn(1, 16000))
     assert logits.shape == (1, 49, 32) and torch.isfinite(logits).all()
+
+    # a new work directory (the training state of a finished run is gone) starts from the exported weights
+    fresh = work.parent / "fresh"
+    fresh.mkdir()
+    (fresh / "corpus").symlink_to(work / "corpus")
+    again = [*base, "--init-from", str(export), "--lr", "0", "--max-steps", "1"]
+    again[again.index("--work") + 1] = str(fresh)
+    monkeypatch.setattr(sys, "argv", again)
+    train.main()
+    state = torch.load(fresh / "train" / "last.pt", weights_only=True)
+    assert state["step"] == 1  # a fresh optimizer and step count
+    exported = loaded.model.state_dict()
+    trained = {k: v.cpu() for k, v in state["model"].items() if "masked_spec_embed" not in k}
+    assert trained.keys() == {k for k in exported if "masked_spec_embed" not in k}
+    assert all(torch.equal(v, exported[k]) for k, v in trained.items())  # lr 0: still the exported weights
+    other = work.parent / "other"
+    other.mkdir()
+    (other / "corpus").symlink_to(work / "corpus")
+    again[again.index("--work") + 1] = str(other)
+    monkeypatch.setattr(sys, "argv", [*again, "--size", "small"])
+    with pytest.raises(SystemExit, match="config differs from --size's in hidden_size"):
+        train.main()

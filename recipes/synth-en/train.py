@@ -14,7 +14,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,18 @@ def lr_at(step: int, peak: float, warmup: int, total: int, floor: float = 0.05) 
         return peak * (step + 1) / warmup
     p = min(1.0, (step - warmup) / max(1, total - warmup))
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def init_weights(model: SEWForCTC, directory: Path, cfg: SEWConfig) -> None:
+    """Copy an exported model's weights into `model` (float32); its config must be `cfg` (same --size)."""
+    from sewcli.model.load import load_model
+
+    source = load_model(directory).model
+    if source.config != cfg:
+        diff = [f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(source.config, f.name)]
+        raise SystemExit(f"--init-from {directory}: its config differs from --size's in {', '.join(diff)}")
+    with torch.no_grad():
+        model.load_state_dict({k: v.float() for k, v in source.state_dict().items()})
 
 
 @torch.no_grad()
@@ -107,6 +119,9 @@ def main() -> None:
     ap.add_argument("--p-join", type=float, default=0.0,
                     help="probability that a batch's utterances are joined in pairs across a pause (sitting 7)")
     ap.add_argument("--augment-from", type=int, default=1500, help="clean audio before this step (curriculum)")
+    ap.add_argument("--init-from", default=None,
+                    help="an exported model directory (e.g. sewcli/assets/sew-synth-en): start from its weights, "
+                         "with a fresh optimizer and step 0, when work/train holds no checkpoint yet")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -129,6 +144,9 @@ def main() -> None:
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         elapsed_prev, best = state["elapsed"], state["best"]
         print(f"resumed at step {step} (epoch {epoch}, batch {batch_in_epoch})", flush=True)
+    elif args.init_from:
+        init_weights(model, Path(args.init_from), cfg)
+        print(f"initialised from {args.init_from} (fresh optimizer)", flush=True)
     print(f"params {n_params} ({n_params / 1e6:.2f} M), device {device}", flush=True)
     (out / "args.json").write_text(json.dumps(vars(args), indent=1))
 
