@@ -14,8 +14,9 @@ hits both sides alike, and reported as the median of several repeats. Four parts
    threads; peak RSS from wait4; RSS at two durations (flat with length?); a directory of files; `sew --help`
    start time.
 4. report: a markdown table (docs/benchmarks.md) and JSON.
-With `--device cuda` every engine runs on the GPU instead (our fp32/fp16/bf16, transformers eager, transformers'
-pipeline), timings wait for the GPU to finish (`_synchronize`), and each forward row adds its peak GPU memory.
+With `--device cuda` every engine runs on the GPU instead (our fp32/fp16/bf16, transformers eager,
+transformers' pipeline), timings wait for the GPU to finish (`_synchronize`), and each forward row adds the
+GPU memory it allocates.
 
 torch and transformers are imported inside the functions that need them (this module is reachable from cli.py,
 which must start without torch). Library code: nothing here prints; progress goes to `logging`.
@@ -223,7 +224,9 @@ class ForwardResult:
     max_abs_diff: float | None  # logits vs the reference (transformers for fp32; our fp32 for fast paths)
     argmax_agreement: float | None  # fraction of frames whose argmax token equals the reference's
     times: tuple[float, ...] = ()
-    device_peak_mb: float | None = None  # CUDA: peak memory allocated by one forward (None on the CPU)
+    device_peak_mb: float | None = (
+        None  # CUDA: peak memory one forward allocates above the weights; None: CPU
+    )
 
     @property
     def throughput(self) -> float:
@@ -549,15 +552,17 @@ def _logits(label: str, module: Any, x: Any) -> Any:
 
 
 def _device_peak_mb(label: str, module: Any, x: Any) -> float | None:
-    """CUDA: the peak memory one forward allocates, weights included, in MB; None on the CPU."""
+    """CUDA: the peak memory one forward allocates on top of what is resident before it (activations and
+    workspaces; the weights of every engine loaded stay resident), in MB; None on the CPU."""
     if x.device.type != "cuda":
         return None
     import torch
 
     torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     _logits(label, module, x)
-    return torch.cuda.max_memory_allocated() / 2**20
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
 def _parity(a: Any, b: Any) -> tuple[float, float]:
@@ -970,7 +975,7 @@ def forward_table(results: Sequence[ForwardResult]) -> str:
     head = (
         "| model | engine | precision | batch | s / forward | audio-s / s | RTF | GFLOP / forward | GFLOP/s "
         "| % of GEMM peak | speed-up vs transformers | max abs diff | argmax agree |"
-        + (" GPU peak MB |" if memory else "")
+        + (" GPU MB per forward |" if memory else "")
         + "\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         + ("---:|" if memory else "")
         + "\n"

@@ -94,7 +94,9 @@ def test_cuda_baseline_command_and_table() -> None:
         "m", "sew", "fp16", 1, 0.01, 20.0, 2.0, 0.5, 3.0, 1e-3, 0.99, device_peak_mb=312.4
     )
     table = bench.forward_table([row])
-    assert table.splitlines()[0].endswith("| GPU peak MB |") and table.splitlines()[2].endswith("| 312 |")
+    assert table.splitlines()[0].endswith("| GPU MB per forward |") and table.splitlines()[2].endswith(
+        "| 312 |"
+    )
     cpu_row = bench.ForwardResult("m", "sew", "fp32", 1, 0.2, 20.0, 2.0, 0.5, 1.2, 1e-6, 1.0)
     assert "GPU" not in bench.forward_table([cpu_row])
     assert bench._peak_dtype("fp16") == "fp16" and bench._peak_dtype("bf16 x2") == "bf16"
