@@ -8,8 +8,10 @@
 #    windows, the CLI on CUDA; tests/test_recipe.py: training steps on CUDA);
 # 2. `sew bench --device cuda`: forward rows of the four models at fp32/fp16/bf16, batch 1 and 16, against
 #    transformers eager on the same GPU, and whole processes against transformers' pipeline on the GPU.
-# Results land in $OUT (the device tool brings them back): versions.txt, pytest-gpu.log, bench-cuda.md/.json/.log.
-# About 5-7 minutes on an H200; each part has its own time limit, so one that hangs leaves the rest their time.
+# Results land in $OUT (the device tool brings them back): versions.txt, pytest-gpu.log,
+# bench-cuda.md/.json/.log.
+# An estimated 5-7 minutes on an H200 (not yet run on one: no GPU was lent); each part has its own time
+# limit, so one that hangs leaves the rest their time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/sew-device-check}
