@@ -154,7 +154,7 @@ def load(directory: Path | str, options: Any = None, name: str | None = None) ->
         import torch
 
         torch.set_num_threads(options.threads)
-    device = inference.resolve_device(options.device)
+    device = inference.resolve_device(options.device, options.precision)
     dtype = inference.PRECISIONS[options.precision]
     module = load_classifier(info.family, info.config, info.weight_files, device=device, dtype=dtype)
     if module.head.num_labels != len(info.labels):

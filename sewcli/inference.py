@@ -75,10 +75,11 @@ class LoadedModel:
         return int(lengths[0])
 
 
-def resolve_device(name: str) -> str:
-    """'auto' -> 'cuda' when a CUDA device is usable, else 'cpu'; 'cuda' without CUDA is a usage error."""
+def resolve_device(name: str, precision: str = "fp32") -> str:
+    """'auto' -> 'cuda' when a CUDA device is usable and `precision` runs there (not int8, CPU only), else
+    'cpu'; 'cuda' without CUDA is a usage error."""
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() and precision != "int8" else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
     return name
@@ -108,10 +109,7 @@ def load(
     """
     from sewcli.model.load import load_model
 
-    # auto picks CUDA when there is a GPU, unless the precision runs on the CPU only
-    device = (
-        "cpu" if options.device == "auto" and options.precision == "int8" else resolve_device(options.device)
-    )
+    device = resolve_device(options.device, options.precision)
     # CUDA: one window at a time (one stream: windows in parallel would only contend for it)
     workers, threads, per_worker = 1, options.threads, options.threads
     if device == "cpu":
