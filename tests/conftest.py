@@ -156,6 +156,21 @@ def write_audio(
     return path
 
 
+def error_rate(refs: list[str], hyps: list[str], unit: str = "word") -> float:
+    """Word (or character) error rate by a plain Levenshtein (independent of the recipe's metrics module)."""
+    edits = words = 0
+    for r, h in zip(refs, hyps, strict=True):
+        a, b = (r.split(), h.split()) if unit == "word" else (list(r), list(h))
+        d = list(range(len(b) + 1))
+        for i in range(1, len(a) + 1):
+            prev, d[0] = d[0], i
+            for j in range(1, len(b) + 1):
+                prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1]))
+        edits += d[-1]
+        words += len(a)
+    return edits / words
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _sew_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """sew's own cache (parsed language models) in a temporary directory, for subprocesses too."""

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import torch
 from _engine_helpers import SEW_TINY, W2V2_BASE, hf_model, save_both, waveform
+from conftest import error_rate
 
 from sewcli import bench, decoding, inference, pipeline
 from sewcli.chunking import ChunkOptions
@@ -136,15 +137,6 @@ def _transcribe(device: str, precision: str, batch_size: int, chunk: float | Non
     return {p.name: pipeline.transcribe_file(str(p), model, greedy, opts).text for p in _examples()}
 
 
-def _cer(a: str, b: str) -> float:
-    d = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        prev, d[0] = d[0], i
-        for j in range(1, len(b) + 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1]))
-    return d[-1] / max(1, len(a))
-
-
 @pytest.mark.parametrize(
     ("device", "precision"),
     [("cpu", "bf16"), pytest.param(*CUDA.values, "fp32", marks=CUDA.marks)]
@@ -154,7 +146,7 @@ def test_examples_on_the_device(device: str, precision: str, fp32_texts: dict[st
     """The shipped model on the examples, as the CLI runs it there (TF32 convs in fp32 on a GPU, PyTorch's
     default), writes the CPU's fp32 text or one within a letter or two."""
     got = _transcribe(device, precision, batch_size=1)
-    worst = max(_cer(fp32_texts[name], got[name]) for name in got)
+    worst = max(error_rate([fp32_texts[name]], [got[name]], unit="char") for name in got)
     assert worst <= 0.05, {n: (fp32_texts[n], got[n]) for n in got}
 
 
@@ -192,7 +184,7 @@ def test_cli_on_cuda_json(tmp_path: Path, fp32_texts: dict[str, str]) -> None:
     assert len(written) == len(_examples())
     for path in _examples():
         text = written[path.with_suffix(".json").name]["text"]
-        assert _cer(fp32_texts[path.name], text) <= 0.05, (path.name, text)
+        assert error_rate([fp32_texts[path.name]], [text], unit="char") <= 0.05, (path.name, text)
 
 
 @pytest.mark.usefixtures("full_fp32")

@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import soxr
 import torch
+from conftest import error_rate
 
 from sewcli import decoding, inference, pipeline
 
@@ -32,21 +33,6 @@ def _examples() -> list[tuple[Path, str]]:
         assert len(audio) == 1, f"{txt} needs exactly one audio file next to it"
         out.append((audio[0], txt.read_text().strip()))
     return out
-
-
-def _wer(refs: list[str], hyps: list[str], unit: str = "word") -> float:
-    """Word (or character) error rate by a plain Levenshtein (independent of the recipe's metrics module)."""
-    edits = words = 0
-    for r, h in zip(refs, hyps, strict=True):
-        a, b = (r.split(), h.split()) if unit == "word" else (list(r), list(h))
-        d = list(range(len(b) + 1))
-        for i in range(1, len(a) + 1):
-            prev, d[0] = d[0], i
-            for j in range(1, len(b) + 1):
-                prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1]))
-        edits += d[-1]
-        words += len(a)
-    return edits / words
 
 
 @pytest.fixture(scope="module")
@@ -126,13 +112,13 @@ def test_examples_are_recognised(ours: dict[Path, str], ours_default: dict[Path,
     ex = _examples()
     refs = [r for _, r in ex]
     hyps = [ours[p].upper() for p, _ in ex]
-    greedy_wer = _wer(refs, hyps)
+    greedy_wer = error_rate(refs, hyps)
     assert greedy_wer <= MAX_EXAMPLES_WER, list(zip(refs, hyps, strict=True))
     with_lm = [ours_default[p].upper() for p, _ in ex]
-    assert _wer(refs, with_lm) <= MAX_EXAMPLES_WER_LM, list(zip(refs, with_lm, strict=True))
-    assert _wer(refs, with_lm) < greedy_wer
+    assert error_rate(refs, with_lm) <= MAX_EXAMPLES_WER_LM, list(zip(refs, with_lm, strict=True))
+    assert error_rate(refs, with_lm) < greedy_wer
     hello = (EXAMPLES / "hello.txt").read_text().strip()
-    assert _wer([hello], [ours[EXAMPLES / "hello.wav"].upper()], unit="char") <= MAX_HELLO_CER
+    assert error_rate([hello], [ours[EXAMPLES / "hello.wav"].upper()], unit="char") <= MAX_HELLO_CER
 
 
 def test_quick_start_command_offline(tmp_path: Path, ours_default: dict[Path, str]) -> None:
