@@ -702,3 +702,20 @@ def test_beam_search_without_kenlm_writes_nothing_to_stderr() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (0, "ok\n", "")
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_resource_tracker_of_the_beam_workers_stays_off_stderr(quiet: bool) -> None:
+    """A lock left behind (here: a process that ends with os._exit) makes multiprocessing's resource tracker
+    warn on the stderr it shares with sew, after sew's last line; the filter sew sets first keeps it quiet."""
+    code = (
+        "import multiprocessing, os\n"
+        "from sewcli import decoding\n"
+        f"if {quiet}: decoding._quiet_resource_tracker()\n"
+        "lock = multiprocessing.get_context('spawn').Lock()\n"
+        "os._exit(0)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0
+    assert ("resource_tracker" in res.stderr) is not quiet, res.stderr
