@@ -1,4 +1,4 @@
-"""Whole processes: transformers ASR pipeline vs `sew transcribe`: fp32, int8; default, 20 s and 10 s windows.
+"""Whole processes: transformers ASR pipeline vs `sew transcribe` (fp32, int8, bf16; 30, 20, 10 s windows).
 
 Usage: python bench/pipeline_rerun.py WORKDIR [REPEATS [RUNS]]   (WORKDIR as given to `sew bench --workdir`;
 the SEW-tiny checkpoint and the 10-minute file are created there if missing; RUNS: comma-separated row names
@@ -25,15 +25,15 @@ def main() -> int:
     model, audio = bench.pipeline_inputs(work)
     out = work / "out"
     cmds = {"transformers pipeline": bench.hf_pipeline_command(model, audio, 2)}
-    for precision in ("fp32", "int8"):
+    for precision in ("fp32", "int8", "bf16"):
         cmds[f"sew {precision}"] = bench.sew_command([audio], model, out, 2, precision)
     # the reference's window length (chunk_length_s=20), with our overlap rule's smallest tested overlap
     matched = ["--chunk-length", "20", "--chunk-overlap", "1"]
-    for precision in ("fp32", "int8"):
+    for precision in ("fp32", "int8", "bf16"):
         cmds[f"sew {precision} 20 s windows"] = bench.sew_command([audio], model, out, 2, precision) + matched
     # shorter windows: less attention per audio second (the embedded model's registry window is 10 s)
     short = ["--chunk-length", "10", "--chunk-overlap", "0.5"]
-    for precision in ("fp32", "int8"):
+    for precision in ("fp32", "int8", "bf16"):
         cmds[f"sew {precision} 10 s windows"] = bench.sew_command([audio], model, out, 2, precision) + short
     if len(sys.argv) > 3:
         keep = sys.argv[3].split(",")

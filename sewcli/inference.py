@@ -131,8 +131,10 @@ def load(
         if bf16_pays_off():
             convs_in_bf16(module)
     elif options.precision == "bf16" and device == "cpu":
-        from sewcli.model.fastpath import bf16_pays_off
+        from sewcli.model.fastpath import bf16_pays_off, convs_as_gemm, gemm_convs_pay_off
 
+        if gemm_convs_pay_off():
+            convs_as_gemm(module)
         if not bf16_pays_off():
             log.warning(
                 "--precision bf16 is slower than fp32 on this CPU (no AMX, or no native bf16); "

@@ -303,6 +303,76 @@ def test_bf16_convs_only_where_they_were_measured_faster(
     assert fastpath.bf16_pays_off() is expected
 
 
+@pytest.mark.parametrize(
+    ("norm", "bias", "kernels", "strides"),
+    [
+        ("group", False, (10, 3, 1, 3, 2), (5, 2, 1, 2, 2)),  # SEW: GroupNorm on the first layer only
+        ("layer", True, (10, 3, 3, 2), (5, 2, 2, 2)),  # wav2vec2 large / XLSR: LayerNorm on every layer
+    ],
+)
+def test_convs_as_gemm_compute_the_same_features(
+    norm: str, bias: bool, kernels: tuple[int, ...], strides: tuple[int, ...]
+) -> None:
+    from sewcli.model.common import FeatureEncoder
+
+    torch.manual_seed(0)
+    dims = [24, 32, 32, 48, 40][: len(kernels)]
+    encoder = FeatureEncoder(dims, kernels, strides, bias, norm, "gelu").eval()
+    for p in encoder.parameters():
+        if p.dim() == 1:  # non-trivial norm affines and biases
+            torch.nn.init.normal_(p, std=0.5)
+    x = torch.from_numpy(bench._windows(2, 0.5)).float()
+    with torch.inference_mode():
+        ref = encoder(x)
+        encoder.as_gemm = True
+        gemm = encoder(x)
+    assert gemm.shape == ref.shape and ref.shape[1] == dims[-1]
+    assert float((gemm - ref).abs().max()) <= 1e-5 * float(ref.abs().max()), float((gemm - ref).abs().max())
+    with torch.enable_grad():  # and it trains: gradients flow through unfold into the conv weights
+        encoder.train()
+        encoder(x).square().mean().backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in encoder.parameters())
+
+
+def test_bf16_with_gemm_convs_keeps_the_first_layer_float32(
+    tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sewcli.model import fastpath
+
+    monkeypatch.setattr(fastpath, "gemm_convs_pay_off", lambda: True)
+    monkeypatch.setattr(fastpath, "bf16_pays_off", lambda: True)
+    x = torch.from_numpy(bench._windows(2, 3.0)).float()
+    ref = inference.load(tiny_dir, inference.InferenceOptions(device="cpu", threads=1)).module
+    bf16 = inference.InferenceOptions(device="cpu", threads=1, precision="bf16")
+    fast = inference.load(tiny_dir, bf16).module
+    encoder = fast.sew.feature_extractor
+    assert encoder.as_gemm and encoder.conv_layers[0].conv.weight.dtype == torch.float32
+    assert encoder.conv_layers[1].conv.weight.dtype == torch.bfloat16
+    with torch.inference_mode():
+        a, b = ref(x), fast(x.to(torch.bfloat16)).float()
+    assert b.shape == a.shape
+    assert float((a - b).abs().max()) <= 0.05 * float(a.max() - a.min())
+    monkeypatch.setattr(fastpath, "gemm_convs_pay_off", lambda: False)
+    plain = inference.load(tiny_dir, bf16).module
+    assert not plain.sew.feature_extractor.as_gemm
+
+
+@pytest.mark.parametrize(
+    ("native", "flags", "expected"),
+    [(True, "avx512_bf16 amx_bf16 amx_tile", True), (True, "avx512_bf16", False), (False, "amx_bf16", False)],
+)
+def test_gemm_convs_only_with_amx(
+    native: bool, flags: str, expected: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sewcli.model import fastpath
+
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"vendor_id\t: GenuineIntel\nflags\t\t: fpu {flags}\n")
+    monkeypatch.setattr(fastpath, "CPUINFO", str(path))
+    monkeypatch.setattr(fastpath, "cpu_has_native_bf16", lambda: native)
+    assert fastpath.gemm_convs_pay_off() is expected
+
+
 def test_whole_process_and_hf_pipeline_baseline(tiny_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     opts = bench.BenchOptions(models=(), threads=1, pipeline_repeats=1)

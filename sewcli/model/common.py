@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -116,6 +116,31 @@ class ConvLayer(nn.Module):
         y: Tensor = self.activation(x)
         return y
 
+    def forward_gemm(self, x: Tensor) -> Tensor:
+        """This layer channels-last, its conv one matrix product: (B, time, c_in) -> (B, time', c_out).
+
+        The conv's windows become the rows of a (B, time', c_in * k) matrix (`unfold`, the only copy) times
+        the conv weight seen as (c_out, c_in * k): a GEMM, which runs on AMX tiles in bf16 where oneDNN's
+        bf16 convs do not (`sewcli.model.fastpath.convs_as_gemm`). LayerNorm statistics in float32. Used for
+        every layer but the first, which has the only GroupNorm (FeatureEncoder.forward).
+        """
+        assert self.norm_kind != "group", "group norm is on the first layer only, which runs channels-first"
+        conv = self.conv
+        k, s = conv.kernel_size[0], conv.stride[0]
+        cols = x.unfold(1, k, s).flatten(2)  # (B, T', c_in, k) -> (B, T', c_in * k); a view when k == s == 1
+        weight = conv.weight.view(conv.out_channels, -1)  # (c_out, c_in, k) -> (c_out, c_in * k), same order
+        x = F.linear(cols, weight, conv.bias)  # (B, T', c_out)
+        if self.norm_kind == "layer":  # LayerNorm over channels: the last axis here; float32 statistics
+            norm = self.layer_norm
+            assert isinstance(norm, nn.LayerNorm)
+            weight, bias = norm.weight.float(), norm.bias.float()
+            x = F.layer_norm(x.float(), norm.normalized_shape, weight, bias, norm.eps).to(x.dtype)
+
+        if self._gelu_in_place and not (torch.is_grad_enabled() and x.requires_grad):
+            return torch.ops.aten.gelu_(x)
+        y: Tensor = self.activation(x)
+        return y
+
 
 class FeatureEncoder(nn.Module):
     """The conv waveform encoder (`feature_extractor.conv_layers.{i}`); `norm` is HF's feat_extract_norm."""
@@ -140,9 +165,19 @@ class FeatureEncoder(nn.Module):
             layer_norm = norm if (norm == "layer" or i == 0) else None  # group norm only on layer 0
             layers.append(ConvLayer(c_in, c, k, s, conv_bias, layer_norm, act))
         self.conv_layers = nn.ModuleList(layers)
+        self.as_gemm = False  # convs as matrix products, channels-last (`ConvLayer.forward_gemm`)
 
     def forward(self, input_values: Tensor) -> Tensor:
         """Waveform (batch, samples) -> features (batch, conv_dim[-1], frames)."""
+        if self.as_gemm:
+            first, *rest = cast(list[ConvLayer], list(self.conv_layers))
+            # The one-channel first conv is a poor GEMM (k columns) and its norm reduces along time: it
+            # runs channels-first in float32 (`convs_as_gemm` keeps its weights so), the rest channels-last.
+            x = first(input_values[:, None].float())  # (B, C, T)
+            x = x.to(rest[0].conv.weight.dtype).transpose(1, 2) if rest else x.transpose(1, 2)  # (B, T, C)
+            for channels_last in rest:
+                x = channels_last.forward_gemm(x)
+            return x.transpose(1, 2)  # (B, frames, C) -> (B, C, frames), a view
         x = input_values[:, None]  # (B, 1, T)
         for layer in self.conv_layers:
             x = layer(x)

@@ -123,6 +123,36 @@ def convs_in_bf16(model: nn.Module) -> int:
     return n
 
 
+def convs_as_gemm(model: nn.Module) -> int:
+    """Compute the feature encoders' convs as matrix products, channels-last (`ConvLayer.forward_gemm`).
+
+    For bf16 on CPUs with AMX (`gemm_convs_pay_off`): oneDNN runs bf16 GEMMs on AMX tiles (2.2 TFLOP/s on
+    2 cores, 6.6x its fp32 GEMM) but its bf16 convs are no faster than fp32 ones, so a SEW-tiny feature
+    encoder over a 20 s window takes 23 ms as unfold + GEMM against 90 ms as convs (docs/benchmarks.md,
+    2026-12-04). The first layer (one input channel, the GroupNorm) stays a float32 conv: it is 1.8 ms
+    there against 9.3 ms as a bf16 conv. Same weights, same results up to bf16 rounding.
+
+    Returns:
+        the number of feature encoders switched.
+    """
+    from sewcli.model.common import FeatureEncoder
+
+    n = 0
+    for module in model.modules():
+        if isinstance(module, FeatureEncoder):
+            module.conv_layers[0].float()
+            module.as_gemm = True
+            n += 1
+    return n
+
+
+def gemm_convs_pay_off() -> bool:
+    """Whether `convs_as_gemm` is faster than convs for bf16 here: on CPUs with AMX (measured on one, an
+    Intel Xeon with amx_bf16, docs/benchmarks.md 2026-12-04; elsewhere bf16 GEMMs are no faster than convs).
+    """
+    return cpu_has_native_bf16() and "amx_bf16" in _cpu_vendor_and_flags()[1]
+
+
 def bf16_pays_off() -> bool:
     """Whether bf16 runs faster than fp32 on this CPU: the int8 path's convs (`convs_in_bf16`) and
     `--precision bf16` (sewcli/inference.py warns where it does not).
