@@ -125,11 +125,19 @@ def load(
     loaded = load_model(directory, device=device, dtype=dtype)
     module, info = loaded.model, loaded.info
     if options.precision == "int8":
-        from sewcli.model.fastpath import bf16_pays_off, convs_in_bf16, quantize_linear_int8
+        from sewcli.model.fastpath import (
+            bf16_pays_off,
+            convs_as_gemm,
+            convs_in_bf16,
+            gemm_convs_pay_off,
+            quantize_linear_int8,
+        )
 
         module = quantize_linear_int8(module)
         if bf16_pays_off():
             convs_in_bf16(module)
+            if gemm_convs_pay_off():
+                convs_as_gemm(module)
     elif options.precision == "bf16" and device == "cpu":
         from sewcli.model.fastpath import bf16_pays_off, convs_as_gemm, gemm_convs_pay_off
 

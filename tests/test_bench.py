@@ -276,7 +276,7 @@ def test_convs_in_bf16_keeps_float32_between_stages(tiny_dir: Path) -> None:
     diff = float((a - b).abs().max())
     assert 0 < diff <= 0.05 * float(a.max() - a.min()), diff
     int8 = inference.load(tiny_dir, inference.InferenceOptions(device="cpu", precision="int8")).module
-    conv_dtype = int8.sew.feature_extractor.conv_layers[0].conv.weight.dtype
+    conv_dtype = int8.sew.feature_extractor.conv_layers[1].conv.weight.dtype  # [0] is fp32 as a GEMM conv
     assert conv_dtype == (torch.bfloat16 if bf16_pays_off() else torch.float32)
 
 
@@ -334,7 +334,7 @@ def test_convs_as_gemm_compute_the_same_features(
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in encoder.parameters())
 
 
-def test_bf16_with_gemm_convs_keeps_the_first_layer_float32(
+def test_bf16_and_int8_with_gemm_convs_keep_the_first_layer_float32(
     tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sewcli.model import fastpath
@@ -352,6 +352,12 @@ def test_bf16_with_gemm_convs_keeps_the_first_layer_float32(
         a, b = ref(x), fast(x.to(torch.bfloat16)).float()
     assert b.shape == a.shape
     assert float((a - b).abs().max()) <= 0.05 * float(a.max() - a.min())
+    int8 = inference.InferenceOptions(device="cpu", threads=1, precision="int8")
+    quantized = inference.load(tiny_dir, int8).module  # int8 linears, bf16 GEMM convs, fp32 in and out
+    assert quantized.sew.feature_extractor.as_gemm
+    with torch.inference_mode():
+        c = quantized(x)
+    assert c.dtype == torch.float32 and float((a - c).abs().max()) <= 0.05 * float(a.max() - a.min())
     monkeypatch.setattr(fastpath, "gemm_convs_pay_off", lambda: False)
     plain = inference.load(tiny_dir, bf16).module
     assert not plain.sew.feature_extractor.as_gemm
