@@ -135,7 +135,6 @@ class ConvLayer(nn.Module):
             assert isinstance(norm, nn.LayerNorm)
             weight, bias = norm.weight.float(), norm.bias.float()
             x = F.layer_norm(x.float(), norm.normalized_shape, weight, bias, norm.eps).to(x.dtype)
-
         if self._gelu_in_place and not (torch.is_grad_enabled() and x.requires_grad):
             return torch.ops.aten.gelu_(x)
         y: Tensor = self.activation(x)

@@ -126,11 +126,12 @@ def convs_in_bf16(model: nn.Module) -> int:
 def convs_as_gemm(model: nn.Module) -> int:
     """Compute the feature encoders' convs as matrix products, channels-last (`ConvLayer.forward_gemm`).
 
-    For bf16 on CPUs with AMX (`gemm_convs_pay_off`): oneDNN runs bf16 GEMMs on AMX tiles (2.2 TFLOP/s on
-    2 cores, 6.6x its fp32 GEMM) but its bf16 convs are no faster than fp32 ones, so a SEW-tiny feature
-    encoder over a 20 s window takes 23 ms as unfold + GEMM against 90 ms as convs (docs/benchmarks.md,
-    2026-12-04). The first layer (one input channel, the GroupNorm) stays a float32 conv: it is 1.8 ms
-    there against 9.3 ms as a bf16 conv. Same weights, same results up to bf16 rounding.
+    For bf16 on CPUs with AMX (`gemm_convs_pay_off`): oneDNN runs bf16 GEMMs on the AMX tiles (2.2 TFLOP/s
+    on 2 cores, 6.7x its fp32 GEMM) but its bf16 convs are slower than its fp32 ones, so SEW-tiny's feature
+    encoder over a 20 s window takes 31 ms as unfold + GEMM against 99 ms as bf16 convs and 75 ms as fp32
+    convs (2 threads; `bench/gemm_convs.py`, docs/benchmarks.md 2026-12-04). The first layer (one input
+    channel, the GroupNorm) stays a float32 conv: 1.8 ms there against 9.3 ms as a bf16 conv. Same weights,
+    same results up to bf16 rounding.
 
     Returns:
         the number of feature encoders switched.
@@ -147,8 +148,9 @@ def convs_as_gemm(model: nn.Module) -> int:
 
 
 def gemm_convs_pay_off() -> bool:
-    """Whether `convs_as_gemm` is faster than convs for bf16 here: on CPUs with AMX (measured on one, an
-    Intel Xeon with amx_bf16, docs/benchmarks.md 2026-12-04; elsewhere bf16 GEMMs are no faster than convs).
+    """Whether bf16 convs run as GEMMs (`convs_as_gemm`) here: on CPUs with AMX, where that was measured 3.2x
+    faster (an Intel Xeon with amx_bf16, docs/benchmarks.md 2026-12-04). Not measured on AMD's AVX512-BF16
+    CPUs (where oneDNN's bf16 convs were already 2x faster than fp32 ones), so they keep the convs.
     """
     return cpu_has_native_bf16() and "amx_bf16" in _cpu_vendor_and_flags()[1]
 
