@@ -876,7 +876,11 @@ def directory_bench(opts: BenchOptions, workdir: Path) -> list[ProcessResult]:
     for i in range(opts.directory_files):
         write_long_audio(folder / f"f{i:02d}.wav", opts.directory_seconds, seed=10 + i)
     model = checkpoint_for(opts.pipeline_model, workdir)
-    fast = "int8" if opts.device == "cpu" else "fp16"
+    fast = "fp16"
+    if opts.device == "cpu":  # the CPU's fast path: bf16 where its convs run as AMX GEMMs, else int8
+        from sewcli.model.fastpath import gemm_convs_pay_off
+
+        fast = "bf16" if gemm_convs_pay_off() else "int8"
     commands = {
         p: sew_command([folder], model, workdir / "out-dir", opts.threads, p, opts.device)
         for p in ("fp32", fast)
