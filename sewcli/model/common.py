@@ -172,7 +172,7 @@ class FeatureEncoder(nn.Module):
             first, *rest = cast(list[ConvLayer], list(self.conv_layers))
             # The one-channel first conv is a poor GEMM (k columns) and its norm reduces along time: it
             # runs channels-first in float32 (`convs_as_gemm` keeps its weights so), the rest channels-last.
-            x = first(input_values[:, None].float())  # (B, C, T)
+            x = first(input_values[:, None].to(first.conv.weight.dtype))  # (B, C, T)
             x = x.to(rest[0].conv.weight.dtype).transpose(1, 2) if rest else x.transpose(1, 2)  # (B, T, C)
             for channels_last in rest:
                 x = channels_last.forward_gemm(x)
