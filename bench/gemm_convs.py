@@ -33,8 +33,7 @@ def encoder(dtype: torch.dtype, gemm: bool) -> torch.nn.Module:
     enc = FeatureEncoder(cfg.conv_dim, cfg.conv_kernel, cfg.conv_stride, cfg.conv_bias, "group", "gelu")
     enc = enc.to(dtype).eval()
     if gemm:
-        holder = torch.nn.Sequential(enc)  # convs_as_gemm walks a model's modules
-        convs_as_gemm(holder)
+        convs_as_gemm(enc)  # walks enc.modules(), enc itself included
     return enc
 
 

@@ -133,8 +133,8 @@ class ConvLayer(nn.Module):
         if self.norm_kind == "layer":  # LayerNorm over channels: the last axis here; float32 statistics
             norm = self.layer_norm
             assert isinstance(norm, nn.LayerNorm)
-            weight, bias = norm.weight.float(), norm.bias.float()
-            x = F.layer_norm(x.float(), norm.normalized_shape, weight, bias, norm.eps).to(x.dtype)
+            gamma, beta = norm.weight.float(), norm.bias.float()
+            x = F.layer_norm(x.float(), norm.normalized_shape, gamma, beta, norm.eps).to(x.dtype)
         if self._gelu_in_place and not (torch.is_grad_enabled() and x.requires_grad):
             return torch.ops.aten.gelu_(x)
         y: Tensor = self.activation(x)
