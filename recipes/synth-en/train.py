@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="1 is ~6x faster than 2 on a busy 2-core machine")
     ap.add_argument("--fp32", action="store_true", help="disable bf16 autocast (bf16 is ~1.6x faster here)")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda when available")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="data-loading processes (decoding, augmentation); 1 suits 2 cores, a GPU needs more")
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--schedule-start", type=int, default=0,
                     help="warm restart: the LR schedule (warm-up, cosine over --total-steps) starts at this step")
@@ -165,7 +167,7 @@ def main() -> None:
                           with_frame_targets=step < args.ce_steps + args.ce_decay)
         idx = list(range(batch_in_epoch, len(ds)))
         loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(ds, idx), batch_size=None, shuffle=False, num_workers=1, prefetch_factor=4,
+            torch.utils.data.Subset(ds, idx), batch_size=None, shuffle=False, num_workers=args.workers, prefetch_factor=4,
             persistent_workers=False, collate_fn=None, pin_memory=device.type == "cuda")
         print(f"epoch {epoch}: {len(rows)} utterances, {len(batches)} batches, from batch {batch_in_epoch}, "
               f"augment {ds.opt is not None}, frame targets {ds.with_ft}", flush=True)
