@@ -539,8 +539,14 @@ def transcribe(
         ),
     ] = None,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Equal-length windows per forward.")
-    ] = 1,
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Equal-length windows per forward.",
+            show_default="1 on the CPU, 4 on CUDA; 1 with --live",
+        ),
+    ] = None,
     precision: Annotated[Precision, typer.Option("--precision", help="Model precision.")] = Precision.fp32,
     exit_layer: Annotated[
         str | None,
@@ -683,7 +689,8 @@ def _pipeline_options(**kw: object) -> PipelineOptions:
         threads=kw["threads"],  # type: ignore[arg-type]
         # --live: one window at a time (a second worker would wait for the next window's audio)
         workers=1 if kw.get("live") and kw.get("model_workers") is None else kw.get("model_workers"),  # type: ignore[arg-type]
-        batch_size=kw["batch_size"],  # type: ignore[arg-type]
+        # --live: each window as soon as it is read (a batch would wait for the next windows' audio)
+        batch_size=1 if kw.get("live") and kw["batch_size"] is None else kw["batch_size"],  # type: ignore[arg-type]
         precision=kw["precision"].value,  # type: ignore[attr-defined]
         **given(exit_layer=_exit_layer(kw["exit_layer"]), exit_threshold=kw["exit_threshold"]),  # type: ignore[arg-type]
     )

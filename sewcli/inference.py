@@ -43,6 +43,12 @@ assert tuple(PRECISIONS) == PRECISION_NAMES
 # window in flight holds its activations: a second one raised SEW-tiny's fp32 peak RSS by 78 MB with 20 s
 # windows, 145 MB with 30 s ones).
 MAX_AUTO_WORKERS = 4
+# Windows per forward on CUDA when --batch-size is not given. One window leaves an H200 idle between kernel
+# launches (SEW-tiny: 7.6 ms for one 20 s window in fp16, 8.3 ms for 16), and cuDNN picks slow half-precision
+# convs for a batch of one (wav2vec2-base fp16: 14.6 ms, slower than fp32's 10.0; 16 windows 2.3 ms each):
+# docs/benchmarks.md, "CUDA on an NVIDIA H200". 4 keeps a forward's activations near 2.3 GB (wav2vec2-base,
+# 30 s windows, fp32; 1.1 GB in fp16), which small GPUs also hold; 16 was no faster in whole processes.
+CUDA_AUTO_BATCH = 4
 # torch's own default thread count (one per core), taken before load() changes it: --threads' default.
 _DEFAULT_THREADS = torch.get_num_threads()
 
@@ -64,6 +70,7 @@ class LoadedModel:
     dtype: Any  # torch dtype
     language: str | None = None  # from the registry entry, for the transcript
     workers: int = 1  # windows run at once (threads of their own), each on torch.get_num_threads() threads
+    batch_size: int = 1  # equal-length windows per forward unless the options say: --batch-size, or by device
 
     @property
     def frame_seconds(self) -> float:
@@ -83,6 +90,12 @@ def resolve_device(name: str, precision: str = "fp32") -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
     return name
+
+
+def default_batch_size(device: str) -> int:
+    """Windows per forward when --batch-size is not given: CUDA_AUTO_BATCH on CUDA, 1 on the CPU (where
+    windows run at once in worker threads instead, `cpu_workers`)."""
+    return CUDA_AUTO_BATCH if device == "cuda" else 1
 
 
 def cpu_workers(threads: int, workers: int | None) -> tuple[int, int]:
@@ -175,6 +188,7 @@ def load(
         dtype=dtype,
         language=language,
         workers=workers,
+        batch_size=options.batch_size or default_batch_size(device),
     )
 
 
@@ -216,7 +230,13 @@ def window_log_probs(model: LoadedModel, batch: list[Window]) -> list[FloatArray
         x = np.pad(x, ((0, 0), (0, model.min_samples - valid)))  # (B, min_samples)
     with torch.inference_mode():
         inputs = torch.from_numpy(x).to(device=model.device, dtype=model.dtype)
-        logits = model.module(inputs)  # (B, frames', vocab)
+        try:
+            logits = model.module(inputs)  # (B, frames', vocab)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise UsageError(
+                f"out of GPU memory running {len(batch)} window(s) of {valid / model.sample_rate:.0f} s "
+                "at once; use a smaller --batch-size or --chunk-length, or --precision fp16"
+            ) from exc
         log_probs = torch.log_softmax(logits.float(), dim=-1)[:, :frames]  # (B, frames, vocab)
         out = log_probs.cpu().numpy()
     return [out[i] for i in range(out.shape[0])]
@@ -234,11 +254,11 @@ def emissions(
     Args:
         windows: windows in order (records.Window), aligned to model.hop_samples.
         model: the loaded model.
-        options: batch size (device, precision and workers were fixed at load time).
+        options: batch size, None = the model's (device, precision and workers were fixed at load time).
     Returns:
         an iterator of Emissions, one per window, log_probs (kept frames, vocab) float32, consecutive.
     """
-    batches = _batches(windows, options.batch_size)
+    batches = _batches(windows, options.batch_size or model.batch_size)
     if model.workers <= 1:
         for batch in batches:
             yield from _kept(model, batch, window_log_probs(model, batch))

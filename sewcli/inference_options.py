@@ -21,7 +21,7 @@ class InferenceOptions:
     device: str = "auto"  # auto = cuda when available (cpu for int8), else cpu
     threads: int | None = None  # CPU threads for the model in all; None = torch's default (one per core)
     workers: int | None = None  # windows run at once on the CPU, each on threads/workers threads; None = auto
-    batch_size: int = 1  # equal-length windows per forward pass
+    batch_size: int | None = None  # equal-length windows per forward pass; None = 1 on the CPU, 4 on CUDA
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA) | int8 (CPU, model/fastpath.py)
     exit_layer: int | str | None = None  # early-exit models: a fixed exit layer, "auto", or None = last layer
     exit_threshold: float = 0.9  # "auto": a window exits once its mean max-posterior reaches this
@@ -37,7 +37,7 @@ class InferenceOptions:
             raise UsageError(f"--threads must be >= 1, got {self.threads}")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--model-workers must be >= 1, got {self.workers}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.precision not in PRECISION_NAMES:
             raise UsageError(

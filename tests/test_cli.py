@@ -169,6 +169,20 @@ def test_model_workers_one_with_live_unless_asked_for() -> None:
         assert request.pipeline.inference.workers == workers  # None: inference.cpu_workers decides
 
 
+def test_batch_size_one_with_live_unless_asked_for() -> None:
+    cases = (
+        ([], [], None),
+        ([], ["--live"], 1),
+        (["--batch-size", "8"], ["--live"], 8),
+        (["--batch-size", "2"], [], 2),
+    )
+    for extra, live, size in cases:
+        with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
+            assert sew("transcribe", "-", *live, *extra).exit_code == 0
+        (request,), _ = run.call_args
+        assert request.pipeline.inference.batch_size == size  # None: by device (inference.default_batch_size)
+
+
 def test_defaults(clean_env: dict[str, str]) -> None:
     with mock.patch.object(cli, "run_transcribe", return_value=0) as run:
         assert sew("transcribe", "x.wav").exit_code == 0

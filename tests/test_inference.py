@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +124,48 @@ def test_off_grid_window_is_refused(model: inference.LoadedModel) -> None:
     w = Window(index=0, start=100, samples=_signal(0.1), keep_start=0, keep_end=2, is_last=True)
     with pytest.raises(ValueError, match="frame grid"):
         list(inference.emissions([w], model, inference.InferenceOptions()))
+
+
+def test_batch_size_by_device_unless_given(
+    model: inference.LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No --batch-size: one window per forward on the CPU (windows run in worker threads there), several on
+    CUDA, where one window leaves the GPU idle between launches (docs/benchmarks.md); a given size wins."""
+    assert inference.default_batch_size("cpu") == 1
+    assert inference.default_batch_size("cuda") == inference.CUDA_AUTO_BATCH > 1
+    assert model.batch_size == 1  # loaded on the CPU without a batch size
+    seen: list[int] = []
+    real = inference.window_log_probs
+
+    def spy(m: inference.LoadedModel, batch: list[Window]) -> list[np.ndarray]:
+        seen.append(len(batch))
+        return real(m, batch)
+
+    monkeypatch.setattr(inference, "window_log_probs", spy)
+    windows = _windows(_signal(8.71, seed=2), model, 2.0, 0.4)  # equal windows, then a longer last one
+    as_on_cuda = dataclasses.replace(model, batch_size=3)
+    for loaded, options, expected in (
+        (model, inference.InferenceOptions(), 1),
+        (as_on_cuda, inference.InferenceOptions(), 3),
+        (as_on_cuda, inference.InferenceOptions(batch_size=2), 2),
+    ):
+        seen.clear()
+        assert len(list(inference.emissions(windows, loaded, options))) == len(windows)
+        assert max(seen) == expected and sum(seen) == len(windows)
+
+
+def test_out_of_gpu_memory_is_one_clear_error(
+    model: inference.LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch too large for the GPU ends in a usage error that says what to lower, not a traceback."""
+
+    def exhausted(x: torch.Tensor) -> torch.Tensor:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(model.module, "forward", exhausted)
+    windows = _windows(_signal(4.0, seed=3), model, 2.0, 0.4)
+    with pytest.raises(UsageError, match=r"out of GPU memory running 2 window\(s\) of 2 s .*--batch-size"):
+        list(inference.emissions(windows, model, inference.InferenceOptions(batch_size=2)))
 
 
 @pytest.mark.parametrize(
