@@ -5,12 +5,7 @@
 # Same set-up as bench/device_check.sh: carry [".whl", ".gpu_corpus"]; about 3-4 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/sew-device-check}
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  || { echo "installing .whl/ failed: run bench/device_wheels.sh here first" >&2; exit 1; }
-rm -rf /tmp/site/numpy /tmp/site/numpy-*  # the image's scipy needs its own numpy 2 (see device_check.sh)
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+. bench/device_env.sh
 timeout 170 python3 bench/cuda_batch1.py --json "$OUT/cuda_batch1.json" > "$OUT/cuda_batch1.log" 2>&1
 echo "cuda_batch1 exit $?"
 if [ -d .gpu_corpus/corpus ]; then

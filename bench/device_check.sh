@@ -18,13 +18,7 @@
 # On an H200 (2026-12-04): 277 s, 17 tests passed; results in docs/benchmarks.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/sew-device-check}
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  || { echo "installing .whl/ failed: run bench/device_wheels.sh here first" >&2; exit 1; }
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-# the image's numpy 2 (its scipy needs it; bench/device_wheels.sh carries none, older .whl/ folders did)
-rm -rf /tmp/site/numpy /tmp/site/numpy-*
+. bench/device_env.sh
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import sys, torch, numpy, transformers; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0), 'numpy', numpy.__version__, 'transformers', transformers.__version__)"
 } 2>&1 | tee "$OUT/versions.txt"
