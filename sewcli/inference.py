@@ -70,7 +70,6 @@ class LoadedModel:
     dtype: Any  # torch dtype
     language: str | None = None  # from the registry entry, for the transcript
     workers: int = 1  # windows run at once (threads of their own), each on torch.get_num_threads() threads
-    batch_size: int = 1  # equal-length windows per forward unless the options say: --batch-size, or by device
 
     @property
     def frame_seconds(self) -> float:
@@ -188,7 +187,6 @@ def load(
         dtype=dtype,
         language=language,
         workers=workers,
-        batch_size=options.batch_size or default_batch_size(device),
     )
 
 
@@ -254,11 +252,12 @@ def emissions(
     Args:
         windows: windows in order (records.Window), aligned to model.hop_samples.
         model: the loaded model.
-        options: batch size, None = the model's (device, precision and workers were fixed at load time).
+        options: batch size, None = by the model's device (device, precision and workers were fixed at load
+            time).
     Returns:
         an iterator of Emissions, one per window, log_probs (kept frames, vocab) float32, consecutive.
     """
-    batches = _batches(windows, options.batch_size or model.batch_size)
+    batches = _batches(windows, options.batch_size or default_batch_size(model.device))
     if model.workers <= 1:
         for batch in batches:
             yield from _kept(model, batch, window_log_probs(model, batch))

@@ -133,20 +133,18 @@ def test_batch_size_by_device_unless_given(
     CUDA, where one window leaves the GPU idle between launches (docs/benchmarks.md); a given size wins."""
     assert inference.default_batch_size("cpu") == 1
     assert inference.default_batch_size("cuda") == inference.CUDA_AUTO_BATCH > 1
-    assert model.batch_size == 1  # loaded on the CPU without a batch size
     seen: list[int] = []
-    real = inference.window_log_probs
 
-    def spy(m: inference.LoadedModel, batch: list[Window]) -> list[np.ndarray]:
+    def tally(m: inference.LoadedModel, batch: list[Window]) -> list[np.ndarray]:  # no forward: no GPU here
         seen.append(len(batch))
-        return real(m, batch)
+        return [np.zeros((m.frame_count(w.valid), len(m.vocab)), np.float32) for w in batch]
 
-    monkeypatch.setattr(inference, "window_log_probs", spy)
+    monkeypatch.setattr(inference, "window_log_probs", tally)
     windows = _windows(_signal(8.71, seed=2), model, 2.0, 0.4)  # equal windows, then a longer last one
-    as_on_cuda = dataclasses.replace(model, batch_size=3)
+    as_on_cuda = dataclasses.replace(model, device="cuda")
     for loaded, options, expected in (
         (model, inference.InferenceOptions(), 1),
-        (as_on_cuda, inference.InferenceOptions(), 3),
+        (as_on_cuda, inference.InferenceOptions(), inference.CUDA_AUTO_BATCH),
         (as_on_cuda, inference.InferenceOptions(batch_size=2), 2),
     ):
         seen.clear()
