@@ -125,6 +125,8 @@ def main() -> None:
                     help="an exported model directory (e.g. sewcli/assets/sew-synth-en): start from its weights, "
                          "with a fresh optimizer and step 0, when work/train holds no checkpoint yet")
     args = ap.parse_args()
+    if args.workers < 1:
+        ap.error("--workers must be at least 1 (the loader prefetches in its own processes)")
 
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
