@@ -231,9 +231,10 @@ def window_log_probs(model: LoadedModel, batch: list[Window]) -> list[FloatArray
         try:
             logits = model.module(inputs)  # (B, frames', vocab)
         except torch.cuda.OutOfMemoryError as exc:
+            half = ", or --precision fp16" if model.dtype == torch.float32 else ""  # not when already half
             raise UsageError(
                 f"out of GPU memory running {len(batch)} window(s) of {valid / model.sample_rate:.0f} s "
-                "at once; use a smaller --batch-size or --chunk-length, or --precision fp16"
+                f"at once; use a smaller --batch-size or --chunk-length{half}"
             ) from exc
         log_probs = torch.log_softmax(logits.float(), dim=-1)[:, :frames]  # (B, frames, vocab)
         out = log_probs.cpu().numpy()
