@@ -97,6 +97,42 @@ def default_batch_size(device: str) -> int:
     return CUDA_AUTO_BATCH if device == "cuda" else 1
 
 
+def _cpu_kernels(module: Any, precision: str) -> Any:
+    """The CPU's kernels for a precision (sewcli/model/fastpath.py; measurements in docs/benchmarks.md).
+
+    fp32: the waveform encoder's convs as GEMMs (`convs_as_gemm`), which run at the GEMM peak where
+    oneDNN's fp32 convs do not. int8: linears quantized; convs in bf16 where bf16 pays off, as GEMMs where
+    bf16 GEMMs run on AMX (or in fp32, where they are GEMMs too). bf16: convs as GEMMs on AMX CPUs.
+    """
+    from sewcli.model.fastpath import (
+        bf16_pays_off,
+        convs_as_gemm,
+        convs_in_bf16,
+        gemm_convs_pay_off,
+        quantize_linear_int8,
+    )
+
+    if precision == "fp32":
+        convs_as_gemm(module)
+    elif precision == "int8":
+        module = quantize_linear_int8(module)
+        if not bf16_pays_off():
+            convs_as_gemm(module)  # float32 convs
+        else:
+            convs_in_bf16(module)
+            if gemm_convs_pay_off():
+                convs_as_gemm(module)
+    elif precision == "bf16":
+        if gemm_convs_pay_off():
+            convs_as_gemm(module)
+        if not bf16_pays_off():
+            log.warning(
+                "--precision bf16 is slower than fp32 on this CPU (no AMX, or no native bf16); "
+                "fp32 or int8 are faster here"
+            )
+    return module
+
+
 def cpu_workers(threads: int, workers: int | None) -> tuple[int, int]:
     """(windows at once, intra-op threads per window) for `threads` CPU threads in all.
 
@@ -136,30 +172,8 @@ def load(
         raise UsageError("--precision int8 runs on the CPU only; use bf16 or fp16 with --device cuda")
     loaded = load_model(directory, device=device, dtype=dtype)
     module, info = loaded.model, loaded.info
-    if options.precision == "int8":
-        from sewcli.model.fastpath import (
-            bf16_pays_off,
-            convs_as_gemm,
-            convs_in_bf16,
-            gemm_convs_pay_off,
-            quantize_linear_int8,
-        )
-
-        module = quantize_linear_int8(module)
-        if bf16_pays_off():
-            convs_in_bf16(module)
-            if gemm_convs_pay_off():
-                convs_as_gemm(module)
-    elif options.precision == "bf16" and device == "cpu":
-        from sewcli.model.fastpath import bf16_pays_off, convs_as_gemm, gemm_convs_pay_off
-
-        if gemm_convs_pay_off():
-            convs_as_gemm(module)
-        if not bf16_pays_off():
-            log.warning(
-                "--precision bf16 is slower than fp32 on this CPU (no AMX, or no native bf16); "
-                "fp32 or int8 are faster here"
-            )
+    if device == "cpu":
+        module = _cpu_kernels(module, options.precision)
     if options.exit_layer is not None:  # early exit (sewcli/model/early_exit.py); no exit heads -> UsageError
         from sewcli.model.early_exit import ExitPolicy, configure_exit
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +285,20 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@contextmanager
+def convs_as(model: torch.nn.Module, gemm: bool) -> Iterator[None]:
+    """Run the feature encoders' convs as oneDNN convs or as GEMMs (`ConvLayer.forward_gemm`, what CPU
+    inference runs: sewcli/inference.py) inside the block; restored after."""
+    from sewcli.model.common import FeatureEncoder
+
+    encoders = [m for m in model.modules() if isinstance(m, FeatureEncoder)]
+    before = [e.as_gemm for e in encoders]
+    for e in encoders:
+        e.as_gemm = gemm
+    try:
+        yield
+    finally:
+        for e, b in zip(encoders, before, strict=True):
+            e.as_gemm = b

@@ -308,26 +308,39 @@ def test_bf16_convs_only_where_they_were_measured_faster(
     [
         ("group", False, (10, 3, 1, 3, 2), (5, 2, 1, 2, 2)),  # SEW: GroupNorm on the first layer only
         ("layer", True, (10, 3, 3, 2), (5, 2, 2, 2)),  # wav2vec2 large / XLSR: LayerNorm on every layer
+        ("group", False, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)),  # wav2vec2 base
+        ("group", True, (4, 5, 1, 2), (4, 2, 1, 3)),  # k == s, k > 2s (three tap groups), k < s
     ],
 )
+@pytest.mark.parametrize("samples", [8000, 8003])  # odd: the last frames' windows end short of the input
 def test_convs_as_gemm_compute_the_same_features(
-    norm: str, bias: bool, kernels: tuple[int, ...], strides: tuple[int, ...]
+    norm: str, bias: bool, kernels: tuple[int, ...], strides: tuple[int, ...], samples: int
 ) -> None:
     from sewcli.model.common import FeatureEncoder
 
     torch.manual_seed(0)
-    dims = [24, 32, 32, 48, 40][: len(kernels)]
+    dims = [24, 32, 32, 48, 40, 40, 32][: len(kernels)]
     encoder = FeatureEncoder(dims, kernels, strides, bias, norm, "gelu").eval()
     for p in encoder.parameters():
         if p.dim() == 1:  # non-trivial norm affines and biases
             torch.nn.init.normal_(p, std=0.5)
-    x = torch.from_numpy(bench._windows(2, 0.5)).float()
+    x = torch.randn(2, samples)
     with torch.inference_mode():
         ref = encoder(x)
         encoder.as_gemm = True
         gemm = encoder(x)
+        one = encoder(x[1:])  # batch of one: the same rows
     assert gemm.shape == ref.shape and ref.shape[1] == dims[-1]
     assert float((gemm - ref).abs().max()) <= 1e-5 * float(ref.abs().max()), float((gemm - ref).abs().max())
+    assert float((one[0] - ref[1]).abs().max()) <= 1e-5 * float(ref.abs().max())
+    with torch.no_grad():  # the cached GEMM weights follow an update (load_state_dict copies in place)
+        state = {k: v + 0.1 * torch.randn_like(v) for k, v in encoder.state_dict().items()}
+        encoder.load_state_dict(state)
+        gemm = encoder(x)
+        encoder.as_gemm = False
+        ref = encoder(x)
+        encoder.as_gemm = True
+    assert float((gemm - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
     with torch.enable_grad():  # and it trains: gradients flow through unfold into the conv weights
         encoder.train()
         encoder(x).square().mean().backward()

@@ -82,6 +82,23 @@ def min_input_length(frames: int, kernels: Sequence[int], strides: Sequence[int]
     return need
 
 
+def derived_weights(
+    module: nn.Module, sources: Sequence[Tensor], build: Callable[[], list[Tensor]]
+) -> list[Tensor]:
+    """Tensors computed from a module's weights (regrouped, concatenated), built once and reused while the
+    weights are unchanged: same storage, version, dtype and device (`load_state_dict`, `.to()` and
+    in-place updates all show). Built afresh, and not kept, where a weight needs a gradient."""
+    if torch.is_grad_enabled() and any(w.requires_grad for w in sources):
+        return build()
+    key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in sources)
+    cached = module.__dict__.get("_derived_weights")
+    if cached is not None and cached[0] == key:
+        return cast(list[Tensor], cached[1])
+    built = [w.contiguous() for w in build()]
+    module.__dict__["_derived_weights"] = (key, built)
+    return built
+
+
 class ConvLayer(nn.Module):
     """One feature-encoder layer: Conv1d -> [GroupNorm | LayerNorm over channels | nothing] -> activation."""
 
@@ -117,28 +134,81 @@ class ConvLayer(nn.Module):
         return y
 
     def forward_gemm(self, x: Tensor) -> Tensor:
-        """This layer channels-last, its conv one matrix product: (B, time, c_in) -> (B, time', c_out).
+        """This layer channels-last, its conv as matrix products: (B, time, c_in) -> (B, time', c_out).
 
-        The conv's windows become the rows of a (B, time', c_in * k) matrix (`unfold`, the only copy) times
-        the conv weight seen as (c_out, c_in * k): a GEMM, which runs on AMX tiles in bf16 where oneDNN's
-        bf16 convs do not (`sewcli.model.fastpath.convs_as_gemm`). LayerNorm statistics in float32. Used for
-        every layer but the first, which has the only GroupNorm (FeatureEncoder.forward).
+        Output frame t reads input frames s*t .. s*t+k-1, and (B, time, c_in) holds frames s*t .. s*t+s-1 in
+        one contiguous run of s*c_in values: so each group of s taps is a strided *view* of x, rows s*c_in
+        apart, times that group's weights, and the conv is ceil(k/s) GEMMs with no copy of x (one for k <= s).
+        Where a row is too short to feed a GEMM well (the one-channel first layer: k*c_in = 10) the k taps
+        are copied into rows once instead (`_GEMM_MIN_ROW`). FLOP for FLOP these run at the GEMM peak where
+        oneDNN's fp32 convs run at ~60 % of it, and oneDNN's bf16 convs slower still on AMX CPUs
+        (`sewcli.model.fastpath.convs_as_gemm`; docs/benchmarks.md). Norms in float32: GroupNorm (one group
+        per channel: statistics over time) and LayerNorm (over channels: the last axis here).
         """
-        assert self.norm_kind != "group", "group norm is on the first layer only, which runs channels-first"
         conv = self.conv
         k, s = conv.kernel_size[0], conv.stride[0]
-        cols = x.unfold(1, k, s).flatten(2)  # (B, T', c_in, k) -> (B, T', c_in * k); a view when k == s == 1
-        weight = conv.weight.view(conv.out_channels, -1)  # (c_out, c_in, k) -> (c_out, c_in * k), same order
-        x = F.linear(cols, weight, conv.bias)  # (B, T', c_out)
-        if self.norm_kind == "layer":  # LayerNorm over channels: the last axis here; float32 statistics
+        b, t, c = x.shape
+        frames = (t - k) // s + 1
+        x = x.contiguous()
+        base = x.storage_offset()
+        y: Tensor | None = None
+        for first_tap, taps, weight in self._tap_weights(c):
+            if taps > s:  # overlapping rows: copied, (B, time', k * c_in)
+                rows = x.as_strided((b, frames, taps * c), (t * c, s * c, 1), base).contiguous()
+            else:  # (B, time', taps * c_in), a view: row r starts at frame s*r + first_tap
+                rows = x.as_strided((b, frames, taps * c), (t * c, s * c, 1), base + first_tap * c)
+            w = weight.expand(b, *weight.shape)  # (K, c_out) shared by the batch, no copy
+            if y is None:
+                y = torch.bmm(rows, w) if conv.bias is None else torch.baddbmm(conv.bias, rows, w)
+            else:
+                y = y.baddbmm_(rows, w)  # the next tap group accumulates in place (autograd allows it)
+        assert y is not None
+        if self.norm_kind == "group":
+            y = self._group_norm_channels_last(y)
+        elif self.norm_kind == "layer":
             norm = self.layer_norm
             assert isinstance(norm, nn.LayerNorm)
             gamma, beta = norm.weight.float(), norm.bias.float()
-            x = F.layer_norm(x.float(), norm.normalized_shape, gamma, beta, norm.eps).to(x.dtype)
-        if self._gelu_in_place and not (torch.is_grad_enabled() and x.requires_grad):
-            return torch.ops.aten.gelu_(x)
-        y: Tensor = self.activation(x)
-        return y
+            y = F.layer_norm(y.float(), norm.normalized_shape, gamma, beta, norm.eps).to(y.dtype)
+        if self._gelu_in_place and not (torch.is_grad_enabled() and y.requires_grad):
+            return torch.ops.aten.gelu_(y)
+        out: Tensor = self.activation(y)
+        return out
+
+    def _tap_weights(self, c_in: int) -> list[tuple[int, int, Tensor]]:
+        """(first tap, taps, weight) per GEMM of `forward_gemm`: each weight (taps * c_in, c_out), tap-major
+        like the rows it multiplies."""
+        weight = self.conv.weight  # (c_out, c_in, k)
+        k, s = self.conv.kernel_size[0], self.conv.stride[0]
+        step = k if k * c_in < _GEMM_MIN_ROW else s  # all taps in one copied row, or s taps per view
+        firsts = range(0, k, step)
+
+        def build() -> list[Tensor]:
+            taps = (weight[:, :, f : f + step].permute(2, 1, 0) for f in firsts)  # (taps, c_in, c_out) each
+            return [w.reshape(-1, weight.shape[0]) for w in taps]  # (taps * c_in, c_out)
+
+        weights = derived_weights(self, [weight], build)
+        return [(f, min(step, k - f), w) for f, w in zip(firsts, weights, strict=True)]
+
+    def _group_norm_channels_last(self, y: Tensor) -> Tensor:
+        """GroupNorm with one group per channel on (B, time, C): statistics over time, in float32."""
+        norm = self.layer_norm
+        assert isinstance(norm, nn.GroupNorm) and norm.num_groups == norm.num_channels
+        gamma, beta = norm.weight.float(), norm.bias.float()
+        z = y.float()
+        if torch.is_grad_enabled() and (z.requires_grad or gamma.requires_grad):
+            out = F.group_norm(z.transpose(1, 2), norm.num_groups, gamma, beta, norm.eps).transpose(1, 2)
+            return out.to(y.dtype)
+        mean = z.mean(1, keepdim=True)  # (B, 1, C); two passes, as accurate as GroupNorm's own kernel
+        z.sub_(mean)  # y is this layer's own fresh GEMM output (or its float32 copy): in place is safe
+        var = z.square().mean(1, keepdim=True)
+        z.mul_(gamma * torch.rsqrt(var + norm.eps)).add_(beta)
+        return z.to(y.dtype)
+
+
+# A GEMM whose rows are shorter than this (k * c_in values) runs far below peak: forward_gemm copies the
+# taps into longer rows instead (the first layer: 1 channel, k = 10).
+_GEMM_MIN_ROW = 64
 
 
 class FeatureEncoder(nn.Module):
@@ -168,12 +238,12 @@ class FeatureEncoder(nn.Module):
 
     def forward(self, input_values: Tensor) -> Tensor:
         """Waveform (batch, samples) -> features (batch, conv_dim[-1], frames)."""
-        if self.as_gemm:
+        if self.as_gemm:  # channels-last throughout (`ConvLayer.forward_gemm`)
             first, *rest = cast(list[ConvLayer], list(self.conv_layers))
-            # The one-channel first conv is a poor GEMM (k columns) and its norm reduces along time: it
-            # runs channels-first in float32 (`convs_as_gemm` keeps its weights so), the rest channels-last.
-            x = first(input_values[:, None].to(first.conv.weight.dtype))  # (B, C, T)
-            x = x.to(rest[0].conv.weight.dtype).transpose(1, 2) if rest else x.transpose(1, 2)  # (B, T, C)
+            x = input_values[:, :, None].to(first.conv.weight.dtype)  # (B, T) -> (B, T, 1)
+            x = first.forward_gemm(x)  # (B, T', C)
+            if rest:  # the first layer may stay float32 under bf16 (`convs_as_gemm`)
+                x = x.to(rest[0].conv.weight.dtype)
             for channels_last in rest:
                 x = channels_last.forward_gemm(x)
             return x.transpose(1, 2)  # (B, frames, C) -> (B, C, frames), a view
@@ -228,10 +298,22 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
         """x (batch, time, hidden), key_mask bool (batch, time) True = valid key -> (batch, time, hidden)."""
         b, t, h = x.shape
-        shape = (b, t, self.num_heads, self.head_dim)
-        q = self.q_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
-        k = self.k_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
-        v = self.v_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        fuse = all(type(p) is nn.Linear and p.bias is not None for p in projections)
+        if fuse and not (torch.is_grad_enabled() and self.training):
+            # inference: one GEMM for q, k and v (weights concatenated once, `derived_weights`)
+            weights: list[Tensor] = [p.weight for p in projections]
+            biases: list[Tensor] = [p.bias for p in projections]
+            w, bias = derived_weights(
+                self, weights + biases, lambda: [torch.cat(weights), torch.cat(biases)]
+            )  # (3H, H), (3H,)
+            qkv = F.linear(x, w, bias).view(b, t, 3, self.num_heads, self.head_dim)  # (B, T, 3, nh, d)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, d), views
+        else:
+            shape = (b, t, self.num_heads, self.head_dim)
+            q = self.q_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
+            k = self.k_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
+            v = self.v_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T) broadcast over queries
         y = F.scaled_dot_product_attention(
             q,

@@ -126,12 +126,13 @@ def convs_in_bf16(model: nn.Module) -> int:
 def convs_as_gemm(model: nn.Module) -> int:
     """Compute the feature encoders' convs as matrix products, channels-last (`ConvLayer.forward_gemm`).
 
-    For bf16 on CPUs with AMX (`gemm_convs_pay_off`): oneDNN runs bf16 GEMMs on the AMX tiles (2.2 TFLOP/s
-    on 2 cores, 6.7x its fp32 GEMM) but its bf16 convs are slower than its fp32 ones, so SEW-tiny's feature
-    encoder over a 20 s window takes 31 ms as unfold + GEMM against 99 ms as bf16 convs and 75 ms as fp32
-    convs (2 threads; `bench/gemm_convs.py`, docs/benchmarks.md 2026-12-04). The first layer (one input
-    channel, the GroupNorm) stays a float32 conv: 1.8 ms there against 9.3 ms as a bf16 conv. Same weights,
-    same results up to bf16 rounding.
+    Each conv is ceil(k/s) GEMMs over strided views of its input, no copy of it. On the CPU every precision
+    uses them (sewcli/inference.py): in fp32 they run at the GEMM peak where oneDNN's convs reach ~60 % of
+    it (SEW-tiny's encoder over a 20 s window, one thread: 125 ms against 145 ms as convs; the embedded
+    model's whole forward over 10 s 46.5 against 53.9 ms); in bf16 on CPUs with AMX, oneDNN runs bf16 GEMMs on
+    the AMX tiles but its bf16 convs are slower than its fp32 ones (58 ms against 216 ms as bf16 convs;
+    `bench/gemm_convs.py`, docs/benchmarks.md). The first layer (one input channel, the GroupNorm) stays
+    float32 in every precision. Same weights, same results up to rounding.
 
     Returns:
         the number of feature encoders switched.
