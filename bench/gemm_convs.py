@@ -1,12 +1,12 @@
-"""The SEW-tiny feature encoder on one 20 s window: oneDNN convs vs unfold + GEMM, fp32 and bf16.
+"""The SEW-tiny feature encoder on one 20 s window: oneDNN convs vs GEMMs on strided views, fp32 and bf16.
 
 Usage: python bench/gemm_convs.py [REPEATS [THREADS]]
 
 The encoder of the real SEW-tiny config (13 conv layers, 64-512 channels, random weights), batch 1, as sew
 builds it (`sewcli.model.common.FeatureEncoder`): its convs as convs (`as_gemm` False), and as matrix
-products with the first layer a float32 conv (`sewcli.model.fastpath.convs_as_gemm`, what `--precision bf16`
-and int8 use on CPUs with AMX). Interleaved, median of REPEATS. Also the bf16 GEMM and fp32 GEMM peaks
-(2048^3) for context. Results: docs/benchmarks.md, "bf16 convs as GEMMs on an AMX CPU".
+products with the first layer in float32 (`sewcli.model.fastpath.convs_as_gemm`: what CPU inference runs in
+fp32, and in bf16 and int8 on CPUs with AMX). Interleaved, median of REPEATS. Also the bf16 GEMM and fp32
+GEMM peaks (2048^3) for context. Results: docs/benchmarks.md, "bf16 convs as GEMMs on an AMX CPU".
 """
 
 from __future__ import annotations

@@ -97,21 +97,25 @@ def default_batch_size(device: str) -> int:
     return CUDA_AUTO_BATCH if device == "cuda" else 1
 
 
-def _cpu_kernels(module: Any, precision: str) -> Any:
+def cpu_kernels(module: Any, precision: str) -> Any:
     """The CPU's kernels for a precision (sewcli/model/fastpath.py; measurements in docs/benchmarks.md).
 
-    fp32: the waveform encoder's convs as GEMMs (`convs_as_gemm`), which run at the GEMM peak where
-    oneDNN's fp32 convs do not. int8: linears quantized; convs in bf16 where bf16 pays off, as GEMMs where
-    bf16 GEMMs run on AMX (or in fp32, where they are GEMMs too). bf16: convs as GEMMs on AMX CPUs.
+    fp32 and bf16: q, k and v as one GEMM (`fuse_qkv`). fp32: the waveform encoder's convs as GEMMs
+    (`convs_as_gemm`), which run at the GEMM peak where oneDNN's fp32 convs do not. int8: linears
+    quantized; convs in bf16 where bf16 pays off, as GEMMs where bf16 GEMMs run on AMX (or float32 GEMMs
+    where bf16 does not pay off). bf16: convs as GEMMs on AMX CPUs.
     """
     from sewcli.model.fastpath import (
         bf16_pays_off,
         convs_as_gemm,
         convs_in_bf16,
+        fuse_qkv,
         gemm_convs_pay_off,
         quantize_linear_int8,
     )
 
+    if precision in ("fp32", "bf16"):
+        fuse_qkv(module)
     if precision == "fp32":
         convs_as_gemm(module)
     elif precision == "int8":
@@ -173,7 +177,7 @@ def load(
     loaded = load_model(directory, device=device, dtype=dtype)
     module, info = loaded.model, loaded.info
     if device == "cpu":
-        module = _cpu_kernels(module, options.precision)
+        module = cpu_kernels(module, options.precision)
     if options.exit_layer is not None:  # early exit (sewcli/model/early_exit.py); no exit heads -> UsageError
         from sewcli.model.early_exit import ExitPolicy, configure_exit
 

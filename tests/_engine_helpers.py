@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -287,18 +286,12 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-@contextmanager
-def convs_as(model: torch.nn.Module, gemm: bool) -> Iterator[None]:
-    """Run the feature encoders' convs as oneDNN convs or as GEMMs (`ConvLayer.forward_gemm`, what CPU
-    inference runs: sewcli/inference.py) inside the block; restored after."""
-    from sewcli.model.common import FeatureEncoder
+def with_cpu_kernels(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the model with the kernels that fp32 CPU inference runs (sewcli/inference.py): the waveform
+    convs as GEMMs, q/k/v as one GEMM."""
+    import copy
 
-    encoders = [m for m in model.modules() if isinstance(m, FeatureEncoder)]
-    before = [e.as_gemm for e in encoders]
-    for e in encoders:
-        e.as_gemm = gemm
-    try:
-        yield
-    finally:
-        for e, b in zip(encoders, before, strict=True):
-            e.as_gemm = b
+    from sewcli.inference import cpu_kernels
+
+    fast: torch.nn.Module = cpu_kernels(copy.deepcopy(model), "fp32")
+    return fast

@@ -464,3 +464,36 @@ def test_sew_bytecode_is_compiled_before_processes_are_timed(monkeypatch: pytest
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
     assert bench.compile_sew_bytecode()
     assert cached.is_file() and cached.stat().st_mtime >= source.stat().st_mtime
+
+
+def test_fused_qkv_shares_the_weights_and_follows_updates() -> None:
+    from sewcli.model.common import Attention
+    from sewcli.model.fastpath import fuse_qkv, quantize_linear_int8
+
+    torch.manual_seed(0)
+    attn = Attention(32, 4, dropout=0.0).eval()
+    x = torch.randn(2, 7, 32)
+    with torch.inference_mode():
+        ref = attn(x)
+    assert fuse_qkv(attn) == 1
+    fused = attn._fused_qkv()
+    assert fused is not None
+    weight, bias = fused  # (3H, H), (3H,): the projections' own storage, not a copy
+    assert weight.shape == (96, 32) and attn.k_proj.weight.data_ptr() == weight[32:].data_ptr()
+    with torch.inference_mode():
+        assert float((attn(x) - ref).abs().max()) <= 1e-6
+    with torch.no_grad():  # load_state_dict copies into the views: the fused weight follows
+        attn.load_state_dict({k: v + 0.1 * torch.randn_like(v) for k, v in attn.state_dict().items()})
+    separate = Attention(32, 4, dropout=0.0).eval()
+    separate.load_state_dict(attn.state_dict())
+    with torch.inference_mode():
+        assert float((attn(x) - separate(x)).abs().max()) <= 1e-6
+    attn.double()  # new storage: no longer fused, still correct
+    assert attn._fused_qkv() is None
+    with torch.inference_mode():
+        assert float((attn(x.double()).float() - separate(x)).abs().max()) <= 1e-5
+    attn.train()  # training runs the three projections: gradients reach each
+    attn.float()
+    attn(x).square().mean().backward()
+    assert all(p.grad is not None for p in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight))
+    assert fuse_qkv(quantize_linear_int8(Attention(32, 4, dropout=0.0).eval())) == 0  # int8 stays apart

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from _engine_helpers import (
     SEW_TINY,
-    convs_as,
     hf_model,
     max_diff_valid,
     one_thread,  # noqa: F401 (autouse fixture: one intra-op thread)
     save_both,
     waveform,
+    with_cpu_kernels,
 )
 
 from sewcli import records
@@ -45,17 +45,18 @@ def test_both_formats_load_identical_weights(sew2):
     assert not st.model.training and st.family == "sew"
 
 
-@pytest.mark.parametrize("gemm", [False, True], ids=["convs", "gemm-convs"])
+@pytest.mark.parametrize("gemm", [False, True], ids=["reference-kernels", "cpu-kernels"])
 @pytest.mark.parametrize("case", sorted(LENGTHS))
 def test_logits_match_transformers(sew2, case, gemm):
     hf, ours, _, _ = sew2
     x = waveform(LENGTHS[case], seed=len(case))
-    with torch.no_grad(), convs_as(ours.model, gemm):
+    model = with_cpu_kernels(ours.model) if gemm else ours.model  # GEMM convs, fused q/k/v
+    with torch.no_grad():
         ref = hf(x).logits
-        got = ours.model(x)
+        got = model(x)
     assert got.shape == ref.shape
     diff = max_diff_valid(ref, got)
-    print(f"sew-tiny(2 layers) {case}, gemm convs {gemm}: max abs diff {diff:.3g}")
+    print(f"sew-tiny(2 layers) {case}, cpu kernels {gemm}: max abs diff {diff:.3g}")
     assert diff <= TOL
     if LENGTHS[case] == 16001:  # odd CNN frame count: the last frame is the zero-padded one (spec P6)
         assert torch.allclose(got[0, -1], ours.model.lm_head.bias)

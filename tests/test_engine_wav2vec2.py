@@ -9,12 +9,12 @@ from _engine_helpers import (
     XLSR_LARGE,
     XLSR_TOKENIZER_CONFIG,
     XLSR_VOCAB,
-    convs_as,
     hf_model,
     max_diff_valid,
     one_thread,  # noqa: F401 (autouse fixture: one intra-op thread)
     save_both,
     waveform,
+    with_cpu_kernels,
 )
 
 from sewcli import records
@@ -59,18 +59,19 @@ def test_both_formats_load_identical_weights(flavour, request):
     assert st.family == "wav2vec2" and not st.model.training
 
 
-@pytest.mark.parametrize("gemm", [False, True], ids=["convs", "gemm-convs"])
+@pytest.mark.parametrize("gemm", [False, True], ids=["reference-kernels", "cpu-kernels"])
 @pytest.mark.parametrize("case", sorted(LENGTHS))
 @pytest.mark.parametrize("flavour", ["base2", "xlsr2"])
 def test_logits_match_transformers(flavour, case, gemm, request):
     hf, ours, _, _ = request.getfixturevalue(flavour)
     x = waveform(LENGTHS[case], seed=len(case))
-    with torch.no_grad(), convs_as(ours.model, gemm):
+    model = with_cpu_kernels(ours.model) if gemm else ours.model  # GEMM convs, fused q/k/v
+    with torch.no_grad():
         ref = hf(x).logits
-        got = ours.model(x)
+        got = model(x)
     assert got.shape == ref.shape
     diff = max_diff_valid(ref, got)
-    print(f"wav2vec2 {flavour} {case}, gemm convs {gemm}: max abs diff {diff:.3g}")
+    print(f"wav2vec2 {flavour} {case}, cpu kernels {gemm}: max abs diff {diff:.3g}")
     assert diff <= TOL
 
 

@@ -85,16 +85,16 @@ def min_input_length(frames: int, kernels: Sequence[int], strides: Sequence[int]
 def derived_weights(
     module: nn.Module, sources: Sequence[Tensor], build: Callable[[], list[Tensor]]
 ) -> list[Tensor]:
-    """Tensors computed from a module's weights (regrouped, concatenated), built once and reused while the
-    weights are unchanged: same storage, version, dtype and device (`load_state_dict`, `.to()` and
-    in-place updates all show). Built afresh, and not kept, where a weight needs a gradient."""
+    """Tensors computed from a module's weights (regrouped), built once and reused while the weights are
+    unchanged: same storage, version, dtype and device (`load_state_dict`, `.to()` and in-place updates all
+    show). Built afresh, and not kept, where a weight needs a gradient."""
     if torch.is_grad_enabled() and any(w.requires_grad for w in sources):
         return build()
     key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in sources)
     cached = module.__dict__.get("_derived_weights")
     if cached is not None and cached[0] == key:
         return cast(list[Tensor], cached[1])
-    built = [w.contiguous() for w in build()]
+    built = build()
     module.__dict__["_derived_weights"] = (key, built)
     return built
 
@@ -190,8 +190,10 @@ class ConvLayer(nn.Module):
         firsts = range(0, k, step)
 
         def build() -> list[Tensor]:
+            if k == 1:  # a 1x1 conv: the weight itself, transposed, a view
+                return [weight[:, :, 0].t()]  # (c_in, c_out)
             taps = (weight[:, :, f : f + step].permute(2, 1, 0) for f in firsts)  # (taps, c_in, c_out) each
-            return [w.reshape(-1, weight.shape[0]) for w in taps]  # (taps * c_in, c_out)
+            return [w.reshape(-1, weight.shape[0]).contiguous() for w in taps]  # (taps * c_in, c_out)
 
         weights = derived_weights(self, [weight], build)
         return [(f, min(step, k - f), w) for f, w in zip(firsts, weights, strict=True)]
@@ -309,20 +311,52 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(hidden, hidden)
         self.v_proj = nn.Linear(hidden, hidden)
         self.out_proj = nn.Linear(hidden, hidden)
+        self._qkv: tuple[Tensor, Tensor] | None = None  # `fuse_qkv`
+
+    def fuse_qkv(self) -> bool:
+        """For inference: the q, k and v projections as one GEMM, without a second copy of their weights.
+
+        Their weights and biases become views of one (3H, H) weight and one (3H,) bias; updates through the
+        views (`load_state_dict`) reach the fused tensors, and a later `.to()` or a replaced projection
+        (int8) ends the fusion (`_fused_qkv` checks). In training forward runs the three projections.
+
+        Returns:
+            whether it fused: not for projections that are not float nn.Linear layers with a bias.
+        """
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        if not all(type(p) is nn.Linear and p.bias is not None for p in projections):
+            return False
+        with torch.no_grad():
+            weight = torch.cat([p.weight for p in projections])  # (3H, H)
+            bias = torch.cat([p.bias for p in projections])  # (3H,)
+        h = self.q_proj.out_features
+        for i, p in enumerate(projections):
+            rows = slice(i * h, (i + 1) * h)
+            p.weight = nn.Parameter(weight[rows], requires_grad=p.weight.requires_grad)
+            p.bias = nn.Parameter(bias[rows], requires_grad=p.bias.requires_grad)
+        self._qkv = (weight, bias)
+        return True
+
+    def _fused_qkv(self) -> tuple[Tensor, Tensor] | None:
+        """The fused (weight, bias) while the projections are still views of them, else None."""
+        if self._qkv is None:
+            return None
+        weight, bias = self._qkv
+        for i, p in enumerate((self.q_proj, self.k_proj, self.v_proj)):
+            if not isinstance(p, nn.Linear) or p.weight.dtype != weight.dtype:
+                return None
+            w_at = weight.data_ptr() + i * p.weight.numel() * weight.element_size()
+            b_at = bias.data_ptr() + i * p.bias.numel() * bias.element_size()
+            if p.weight.data_ptr() != w_at or p.bias.data_ptr() != b_at:
+                return None
+        return weight, bias
 
     def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
         """x (batch, time, hidden), key_mask bool (batch, time) True = valid key -> (batch, time, hidden)."""
         b, t, h = x.shape
-        projections = (self.q_proj, self.k_proj, self.v_proj)
-        fuse = all(type(p) is nn.Linear and p.bias is not None for p in projections)
-        if fuse and not (torch.is_grad_enabled() and self.training):
-            # inference: one GEMM for q, k and v (weights concatenated once, `derived_weights`)
-            weights: list[Tensor] = [p.weight for p in projections]
-            biases: list[Tensor] = [p.bias for p in projections]
-            w, bias = derived_weights(
-                self, weights + biases, lambda: [torch.cat(weights), torch.cat(biases)]
-            )  # (3H, H), (3H,)
-            qkv = F.linear(x, w, bias).view(b, t, 3, self.num_heads, self.head_dim)  # (B, T, 3, nh, d)
+        fused = self._fused_qkv()
+        if fused is not None and not (torch.is_grad_enabled() and self.training):
+            qkv = F.linear(x, *fused).view(b, t, 3, self.num_heads, self.head_dim)  # (B, T, 3, nh, d)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, d), views
         else:
             shape = (b, t, self.num_heads, self.head_dim)
