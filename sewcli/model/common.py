@@ -318,7 +318,8 @@ class Attention(nn.Module):
 
         Their weights and biases become views of one (3H, H) weight and one (3H,) bias; updates through the
         views (`load_state_dict`) reach the fused tensors, and a later `.to()` or a replaced projection
-        (int8) ends the fusion (`_fused_qkv` checks). In training forward runs the three projections.
+        (int8) ends the fusion (`_fused_qkv` checks). Where gradients are wanted forward runs the three
+        projections.
 
         Returns:
             whether it fused: not for projections that are not float nn.Linear layers with a bias.
@@ -355,7 +356,8 @@ class Attention(nn.Module):
         """x (batch, time, hidden), key_mask bool (batch, time) True = valid key -> (batch, time, hidden)."""
         b, t, h = x.shape
         fused = self._fused_qkv()
-        if fused is not None and not (torch.is_grad_enabled() and self.training):
+        grad = torch.is_grad_enabled() and (self.training or self.q_proj.weight.requires_grad)
+        if fused is not None and not grad:  # the fused weight carries no gradient to the projections
             qkv = F.linear(x, *fused).view(b, t, 3, self.num_heads, self.head_dim)  # (B, T, 3, nh, d)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, d), views
         else:
