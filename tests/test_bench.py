@@ -341,7 +341,7 @@ def test_convs_as_gemm_compute_the_same_features(
         ref = encoder(x)
         encoder.as_gemm = True
     assert float((gemm - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
-    with torch.enable_grad():  # and it trains: gradients flow through unfold into the conv weights
+    with torch.enable_grad():  # and it trains: gradients flow through the strided views into the weights
         encoder.train()
         encoder(x).square().mean().backward()
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in encoder.parameters())

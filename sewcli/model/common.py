@@ -82,23 +82,6 @@ def min_input_length(frames: int, kernels: Sequence[int], strides: Sequence[int]
     return need
 
 
-def derived_weights(
-    module: nn.Module, sources: Sequence[Tensor], build: Callable[[], list[Tensor]]
-) -> list[Tensor]:
-    """Tensors computed from a module's weights (regrouped), built once and reused while the weights are
-    unchanged: same storage, version, dtype and device (`load_state_dict`, `.to()` and in-place updates all
-    show). Built afresh, and not kept, where a weight needs a gradient."""
-    if torch.is_grad_enabled() and any(w.requires_grad for w in sources):
-        return build()
-    key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in sources)
-    cached = module.__dict__.get("_derived_weights")
-    if cached is not None and cached[0] == key:
-        return cast(list[Tensor], cached[1])
-    built = build()
-    module.__dict__["_derived_weights"] = (key, built)
-    return built
-
-
 class ConvLayer(nn.Module):
     """One feature-encoder layer: Conv1d -> [GroupNorm | LayerNorm over channels | nothing] -> activation."""
 
@@ -117,6 +100,7 @@ class ConvLayer(nn.Module):
         else:
             self.layer_norm = None
         self.activation = activation(act, "feat_extract_activation")
+        self._tap_cache: tuple[tuple[object, ...], list[Tensor]] | None = None  # `_tap_weights`
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, c_in, time) -> (batch, c_out, time')."""
@@ -195,7 +179,13 @@ class ConvLayer(nn.Module):
             taps = (weight[:, :, f : f + step].permute(2, 1, 0) for f in firsts)  # (taps, c_in, c_out) each
             return [w.reshape(-1, weight.shape[0]).contiguous() for w in taps]  # (taps * c_in, c_out)
 
-        weights = derived_weights(self, [weight], build)
+        if torch.is_grad_enabled() and weight.requires_grad:  # training: built afresh, through autograd
+            weights = build()
+        else:  # built once, kept while the weight is unchanged (load_state_dict, .to(), in-place updates)
+            key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+            if self._tap_cache is None or self._tap_cache[0] != key:
+                self._tap_cache = (key, build())
+            weights = self._tap_cache[1]
         return [(f, min(step, k - f), w) for f, w in zip(firsts, weights, strict=True)]
 
     def _gemm_group_normed(self, rows: Tensor, weight: Tensor) -> Tensor:
