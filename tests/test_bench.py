@@ -497,3 +497,23 @@ def test_fused_qkv_shares_the_weights_and_follows_updates() -> None:
     attn(x).square().mean().backward()
     assert all(p.grad is not None for p in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight))
     assert fuse_qkv(quantize_linear_int8(Attention(32, 4, dropout=0.0).eval())) == 0  # int8 stays apart
+
+
+@pytest.mark.parametrize("contiguous_from", [0, 1 << 30])  # q, k, v copied / left as views of the fused output
+def test_fused_attention_layouts_match_the_separate_projections(
+    monkeypatch: pytest.MonkeyPatch, contiguous_from: int
+) -> None:
+    from sewcli.model import common
+    from sewcli.model.fastpath import fuse_qkv
+
+    monkeypatch.setattr(common, "_SDPA_CONTIGUOUS_FROM", contiguous_from)
+    torch.manual_seed(0)
+    separate = common.Attention(32, 4, dropout=0.0).eval()
+    fused = common.Attention(32, 4, dropout=0.0).eval()
+    fused.load_state_dict(separate.state_dict())
+    assert fuse_qkv(fused) == 1
+    x = torch.randn(2, 9, 32)
+    key_mask = torch.arange(9)[None, :] < torch.tensor([[9], [6]])  # (2, 9): the second row's last 3 padded
+    with torch.inference_mode():
+        for mask in (None, key_mask):
+            assert float((fused(x, mask) - separate(x, mask)).abs().max()) <= 1e-6
