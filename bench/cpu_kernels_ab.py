@@ -1,8 +1,8 @@
 """The CPU inference kernels against the reference kernels: whole forwards, A/B in one process.
 
 Usage: python bench/cpu_kernels_ab.py WORKDIR [PRECISION [THREADS [CHECKPOINT]]]
-(WORKDIR as for `sew bench --workdir`, which creates the random-weight checkpoints; PRECISION fp32 (default)
-or int8; THREADS default 1; CHECKPOINT default sew-tiny.)
+(WORKDIR as for `sew bench --workdir`: the random-weight checkpoints are created there if missing; PRECISION
+fp32 (default) or int8; THREADS default 1; CHECKPOINT default sew-tiny.)
 
 The same checkpoint loaded twice: as `sew transcribe` runs it (`sewcli.inference.cpu_kernels`: convs as GEMMs,
 q/k/v as one GEMM, int8 linears) and with the model code's reference kernels (oneDNN convs, three projections;
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from sewcli import inference
+from sewcli import bench, inference
 from sewcli.model.fastpath import quantize_linear_int8
 from sewcli.model.load import load_model
 
@@ -34,7 +34,7 @@ def main() -> int:
     if precision not in ("fp32", "int8"):
         sys.exit("PRECISION: fp32 or int8")
     torch.set_num_threads(threads)
-    directory = work / "checkpoints" / name
+    directory = bench.checkpoint_for(name, work)
     reference = load_model(directory, device="cpu", dtype=torch.float32).model
     if precision == "int8":
         reference = quantize_linear_int8(reference)
@@ -44,14 +44,9 @@ def main() -> int:
     print(f"{name} {precision}, {threads} thread(s), ATen capability {capability}; medians of 8 rounds")
     for seconds in (10, 20):
         x = torch.randn(1, seconds * 16000, generator=torch.Generator().manual_seed(0))
-        times: dict[str, list[float]] = {k: [] for k in models}
         with torch.inference_mode():
-            logits = {k: m(x) for k, m in models.items()}  # also the warm-up
-            for _ in range(8):
-                for k, m in models.items():
-                    t0 = time.perf_counter()
-                    m(x)
-                    times[k].append(time.perf_counter() - t0)
+            logits = {k: m(x) for k, m in models.items()}
+            times = bench.interleaved({k: partial(m, x) for k, m in models.items()}, 8)
         ref, new = (statistics.median(times[k]) for k in models)
         diff = (logits["reference kernels"] - logits["cpu_kernels"]).abs().max().item()
         print(

@@ -1,8 +1,8 @@
 """Attention on contiguous q, k, v vs on views of the fused q|k|v output: whole CPU forwards, A/B in-process.
 
-Usage: python bench/sdpa_layout.py WORKDIR [PRECISION [CHECKPOINT]]   (WORKDIR as for `sew bench --workdir`,
-which creates the random-weight checkpoints there; PRECISION fp32 (default) or bf16; CHECKPOINT sew-tiny
-(default), sew-d-tiny or wav2vec2-base.)
+Usage: python bench/sdpa_layout.py WORKDIR [PRECISION [CHECKPOINT]]
+(WORKDIR as for `sew bench --workdir`: the random-weight checkpoints are created there if missing; PRECISION
+fp32 (default) or bf16; CHECKPOINT sew-tiny (default), sew-d-tiny or wav2vec2-base.)
 
 One thread, batch 1, 10 / 20 / 30 s windows; `sewcli.model.common._SDPA_CONTIGUOUS_FROM` is switched between
 "never" and its value before each forward, 8 interleaved rounds, medians. Also prints the largest logit
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from sewcli import inference
+from sewcli import bench, inference
 from sewcli.inference_options import InferenceOptions
 from sewcli.model import common
 
@@ -29,31 +29,27 @@ def main() -> int:
     work = Path(sys.argv[1])
     precision = sys.argv[2] if len(sys.argv) > 2 else "fp32"
     name = sys.argv[3] if len(sys.argv) > 3 else "sew-tiny"
-    model = inference.load(
-        work / "checkpoints" / name, InferenceOptions(device="cpu", threads=1, precision=precision)
-    )
+    directory = bench.checkpoint_for(name, work)
+    model = inference.load(directory, InferenceOptions(device="cpu", threads=1, precision=precision))
     torch.set_num_threads(1)
     shipped = common._SDPA_CONTIGUOUS_FROM
+    thresholds = {"views": NEVER, "contiguous": shipped}
     print(
         f"{name} {precision}, contiguous from {shipped} frames; one thread, medians of 8 interleaved rounds"
     )
     for seconds in (10, 20, 30):
         x = torch.randn(1, seconds * model.sample_rate, generator=torch.Generator().manual_seed(0))
-        times: dict[int, list[float]] = {NEVER: [], shipped: []}
-        logits = {}
+
+        def forward(threshold: int, x: torch.Tensor = x) -> torch.Tensor:
+            common._SDPA_CONTIGUOUS_FROM = threshold
+            return model.module(x)
+
         with torch.inference_mode():
-            for threshold in times:
-                common._SDPA_CONTIGUOUS_FROM = threshold
-                logits[threshold] = model.module(x)  # also the warm-up
-            for _ in range(8):
-                for threshold, runs in times.items():
-                    common._SDPA_CONTIGUOUS_FROM = threshold
-                    t0 = time.perf_counter()
-                    model.module(x)
-                    runs.append(time.perf_counter() - t0)
+            logits = {k: forward(t) for k, t in thresholds.items()}
+            times = bench.interleaved({k: partial(forward, t) for k, t in thresholds.items()}, 8)
         common._SDPA_CONTIGUOUS_FROM = shipped
-        views, contiguous = statistics.median(times[NEVER]), statistics.median(times[shipped])
-        diff = (logits[NEVER] - logits[shipped]).abs().max().item()
+        views, contiguous = (statistics.median(times[k]) for k in thresholds)
+        diff = (logits["views"] - logits["contiguous"]).abs().max().item()
         print(
             f"{seconds:>3} s: views {views * 1e3:7.1f} ms, contiguous {contiguous * 1e3:7.1f} ms "
             f"({(views / contiguous - 1) * 100:+.1f} %), max logit difference {diff:.1e}"
