@@ -14,7 +14,6 @@ Results: docs/benchmarks.md, "The CPU kernels with AVX2 only".
 
 from __future__ import annotations
 
-import statistics
 import sys
 from functools import partial
 from pathlib import Path
@@ -47,12 +46,7 @@ def main() -> int:
         with torch.inference_mode():
             logits = {k: m(x) for k, m in models.items()}
             times = bench.interleaved({k: partial(m, x) for k, m in models.items()}, 8)
-        ref, new = (statistics.median(times[k]) for k in models)
-        diff = (logits["reference kernels"] - logits["cpu_kernels"]).abs().max().item()
-        print(
-            f"{seconds:>3} s: reference kernels {ref * 1e3:7.1f} ms, cpu_kernels {new * 1e3:7.1f} ms "
-            f"({(ref / new - 1) * 100:+.1f} %), max logit difference {diff:.1e}"
-        )
+        print(f"{seconds:>3} s: {bench.ab_line(times, logits)}")
     return 0
 
 

@@ -11,7 +11,6 @@ difference between the two layouts. Results: docs/benchmarks.md, "Contiguous q, 
 
 from __future__ import annotations
 
-import statistics
 import sys
 from functools import partial
 from pathlib import Path
@@ -48,12 +47,7 @@ def main() -> int:
             logits = {k: forward(t) for k, t in thresholds.items()}
             times = bench.interleaved({k: partial(forward, t) for k, t in thresholds.items()}, 8)
         common._SDPA_CONTIGUOUS_FROM = shipped
-        views, contiguous = (statistics.median(times[k]) for k in thresholds)
-        diff = (logits["views"] - logits["contiguous"]).abs().max().item()
-        print(
-            f"{seconds:>3} s: views {views * 1e3:7.1f} ms, contiguous {contiguous * 1e3:7.1f} ms "
-            f"({(views / contiguous - 1) * 100:+.1f} %), max logit difference {diff:.1e}"
-        )
+        print(f"{seconds:>3} s: {bench.ab_line(times, logits)}")
     return 0
 
 

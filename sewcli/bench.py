@@ -493,6 +493,17 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str,
     return times
 
 
+def ab_line(times: dict[str, list[float]], outputs: dict[str, Any]) -> str:
+    """One line for an A/B of two forwards: each one's median time, B's speed-up over A, and the largest
+    difference between their outputs (`times` from `interleaved`; `outputs` the forwards' tensors under the
+    same two keys, A first)."""
+    (a, a_times), (b, b_times) = times.items()
+    ta, tb = statistics.median(a_times), statistics.median(b_times)
+    diff = float((outputs[a] - outputs[b]).abs().max())
+    speedup = (ta / tb - 1) * 100
+    return f"{a} {ta * 1e3:7.1f} ms, {b} {tb * 1e3:7.1f} ms ({speedup:+.1f} %), max difference {diff:.1e}"
+
+
 def count_gflop(module: Any, x: Any) -> float:
     """GFLOP of one forward of `module` on `x`, counted by torch.utils.flop_counter (matmul, conv, SDPA)."""
     import torch

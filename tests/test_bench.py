@@ -517,3 +517,10 @@ def test_fused_attention_layouts_match_the_separate_projections(
     with torch.inference_mode():
         for mask in (None, key_mask):
             assert float((fused(x, mask) - separate(x, mask)).abs().max()) <= 1e-6
+
+
+def test_ab_line_reports_medians_speedup_and_largest_difference() -> None:
+    times = {"old": [0.30, 0.20, 0.90], "new": [0.10, 0.15, 0.05]}  # medians 0.30 and 0.10
+    outputs = {"old": torch.zeros(2, 3), "new": torch.tensor([[0.0, -0.25, 0.0], [0.0, 0.0, 0.125]])}
+    line = bench.ab_line(times, outputs)
+    assert line == "old   300.0 ms, new   100.0 ms (+200.0 %), max difference 2.5e-01"
