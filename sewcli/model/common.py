@@ -286,10 +286,11 @@ class PositionalConvEmbedding(nn.Module):
 
 
 # From this many frames on, torch's CPU flash attention runs faster on contiguous q, k, v than on views of the
-# fused projection's output, copy included (8 heads of 64, one thread of an Intel Xeon: 5.3 -> 4.7 ms at 450
-# frames, 15.1 -> 13.0 ms at 750); below it the copy costs more than it saves. Whole fp32 forwards
-# (`python bench/sdpa_layout.py WORKDIR`): SEW-tiny 1.6 / 3.9 % faster in 20 / 30 s windows, wav2vec2-base
-# 2.3 % in 30 s ones; bf16 unchanged within 1 %.
+# fused projection's output (rows 3H apart), copy included (8 heads of 64, one thread of an Intel Xeon: 5.3 ->
+# 4.7 ms at 450 frames, 15.1 -> 13.0 ms at 750); below it the copy costs more than it saves. Views of the
+# separate projections (rows H apart; int8, training) run as fast as contiguous ones, so they are left as
+# they are. Whole fp32 forwards (`python bench/sdpa_layout.py WORKDIR`, three runs): SEW-tiny 1.6-2.6 % faster
+# in 20 s windows, 3.2-3.9 % in 30 s ones, wav2vec2-base 2.3 % in 30 s ones; bf16 unchanged within 1 %.
 _SDPA_CONTIGUOUS_FROM = 384
 
 
