@@ -106,11 +106,24 @@ def synth_espeak(job: Job, tmp: Path) -> np.ndarray:
     return _to16k(a, sr)
 
 
-def synth_flite(job: Job, tmp: Path) -> np.ndarray:
+def cg_f0(job: Job) -> int | None:
+    """With --cg-pitch, the mean f0 (Hz) a training utterance of flite's clustergen voices (awb, slt) is made at.
+
+    Their own means are about 130 (awb) and 170 Hz (slt); drawn from the job's pitch (25-75), 85-215 Hz gives
+    low male to high female voices. Only training utterances: the dev and test sets stay as they were made.
+    """
+    if job.engine != "flite" or job.voice not in ("awb", "slt") or job.split != "train":
+        return None
+    return round(85 + (job.pitch - 25) * 2.6)
+
+
+def synth_flite(job: Job, tmp: Path, cg_pitch: bool = False) -> np.ndarray:
     out = tmp / "f.wav"
     cmd = ["flite", "-voice", job.voice, "--setf", f"duration_stretch={1.0 / job.rate:.3f}"]
     if job.voice.startswith("kal"):
         cmd += ["--setf", f"int_f0_target_mean={70 + job.pitch * 1.4:.0f}"]
+    elif cg_pitch and (f0 := cg_f0(job)) is not None:
+        cmd += ["--setf", f"int_f0_target_mean={f0}"]
     subprocess.run(cmd + ["-t", job.text.lower(), "-o", str(out)], check=True, capture_output=True)
     a, sr = sf.read(out, dtype="float32")
     return _to16k(a, sr)
@@ -149,16 +162,17 @@ def trim(audio: np.ndarray, pad: float = 0.15) -> np.ndarray:
     return audio[s:t]
 
 
-def run_chunk(jobs: list[Job], wav_dir: Path) -> list[dict]:
+def run_chunk(jobs: list[Job], wav_dir: Path, cg_pitch: bool = False) -> list[dict]:
     """Synthesize one chunk of same-engine jobs; returns manifest rows."""
     rows = []
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         if jobs[0].engine == "festival":
             audios = synth_festival_batch(jobs, tmp)
+        elif jobs[0].engine == "espeak":
+            audios = [synth_espeak(j, tmp) for j in jobs]
         else:
-            fn = synth_espeak if jobs[0].engine == "espeak" else synth_flite
-            audios = [fn(j, tmp) for j in jobs]
+            audios = [synth_flite(j, tmp, cg_pitch) for j in jobs]
     for job, a in zip(jobs, audios):
         a = trim(a)
         if len(a) > MAX_SECONDS * SR or len(a) < 0.3 * SR:
@@ -169,7 +183,8 @@ def run_chunk(jobs: list[Job], wav_dir: Path) -> list[dict]:
         sf.write(path, a, SR, subtype="PCM_16")
         rows.append({"id": job.uid, "path": str(path.relative_to(wav_dir.parent)), "text": job.text,
                      "engine": job.engine, "voice": job.voice, "rate": round(job.rate, 3), "pitch": job.pitch,
-                     "samples": len(a), "split": job.split})
+                     "samples": len(a), "split": job.split}
+                    | ({"f0": f0} if cg_pitch and (f0 := cg_f0(job)) is not None else {}))
     return rows
 
 
@@ -205,6 +220,8 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=2)
     ap.add_argument("--n-dev", type=int, default=250, help="dev_a utterances (held-out text, training voices)")
     ap.add_argument("--only", action="append", default=None, help="make only this split (repeatable)")
+    ap.add_argument("--cg-pitch", action="store_true",
+                    help="training utterances of flite awb/slt at a drawn mean f0 of 85-215 Hz (14th sitting on)")
     args = ap.parse_args()
     work = Path(args.work)
     corpus = work / "corpus"
@@ -216,7 +233,8 @@ def main() -> None:
                                    "--chunk", str(args.chunk), "--copies", str(args.copies),
                                    "--n-dev", str(args.n_dev)]
                                   + (["--max-train", str(args.max_train)] if args.max_train else [])
-                                  + [a for split in args.only or [] for a in ("--only", split)])
+                                  + [a for split in args.only or [] for a in ("--only", split)]
+                                  + (["--cg-pitch"] if args.cg_pitch else []))
                  for w in range(args.workers)]
         codes = [p.wait() for p in procs]
         if any(codes):
@@ -237,7 +255,7 @@ def main() -> None:
         if not todo:
             continue
         try:
-            rows = run_chunk(todo, wav_dir)
+            rows = run_chunk(todo, wav_dir, args.cg_pitch)
         except (subprocess.SubprocessError, OSError, RuntimeError) as exc:  # one bad chunk must not stop the run
             print(f"chunk {todo[0].uid} failed: {exc}", flush=True)
             rows = []
