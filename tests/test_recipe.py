@@ -219,6 +219,42 @@ def test_formant_warp_moves_the_envelope_and_keeps_pitch_and_length() -> None:
     assert warped.shape == x.shape and np.abs(warped - x).max() > 0.01
 
 
+def _median_f0(path: Path) -> float:
+    """Median pitch (Hz) of the voiced 64 ms frames of a wav, by autocorrelation (60-400 Hz)."""
+    audio, sr = sf.read(path, dtype="float32")
+    f0 = []
+    for i in range(0, len(audio) - 1024, 512):
+        x = audio[i : i + 1024] - audio[i : i + 1024].mean()
+        if np.sqrt((x**2).mean()) < 0.02:
+            continue
+        ac = np.correlate(x, x, "full")[1023:]  # (1024,) lags 0..1023
+        lo, hi = sr // 400, sr // 60
+        f0.append(sr / (lo + int(np.argmax(ac[lo:hi]))))
+    return float(np.median(f0))
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
+def test_cg_pitch_moves_the_training_clustergen_voices_only(tmp_path: Path) -> None:
+    import generate
+
+    text = "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG"
+    jobs = [
+        generate.Job("lo", "train", "flite", "slt", 1.0, 25, text),
+        generate.Job("hi", "train", "flite", "awb", 1.0, 75, text),
+        generate.Job("dv", "dev_a", "flite", "slt", 1.0, 25, text),
+        generate.Job("kl", "train", "flite", "kal16", 1.0, 25, text),
+    ]
+    rows = {r["id"]: r for r in generate.run_chunk(jobs, tmp_path, cg_pitch=True)}
+    assert (rows["lo"]["f0"], rows["hi"]["f0"]) == (85, 215)
+    assert "f0" not in rows["dv"] and "f0" not in rows["kl"]  # dev/test sets and other voices as they were
+    pitch = {uid: _median_f0(tmp_path / f"{uid}.wav") for uid in rows}
+    assert 75 < pitch["lo"] < 95 and 195 < pitch["hi"] < 235  # awb's own is ~130 Hz, slt's ~170 Hz
+    assert 150 < pitch["dv"] < 195
+    (tmp_path / "plain").mkdir()
+    [plain] = generate.run_chunk(jobs[:1], tmp_path / "plain")  # without --cg-pitch: slt's own pitch
+    assert "f0" not in plain and 150 < _median_f0(tmp_path / "plain" / "lo.wav") < 195
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_generate_train_resume_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import generate
