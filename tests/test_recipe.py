@@ -100,6 +100,25 @@ def test_dev_set_is_held_out_text_in_training_voices_and_leaves_the_corpus_order
     assert {j.split for c in chunks[len(generate.chunk_jobs(before, 4, 7)) :] for j in c} == {"dev_a"}
 
 
+def test_held_out_voice_dev_sets_speak_dev_a_sentences_and_leave_every_other_job_alone(tmp_path: Path) -> None:
+    import generate
+
+    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(60)))
+    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    before = generate.make_jobs(tmp_path, 7, n_test=10, max_train=None, copies=2, n_dev=15)
+    after = generate.make_jobs(tmp_path, 7, n_test=10, max_train=None, copies=2, n_dev=15, held_out_dev=True)
+    assert after[: len(before)] == before
+    new = after[len(before) :]
+    dev_a = [j for j in before if j.split == "dev_a"]
+    for split, voice in generate.HELD_OUT.items():
+        jobs = [j for j in new if j.split == f"dev_{split}"]
+        assert [j.text for j in jobs] == [j.text for j in dev_a]
+        assert {(j.engine, j.voice) for j in jobs} == {voice}
+    assert len(new) == 2 * len(dev_a) and len({j.uid for j in after}) == len(after)
+    chunks = generate.chunk_jobs(after, 4, 7)
+    assert chunks[: len(generate.chunk_jobs(before, 4, 7))] == generate.chunk_jobs(before, 4, 7)
+
+
 def test_noise_margins_surround_the_speech_at_a_lower_level() -> None:
     speech = (0.3 * np.sin(np.arange(16000) / 5.0)).astype(np.float32)
     opt = data.AugmentOptions(p_pad=1.0)

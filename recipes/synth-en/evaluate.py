@@ -36,6 +36,8 @@ ALSA_REFS = {"Front_Center": "FRONT CENTER", "Front_Left": "FRONT LEFT", "Front_
 SET_NAMES = {"test_a": "(a) held-out sentences, training voices", "test_b": "(b) held-out voice: flite rms",
              "test_b2": "(b2) held-out voice: festival ked_diphone", "alsa": "(c) real human recordings (alsa-utils)",
              "dev_a": "dev set: held-out sentences no test uses, training voices",
+             "dev_b": "dev set: dev_a's sentences, held-out voice flite rms",
+             "dev_b2": "dev set: dev_a's sentences, held-out voice festival ked_diphone",
              "noise": "(d) non-speech: noise and digital silence (no words: every letter is an error)"}
 
 

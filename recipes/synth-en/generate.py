@@ -58,11 +58,12 @@ def _pick_train_voice(rng: random.Random) -> tuple[str, str]:
 
 
 def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, copies: int = 1,
-              n_dev: int = 0) -> list[Job]:
+              n_dev: int = 0, held_out_dev: bool = False) -> list[Job]:
     """Deterministic job list: every train sentence `copies` times (different voices), plus the test sets.
 
     With n_dev, also a development set "dev_a": held-out sentences that no test set uses, spoken by training
-    voices, for tuning decoding settings (the LM weights) without looking at the test sets.
+    voices, for tuning decoding settings (the LM weights) without looking at the test sets. With held_out_dev
+    also "dev_b" and "dev_b2": dev_a's sentences spoken by the held-out voices (never used for training).
     """
     rng = random.Random(seed)
     train = [t for t in (text_dir / "train.txt").read_text().splitlines() if t]
@@ -86,6 +87,14 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
     for i, t in enumerate(rng_d.sample(unused, min(n_dev, len(unused)))):
         e, v = _pick_train_voice(rng_d)
         jobs.append(Job(f"da{i:05d}", "dev_a", e, v, rng_d.uniform(0.85, 1.15), rng_d.randint(35, 65), t))
+    if held_out_dev:
+        # dev_a's sentences once more, spoken by the held-out voices: for decisions about those voices (the
+        # test sets b and b2 stay untouched). Drawn from their own generator, so every other job is unchanged.
+        rng_h = random.Random(seed + 3)
+        for job in [j for j in jobs if j.split == "dev_a"]:
+            for split, (e2, v2) in HELD_OUT.items():
+                jobs.append(Job(f"d{split}{job.uid[2:]}", f"dev_{split}", e2, v2, rng_h.uniform(0.9, 1.1), 50,
+                                job.text))
     return jobs
 
 
@@ -202,10 +211,10 @@ def chunk_jobs(jobs: list[Job], size: int, seed: int) -> list[list[Job]]:
             groups.setdefault(key, []).append(j)
         return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
-    chunks = group([j for j in jobs if j.split != "dev_a"])
+    chunks = group([j for j in jobs if not j.split.startswith("dev")])
     random.Random(seed).shuffle(chunks)
     chunks.sort(key=lambda c: -1 if c[0].split.startswith("test") else int(c[0].uid[2]))
-    return chunks + group([j for j in jobs if j.split == "dev_a"])
+    return chunks + group([j for j in jobs if j.split.startswith("dev")])
 
 
 def main() -> None:
@@ -219,6 +228,8 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=40)
     ap.add_argument("--copies", type=int, default=2)
     ap.add_argument("--n-dev", type=int, default=250, help="dev_a utterances (held-out text, training voices)")
+    ap.add_argument("--held-out-dev", action="store_true",
+                    help="also dev_b/dev_b2: dev_a's sentences spoken by the held-out voices")
     ap.add_argument("--only", action="append", default=None, help="make only this split (repeatable)")
     ap.add_argument("--cg-pitch", action="store_true",
                     help="training utterances of flite awb/slt at a drawn mean f0 of 85-215 Hz (14th sitting on)")
@@ -234,13 +245,15 @@ def main() -> None:
                                    "--n-dev", str(args.n_dev)]
                                   + (["--max-train", str(args.max_train)] if args.max_train else [])
                                   + [a for split in args.only or [] for a in ("--only", split)]
-                                  + (["--cg-pitch"] if args.cg_pitch else []))
+                                  + (["--cg-pitch"] if args.cg_pitch else [])
+                                  + (["--held-out-dev"] if args.held_out_dev else []))
                  for w in range(args.workers)]
         codes = [p.wait() for p in procs]
         if any(codes):
             raise SystemExit(f"generation worker failed: {codes}")
         return
-    jobs = make_jobs(work / "text", args.seed, args.n_test, args.max_train, args.copies, args.n_dev)
+    jobs = make_jobs(work / "text", args.seed, args.n_test, args.max_train, args.copies, args.n_dev,
+                     args.held_out_dev)
     if args.only:
         jobs = [j for j in jobs if j.split in args.only]
     chunks = chunk_jobs(jobs, args.chunk, args.seed)[args.worker :: args.workers]
