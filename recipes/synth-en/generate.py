@@ -7,6 +7,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,7 +240,7 @@ def main() -> None:
     wav_dir = corpus / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
     if args.worker is None:
-        procs = [subprocess.Popen(["python", __file__, "--work", args.work, "--workers", str(args.workers),
+        procs = [subprocess.Popen([sys.executable, __file__, "--work", args.work, "--workers", str(args.workers),
                                    "--worker", str(w), "--seed", str(args.seed), "--n-test", str(args.n_test),
                                    "--chunk", str(args.chunk), "--copies", str(args.copies),
                                    "--n-dev", str(args.n_dev)]
