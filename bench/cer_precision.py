@@ -1,13 +1,14 @@
 """CER of a model at each --precision on the embedded model's held-out sets (the fast-path accuracy check).
 
 Usage: python bench/cer_precision.py [MODEL_DIR] [--corpus recipes/synth-en/work/corpus] [--limit 150]
-       [--precision fp32 --precision int8 ...] [--threads 2] [--json out.json]
+       [--precision fp32 --precision int8 ...] [--split dev_a ...] [--threads 2] [--json out.json]
 
 Every utterance goes through the same stages as `sew transcribe` (audio -> chunking -> inference -> greedy
 decoding, pipeline.transcribe_file), once per precision, with the same loaded decoder. The held-out splits are
 the recipe's (recipes/synth-en/generate.py): test_a (held-out sentences, training voices), test_b and test_b2
-(held-out voices/engines). Reported: corpus CER/WER per split and precision, the change against fp32 in CER
-points, and the wall time of each pass. The issue's bound: CER may change by at most 0.3 points.
+(held-out voices/engines); `--split` picks others, e.g. the dev sets dev_a, dev_b, dev_b2 for a decision
+that should not look at the test sets. Reported: corpus CER/WER per split and precision, the change against
+fp32 in CER points, and the wall time of each pass. The issue's bound: CER may change by at most 0.3 points.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def rows_of(corpus: Path, split: str, limit: int) -> list[dict[str, object]]:
     return sorted(rows, key=lambda r: str(r["id"]))[:limit]
 
 
-def evaluate(model_dir: Path, corpus: Path, precision: str, limit: int, threads: int) -> dict[str, object]:
+def evaluate(
+    model_dir: Path, corpus: Path, precision: str, limit: int, threads: int, splits: tuple[str, ...] = SPLITS
+) -> dict[str, object]:
     """CER/WER per split for one precision through pipeline.transcribe_file."""
     opts = pipeline.PipelineOptions(
         inference=inference.InferenceOptions(device="cpu", threads=threads, precision=precision)
@@ -57,7 +60,7 @@ def evaluate(model_dir: Path, corpus: Path, precision: str, limit: int, threads:
     model = inference.load(model_dir, opts.inference)
     decoder = decoding.build_decoder(model.vocab, opts.decode)
     out: dict[str, object] = {}
-    for split in SPLITS:
+    for split in splits:
         rows = rows_of(corpus, split, limit)
         if not rows:
             continue
@@ -84,11 +87,20 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=150)
     ap.add_argument("--precision", action="append", default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--split",
+        action="append",
+        default=None,
+        help="evaluate these splits (repeatable; e.g. dev_a, dev_b, dev_b2); default: the test sets",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     model_dir = args.model_dir or embedded_checkpoint()
     precisions = args.precision or ["fp32", "bf16", "int8"]
-    results = {p: evaluate(model_dir, args.corpus, p, args.limit, args.threads) for p in precisions}
+    results = {
+        p: evaluate(model_dir, args.corpus, p, args.limit, args.threads, tuple(args.split or SPLITS))
+        for p in precisions
+    }
     base = results.get("fp32", {})
     print(f"model {model_dir}, {args.limit} utterances per split at most")
     print("| precision | split | n | CER % | change vs fp32 (points) | WER % | same text as fp32 | seconds |")

@@ -203,12 +203,15 @@ def test_int8_model_has_quantized_linears(tiny_dir: Path, monkeypatch: pytest.Mo
     assert inference.load(tiny_dir, inference.InferenceOptions(precision="int8", threads=1)).device == "cpu"
 
 
-def test_int8_linears_equal_quantize_dynamic(tiny_dir: Path) -> None:
+def test_int8_linears_equal_quantize_dynamic(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import warnings
 
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+    from sewcli.model import fastpath
     from sewcli.model.fastpath import quantize_linear_int8
+
+    monkeypatch.setattr(fastpath, "full_range_int8_activations", lambda: False)  # torch's 7-bit activations
 
     x = torch.from_numpy(bench._windows(2, 3.0)).float()
     ours = quantize_linear_int8(inference.load(tiny_dir, inference.InferenceOptions(device="cpu")).module)
@@ -230,6 +233,51 @@ def test_int8_linears_equal_quantize_dynamic(tiny_dir: Path) -> None:
         assert torch.equal(ba, bb) and (a.in_features, a.out_features) == (b.in_features, b.out_features)
     with torch.inference_mode():
         assert torch.equal(ours(x), theirs(x))
+
+
+def test_int8_full_range_activations_are_the_8_bit_op_and_closer_to_fp32(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sewcli.model import fastpath
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 1024)
+    x = torch.randn(400, 256) * torch.linspace(0.2, 3.0, 256)  # (frames, features), uneven like activations
+    seven, eight = fastpath.int8_linear(linear), fastpath.int8_linear(linear, full_range=True)
+    assert seven._weight_bias()[0].int_repr().equal(eight._weight_bias()[0].int_repr())  # same weights
+    packed = eight._packed_params._packed_params
+    with torch.inference_mode():
+        ref = linear(x)
+        y7, y8 = seven(x), eight(x)
+        assert torch.equal(y7, torch.ops.quantized.linear_dynamic(x, packed, reduce_range=True))
+        assert torch.equal(y8, torch.ops.quantized.linear_dynamic(x, packed, reduce_range=False))
+    # with VNNI (no int16 saturation) the eighth bit halves the activations' rounding error
+    if fastpath.full_range_int8_activations():
+        assert (y8 - ref).abs().mean() < 0.75 * (y7 - ref).abs().mean()
+    # the whole-model switch follows the CPU check
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8))
+    monkeypatch.setattr(fastpath, "full_range_int8_activations", lambda: True)
+    assert type(fastpath.quantize_linear_int8(model)[0]).__name__ == "FullRangeDynamicLinear"
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8))
+    monkeypatch.setattr(fastpath, "full_range_int8_activations", lambda: False)
+    assert type(fastpath.quantize_linear_int8(model)[0]) is torch.ao.nn.quantized.dynamic.Linear
+
+
+def test_int8_full_range_only_on_avx512_vnni_with_fbgemm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sewcli.model import fastpath
+
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(fastpath, "CPUINFO", str(cpuinfo))
+    monkeypatch.setattr(torch.backends.quantized, "engine", "x86")
+    cpuinfo.write_text("vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n")
+    assert fastpath.full_range_int8_activations()
+    # no VNNI: fbgemm's int16 sums would saturate
+    cpuinfo.write_text("vendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 avx512f\n")
+    assert not fastpath.full_range_int8_activations()
+    cpuinfo.unlink()  # no /proc/cpuinfo: the safe 7 bits
+    assert not fastpath.full_range_int8_activations()
 
 
 def test_int8_weights_equal_quantize_per_channel_on_ties_zeros_and_extremes() -> None:
@@ -499,7 +547,9 @@ def test_fused_qkv_shares_the_weights_and_follows_updates() -> None:
     assert fuse_qkv(quantize_linear_int8(Attention(32, 4, dropout=0.0).eval())) == 0  # int8 stays apart
 
 
-@pytest.mark.parametrize("contiguous_from", [0, 1 << 30])  # q, k, v copied / left as views of the fused output
+@pytest.mark.parametrize(
+    "contiguous_from", [0, 1 << 30]
+)  # q, k, v copied / left as views of the fused output
 def test_fused_attention_layouts_match_the_separate_projections(
     monkeypatch: pytest.MonkeyPatch, contiguous_from: int
 ) -> None:

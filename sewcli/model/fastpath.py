@@ -3,7 +3,7 @@
 Where the time goes (docs/benchmarks.md): on SEW-tiny the nn.Linear GEMMs are about half of a forward, the
 conv front end about a quarter, elementwise ops (GELU, LayerNorm, residual adds) the rest.
 `quantize_linear_int8` replaces every nn.Linear by torch's dynamic int8 linear (weights int8 per output
-channel, activations quantised per call, fbgemm/oneDNN VNNI kernels); the convs, norms and attention stay
+channel, activations quantised per call: 8 bits with AVX512-VNNI, else 7; fbgemm kernels); the convs, norms and attention stay
 fp32, so the gain is bounded by the linear share (Amdahl, reliability_perf.md B.2). bf16 needs no code here
 (the model is cast with `.to`), but it is only fast where the CPU has bf16 dot-product instructions
 (AVX512-BF16 or AMX); elsewhere it is emulated.
@@ -11,9 +11,11 @@ fp32, so the gain is bounded by the linear share (Amdahl, reliability_perf.md B.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,18 +51,22 @@ def quantize_linear_int8(model: nn.Module) -> nn.Module:
         # The layers are quantised and packed in parallel: torch's ops let go of the GIL, and the packing
         # is single-threaded (SEW-tiny, 2 threads: 0.16-0.21 s instead of 0.29-0.37 s).
         workers = min(max(torch.get_num_threads(), 1), 4, len(targets))
+        full = full_range_int8_activations()
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
-                quantized = list(pool.map(int8_linear, [child for _, _, child in targets]))
+                quantized = list(pool.map(lambda child: int8_linear(child, full), [c for _, _, c in targets]))
         else:
-            quantized = [int8_linear(child) for _, _, child in targets]
+            quantized = [int8_linear(child, full) for _, _, child in targets]
     for (parent, name, _), q in zip(targets, quantized, strict=True):
         setattr(parent, name, q)
     return model
 
 
-def int8_linear(linear: nn.Linear) -> nn.Module:
+def int8_linear(linear: nn.Linear, full_range: bool = False) -> nn.Module:
     """One nn.Linear as torch's dynamic int8 linear, with per-output-channel symmetric int8 weights.
+
+    full_range: quantise the activations to all 8 bits (`full_range_int8_activations` says where that is
+    safe) instead of torch's 7.
 
     The weight scales are what `per_channel_dynamic_qconfig`'s observer computes (max |w| per row / 127.5, at
     least float32 eps; zero point 0), without the observer's slower `aminmax`. The int8 values are computed
@@ -76,10 +82,38 @@ def int8_linear(linear: nn.Linear) -> nn.Module:
     ints = torch.round(w * (1.0 / scale)[:, None]).clamp_(-128, 127).to(torch.int8)  # (out, in)
     zero = torch.zeros(w.shape[0], dtype=torch.int64)
     qweight = torch._make_per_channel_quantized_tensor(ints, scale.double(), zero, 0)
-    q = DynamicLinear(1, 1, dtype=torch.qint8)
+    q = (_full_range_dynamic_linear() if full_range else DynamicLinear)(1, 1, dtype=torch.qint8)
     q.set_weight_bias(qweight, None if linear.bias is None else linear.bias.detach().float())
     q.in_features, q.out_features = linear.in_features, linear.out_features
     return q
+
+
+@functools.cache
+def _full_range_dynamic_linear() -> Any:  # a subclass of torch.ao.nn.quantized.dynamic.Linear
+    """torch's dynamic int8 linear with 8-bit activations (torch's own passes reduce_range=True: 7 bits)."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    class FullRangeDynamicLinear(DynamicLinear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params, reduce_range=False)
+            return y.to(x.dtype)
+
+    return FullRangeDynamicLinear
+
+
+def full_range_int8_activations() -> bool:
+    """Whether the int8 linears may quantise their activations to 8 bits (0..255) rather than torch's 7.
+
+    torch's dynamic linear keeps activations to 7 bits (`reduce_range`) because fbgemm's kernels for CPUs
+    without VNNI sum pairs of u8 x s8 products in saturating int16 (vpmaddubsw: 2 x 255 x 128 overflows, 2 x
+    127 x 128 does not). With AVX512-VNNI (vpdpbusd) the products accumulate in int32, so the eighth bit
+    costs nothing and halves the activations' rounding step. Measured on an AMD Zen 4 (2026-12-05, the
+    embedded model, greedy, 250 utterances of each dev set; docs/benchmarks.md): CER change against fp32
+    +0.02 / -0.06 / +0.32 points (dev_a / dev_b / dev_b2) with 7 bits, -0.05 / -0.17 / +0.08 with 8.
+    """
+    if torch.backends.quantized.engine not in ("x86", "fbgemm"):
+        return False
+    return "avx512_vnni" in _cpu_vendor_and_flags()[1]
 
 
 def convs_in_bf16(model: nn.Module) -> int:
