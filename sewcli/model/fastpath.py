@@ -3,10 +3,10 @@
 Where the time goes (docs/benchmarks.md): on SEW-tiny the nn.Linear GEMMs are about half of a forward, the
 conv front end about a quarter, elementwise ops (GELU, LayerNorm, residual adds) the rest.
 `quantize_linear_int8` replaces every nn.Linear by torch's dynamic int8 linear (weights int8 per output
-channel, activations quantised per call: 8 bits with AVX512-VNNI, else 7; fbgemm kernels); the convs, norms and attention stay
-fp32, so the gain is bounded by the linear share (Amdahl, reliability_perf.md B.2). bf16 needs no code here
-(the model is cast with `.to`), but it is only fast where the CPU has bf16 dot-product instructions
-(AVX512-BF16 or AMX); elsewhere it is emulated.
+channel, activations quantised per call: 8 bits with AVX512-VNNI, else 7; fbgemm kernels); the convs, norms
+and attention stay fp32, so the gain is bounded by the linear share (Amdahl, reliability_perf.md B.2). bf16
+needs no code here (the model is cast with `.to`), but it is only fast where the CPU has bf16 dot-product
+instructions (AVX512-BF16 or AMX); elsewhere it is emulated.
 """
 
 from __future__ import annotations
