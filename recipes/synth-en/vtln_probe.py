@@ -1,5 +1,7 @@
 """Test-time vocal-tract-length normalisation probe: does warping an unseen voice's formants help the model?
 
+(`--transform speed`: the same with speed perturbation, tempo, pitch and formants together.)
+
 For every utterance of the given dev splits and every warp factor alpha, the audio goes through
 data.warp_formants (the training augmentation's voice change), then the model; greedy and LM transcripts and a
 few per-utterance confidence scores are stored. The summary compares: each fixed alpha, the oracle alpha per
@@ -18,19 +20,25 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soxr
 import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1]))
 
-from data import greedy_decode, load_manifest, read_audio, warp_formants  # noqa: E402
+from data import SR, greedy_decode, load_manifest, read_audio, warp_formants  # noqa: E402
 from evaluate import LMDecoder, log_probs  # noqa: E402
 from metrics import cer  # noqa: E402
 
 from sewcli.model.load import load_model  # noqa: E402
 
 ALPHAS = (0.8, 0.87, 0.93, 1.0, 1.07, 1.15, 1.25)
+
+
+def speed(x: np.ndarray, alpha: float) -> np.ndarray:
+    """Play `x` `alpha` times faster (tempo, pitch and formants together), as speed perturbation does."""
+    return soxr.resample(x, SR * alpha, SR, quality="HQ")
 
 
 def confidences(lp: np.ndarray) -> dict[str, float]:
@@ -49,6 +57,9 @@ def main() -> None:
     ap.add_argument("--work", default=str(HERE / "work"))
     ap.add_argument("--split", action="append", required=True)
     ap.add_argument("--alpha", type=float, action="append", default=None)
+    ap.add_argument("--transform", choices=("warp", "speed"), default="warp",
+                    help="warp: data.warp_formants (formants only); speed: resampling, as speed perturbation "
+                         "(tempo, pitch and formants together; alpha > 1 faster)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--json", default=None)
@@ -56,6 +67,7 @@ def main() -> None:
     if any(not s.startswith("dev") for s in args.split):
         raise SystemExit("vtln_probe.py: dev splits only (the test sets are evaluated once, by evaluate.py)")
     alphas = tuple(args.alpha or ALPHAS)
+    transform = warp_formants if args.transform == "warp" else speed
     torch.set_num_threads(args.threads)
     model = load_model(args.model_dir).model
     lm = LMDecoder(args.model_dir, Path(args.model_dir) / "language_model")
@@ -70,7 +82,7 @@ def main() -> None:
             audio = read_audio(corpus, r)
             u = {}
             for a in alphas:
-                lp = log_probs(model, audio if a == 1.0 else warp_formants(audio, a).astype(np.float32))
+                lp = log_probs(model, audio if a == 1.0 else transform(audio, a).astype(np.float32))
                 u[str(a)] = {"greedy": greedy_decode(lp.argmax(-1)), "lm": lm(lp), **confidences(lp)}
             per.append(u)
         summary: dict[str, dict] = {}
