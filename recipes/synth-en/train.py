@@ -121,6 +121,12 @@ def main() -> None:
     ap.add_argument("--p-join", type=float, default=0.0,
                     help="probability that a batch's utterances are joined in pairs across a pause (sitting 7)")
     ap.add_argument("--augment-from", type=int, default=1500, help="clean audio before this step (curriculum)")
+    ap.add_argument("--p-speed", type=float, default=0.5, help="probability of a speed change per utterance")
+    ap.add_argument("--speed", type=float, nargs=2, default=(0.9, 1.1), metavar=("LO", "HI"),
+                    help="speed factor range (resampling: tempo, pitch and formants); 0.8 1.12 in the 15th sitting")
+    ap.add_argument("--eval-split", action="append", default=None,
+                    help="splits of the periodic evaluation (repeatable; default the test sets; dev_a, dev_b, "
+                         "dev_b2 keep the test sets out of the run)")
     ap.add_argument("--init-from", default=None,
                     help="an exported model directory (e.g. sewcli/assets/sew-synth-en): start from its weights, "
                          "with a fresh optimizer and step 0, when work/train holds no checkpoint yet")
@@ -154,10 +160,11 @@ def main() -> None:
     print(f"params {n_params} ({n_params / 1e6:.2f} M), device {device}", flush=True)
     (out / "args.json").write_text(json.dumps(vars(args), indent=1))
 
-    tests = {s: load_manifest(corpus, s) for s in ("test_a", "test_b", "test_b2")}
+    tests = {s: load_manifest(corpus, s) for s in (args.eval_split or ("test_a", "test_b", "test_b2"))}
     tests = {s: r[: args.eval_n] for s, r in tests.items() if r}
     aug = None if args.no_augment else AugmentOptions(
-        p_warp=args.p_warp, p_pad=args.p_pad, p_empty=args.p_empty, p_join=args.p_join)
+        p_warp=args.p_warp, p_pad=args.p_pad, p_empty=args.p_empty, p_join=args.p_join, p_speed=args.p_speed,
+        speed=tuple(args.speed))
     t0 = time.time()
     audio_seconds = 0.0
     model.train()
