@@ -15,7 +15,6 @@ Results: docs/benchmarks.md, "The CPU kernels with AVX2 only".
 from __future__ import annotations
 
 import sys
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -41,12 +40,7 @@ def main() -> int:
     models = {"reference kernels": reference, "cpu_kernels": ours}
     capability = torch.backends.cpu.get_cpu_capability()
     print(f"{name} {precision}, {threads} thread(s), ATen capability {capability}; medians of 8 rounds")
-    for seconds in (10, 20):
-        x = torch.randn(1, seconds * 16000, generator=torch.Generator().manual_seed(0))
-        with torch.inference_mode():
-            logits = {k: m(x) for k, m in models.items()}
-            times = bench.interleaved({k: partial(m, x) for k, m in models.items()}, 8)
-        print(f"{seconds:>3} s: {bench.ab_line(times, logits)}")
+    print("\n".join(bench.forward_ab(models)))
     return 0
 
 

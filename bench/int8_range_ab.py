@@ -5,16 +5,15 @@ Usage: python bench/int8_range_ab.py WORKDIR [THREADS [CHECKPOINT]]
 default 1; CHECKPOINT default sew-tiny, or a checkpoint directory such as sewcli/assets/sew-synth-en.)
 
 The same checkpoint loaded twice as `sew transcribe --precision int8` runs it
-(`sewcli.inference.cpu_kernels`), once with every int8 linear quantising its activations to 7 bits and once to 8
-(`sewcli.model.fastpath.full_range_int8_activations` picks 8 where the CPU has AVX512-VNNI). Batch 1, 10 and
-20 s windows, 8 interleaved rounds, medians, and the largest logit difference between the two. The accuracy
-side is `bench/cer_precision.py`. Results: docs/benchmarks.md, "The 2026-12-05 kernels on the AMD EPYC".
+(`sewcli.inference.cpu_kernels`), once with every int8 linear quantising its activations to 7 bits and
+once to 8 (`sewcli.model.fastpath.full_range_int8_activations` picks 8 where the CPU has AVX512-VNNI).
+Batch 1, 10 and 20 s windows, 8 interleaved rounds, medians, and the largest logit difference between the
+two. The accuracy side is `bench/cer_precision.py`. Results: docs/benchmarks.md, "The 2026-12-05 kernels on the AMD EPYC".
 """
 
 from __future__ import annotations
 
 import sys
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -40,12 +39,7 @@ def main() -> int:
         f"{directory.name} int8, {threads} thread(s), CPU has AVX512-VNNI: "
         f"{'avx512_vnni' in fastpath._cpu_vendor_and_flags()[1]}; medians of 8 rounds"
     )
-    for seconds in (10, 20):
-        x = torch.randn(1, seconds * 16000, generator=torch.Generator().manual_seed(0))
-        with torch.inference_mode():
-            logits = {k: m(x) for k, m in models.items()}
-            times = bench.interleaved({k: partial(m, x) for k, m in models.items()}, 8)
-        print(f"{seconds:>3} s: {bench.ab_line(times, logits)}")
+    print("\n".join(bench.forward_ab(models)))
     return 0
 
 

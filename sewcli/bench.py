@@ -504,6 +504,23 @@ def ab_line(times: dict[str, list[float]], outputs: dict[str, Any]) -> str:
     return f"{a} {ta * 1e3:7.1f} ms, {b} {tb * 1e3:7.1f} ms ({speedup:+.1f} %), max difference {diff:.1e}"
 
 
+def forward_ab(
+    models: dict[str, Callable[[Any], Any]], seconds: tuple[int, ...] = (10, 20), rounds: int = 8
+) -> list[str]:
+    """A/B of two forwards (A first) on random windows of each length: `ab_line` per length, `rounds`
+    interleaved rounds each, under inference mode. The in-process comparisons of bench/*_ab.py."""
+    import torch
+
+    lines = []
+    for secs in seconds:
+        x = torch.randn(1, secs * 16000, generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            outputs = {k: m(x) for k, m in models.items()}
+            times = interleaved({k: partial(m, x) for k, m in models.items()}, rounds)
+        lines.append(f"{secs:>3} s: {ab_line(times, outputs)}")
+    return lines
+
+
 def count_gflop(module: Any, x: Any) -> float:
     """GFLOP of one forward of `module` on `x`, counted by torch.utils.flop_counter (matmul, conv, SDPA)."""
     import torch
