@@ -8,7 +8,8 @@ The same checkpoint loaded twice as `sew transcribe --precision int8` runs it
 (`sewcli.inference.cpu_kernels`), once with every int8 linear quantising its activations to 7 bits and
 once to 8 (`sewcli.model.fastpath.full_range_int8_activations` picks 8 where the CPU has AVX512-VNNI).
 Batch 1, 10 and 20 s windows, 8 interleaved rounds, medians, and the largest logit difference between the
-two. The accuracy side is `bench/cer_precision.py`. Results: docs/benchmarks.md, "The 2026-12-05 kernels on the AMD EPYC".
+two. The accuracy side is `bench/cer_precision.py`. Results: docs/benchmarks.md, "The 2026-12-05 kernels
+on the AMD EPYC".
 """
 
 from __future__ import annotations
