@@ -26,9 +26,11 @@ log = logging.getLogger(__name__)
 def quantize_linear_int8(model: nn.Module) -> nn.Module:
     """Switch `model`'s nn.Linear layers to int8 dynamic quantisation, in place (no second fp32 copy in RAM).
 
-    The result equals `torch.ao.quantization.quantize_dynamic(model, {nn.Linear:
-    per_channel_dynamic_qconfig}, dtype=torch.qint8)` bit for bit (tests/test_bench.py) and takes 0.40 s
-    instead of 0.53 s for SEW-tiny's 74 linears (1 thread): see `int8_linear`.
+    The weights equal those of `torch.ao.quantization.quantize_dynamic(model, {nn.Linear:
+    per_channel_dynamic_qconfig}, dtype=torch.qint8)` bit for bit, and so does the whole model's output where
+    the activations keep torch's 7 bits (tests/test_bench.py); on CPUs with AVX512-VNNI they get 8
+    (`full_range_int8_activations`). 0.40 s instead of 0.53 s for SEW-tiny's 74 linears (1 thread): see
+    `int8_linear`.
 
     Args:
         model: an fp32 model on the CPU (put in eval mode).
