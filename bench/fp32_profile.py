@@ -55,8 +55,10 @@ def _attention_ab(heads: int, frames: int, head_dim: int) -> str:
             fn()
     diff = (plain() - sdpa()).abs().max().item()
     t_sdpa, t_plain = _median_ms(sdpa, 200), _median_ms(plain, 200)
-    return (f"attention alone, {heads} heads x {frames} frames x {head_dim}: SDPA {t_sdpa:.2f} ms, "
-            f"bmm-softmax-bmm {t_plain:.2f} ms, max |diff| {diff:.1e}")
+    return (
+        f"attention alone, {heads} heads x {frames} frames x {head_dim}: SDPA {t_sdpa:.2f} ms, "
+        f"bmm-softmax-bmm {t_plain:.2f} ms, max |diff| {diff:.1e}"
+    )
 
 
 def main() -> int:
@@ -75,8 +77,10 @@ def main() -> int:
                 model.module(x)
     rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     profiled = sum(e.self_cpu_time_total for e in rows) / 1e3 / PROFILED
-    print(f"{name} fp32, {seconds:g} s window, one thread: forward {total:.1f} ms (median of 5); "
-          f"profiled {profiled:.1f} ms per forward")
+    print(
+        f"{name} fp32, {seconds:g} s window, one thread: forward {total:.1f} ms (median of 5); "
+        f"profiled {profiled:.1f} ms per forward"
+    )
     gemm = 0.0
     for e in rows[:12]:
         ms = e.self_cpu_time_total / 1e3 / PROFILED
