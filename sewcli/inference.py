@@ -101,7 +101,8 @@ def cpu_kernels(module: Any, precision: str) -> Any:
     """The CPU's kernels for a precision (sewcli/model/fastpath.py; measurements in docs/benchmarks.md).
 
     fp32 and bf16: q, k and v as one GEMM (`fuse_qkv`). fp32: the waveform encoder's convs as GEMMs
-    (`convs_as_gemm`), which run at the GEMM peak where oneDNN's fp32 convs do not. int8: linears
+    (`convs_as_gemm`), which run at the GEMM peak where oneDNN's fp32 convs do not; on AMD CPUs the linears
+    by oneDNN's matmul, the feed-forward GELU fused in (`onednn_linears`). int8: linears
     quantized; convs in bf16 where bf16 pays off, as GEMMs where bf16 GEMMs run on AMX (or float32 GEMMs
     where bf16 does not pay off). bf16: convs as GEMMs on AMX CPUs.
     """
@@ -111,6 +112,8 @@ def cpu_kernels(module: Any, precision: str) -> Any:
         convs_in_bf16,
         fuse_qkv,
         gemm_convs_pay_off,
+        onednn_linears,
+        onednn_linears_pay_off,
         quantize_linear_int8,
     )
 
@@ -118,6 +121,8 @@ def cpu_kernels(module: Any, precision: str) -> Any:
         fuse_qkv(module)
     if precision == "fp32":
         convs_as_gemm(module)
+        if onednn_linears_pay_off():
+            onednn_linears(module)
     elif precision == "int8":
         module = quantize_linear_int8(module)
         if not bf16_pays_off():

@@ -8,6 +8,7 @@ and the fast paths stay close to fp32.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -212,6 +213,7 @@ def test_int8_linears_equal_quantize_dynamic(tiny_dir: Path, monkeypatch: pytest
     from sewcli.model.fastpath import quantize_linear_int8
 
     monkeypatch.setattr(fastpath, "full_range_int8_activations", lambda: False)  # torch's 7-bit activations
+    monkeypatch.setattr(fastpath, "onednn_linears_pay_off", lambda: False)  # plain nn.Linear
 
     x = torch.from_numpy(bench._windows(2, 3.0)).float()
     ours = quantize_linear_int8(inference.load(tiny_dir, inference.InferenceOptions(device="cpu")).module)
@@ -574,3 +576,66 @@ def test_ab_line_reports_medians_speedup_and_largest_difference() -> None:
     outputs = {"old": torch.zeros(2, 3), "new": torch.tensor([[0.0, -0.25, 0.0], [0.0, 0.0, 0.125]])}
     line = bench.ab_line(times, outputs)
     assert line == "old   300.0 ms, new   100.0 ms (+200.0 %), max difference 2.5e-01"
+
+
+_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+@pytest.mark.skipif(not _ONEDNN, reason="torch built without oneDNN")
+def test_onednn_linears_match_torch_and_fuse_the_feed_forward_gelu(tiny_dir: Path) -> None:
+    from sewcli.model import common
+    from sewcli.model.fastpath import OneDNNLinear, fuse_qkv, onednn_linear, onednn_linears
+    from sewcli.model.load import load_model
+
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 7, 32), torch.randn(48, 32), torch.randn(48)
+    with torch.inference_mode():  # the op itself: a linear, and the exact (erf) GELU after it
+        assert float((onednn_linear(x, w, b) - torch.nn.functional.linear(x, w, b)).abs().max()) <= 1e-5
+        fused = onednn_linear(x, w, b, gelu=True)
+        assert (
+            float((fused - torch.nn.functional.gelu(torch.nn.functional.linear(x, w, b))).abs().max()) <= 1e-5
+        )
+
+    reference = load_model(tiny_dir, device="cpu", dtype=torch.float32).model.eval()
+    model = load_model(tiny_dir, device="cpu", dtype=torch.float32).model.eval()
+    keys = list(model.state_dict())
+    fuse_qkv(model)
+    linears = sum(type(m) is torch.nn.Linear for m in model.modules())
+    assert onednn_linears(model) == linears > 0
+    assert list(model.state_dict()) == keys  # same parameters under the same checkpoint keys
+    ffns = [m for m in model.modules() if isinstance(m, common.FeedForward)]
+    assert ffns and all(isinstance(f.intermediate_act_fn, torch.nn.Identity) for f in ffns)
+    assert all(isinstance(f.intermediate_dense, OneDNNLinear) and f.intermediate_dense.gelu for f in ffns)
+    audio = torch.from_numpy(bench._windows(2, 1.5))
+    with torch.inference_mode():
+        ref, out = reference(audio), model(audio)
+    assert float((out - ref).abs().max()) <= 1e-4
+    plain = common.FeedForward(32, 64, "gelu", 0.0, 0.0).eval()
+    plain.load_state_dict(ffns[0].state_dict())
+    h = torch.randn(1, 5, 32)
+    with (
+        torch.inference_mode()
+    ):  # a non-contiguous input and float64 take nn.Linear's path, GELU still applied
+        strided = torch.randn(1, 32, 5).transpose(1, 2)
+        assert float((ffns[0](strided) - plain(strided)).abs().max()) <= 1e-6
+    with torch.no_grad():
+        doubled, plain_doubled = copy.deepcopy(ffns[0]).double(), copy.deepcopy(plain).double()
+        assert float((doubled(h.double()) - plain_doubled(h.double())).abs().max()) <= 1e-12
+    model.train()  # with gradients: torch's path, and they reach every weight
+    model(audio).square().mean().backward()
+    assert all(p.grad is not None for f in ffns for p in f.parameters())
+
+
+def test_onednn_linears_only_on_amd_avx512(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sewcli.model import fastpath
+
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(fastpath, "CPUINFO", str(cpuinfo))
+    cpuinfo.write_text("vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n")
+    assert fastpath.onednn_linears_pay_off() is _ONEDNN
+    cpuinfo.write_text("vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2\n")  # Zen 2/3: not measured
+    assert not fastpath.onednn_linears_pay_off()
+    cpuinfo.write_text("vendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 avx512f amx_bf16\n")  # MKL's ground
+    assert not fastpath.onednn_linears_pay_off()
+    cpuinfo.unlink()
+    assert not fastpath.onednn_linears_pay_off()

@@ -100,7 +100,9 @@ def test_dev_set_is_held_out_text_in_training_voices_and_leaves_the_corpus_order
     assert {j.split for c in chunks[len(generate.chunk_jobs(before, 4, 7)) :] for j in c} == {"dev_a"}
 
 
-def test_held_out_voice_dev_sets_speak_dev_a_sentences_and_leave_every_other_job_alone(tmp_path: Path) -> None:
+def test_held_out_voice_dev_sets_speak_dev_a_sentences_and_leave_every_other_job_alone(
+    tmp_path: Path,
+) -> None:
     import generate
 
     (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(60)))

@@ -311,6 +311,7 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(hidden, hidden)
         self.out_proj = nn.Linear(hidden, hidden)
         self._qkv: tuple[Tensor, Tensor] | None = None  # `fuse_qkv`
+        self.qkv_linear: Callable[..., Tensor] = F.linear  # fused q|k|v kernel (fastpath.onednn_linears)
 
     def fuse_qkv(self) -> bool:
         """For inference: the q, k and v projections as one GEMM, without a second copy of their weights.
@@ -357,7 +358,7 @@ class Attention(nn.Module):
         fused = self._fused_qkv()
         grad = torch.is_grad_enabled() and (self.training or self.q_proj.weight.requires_grad)
         if fused is not None and not grad:  # the fused weight carries no gradient to the projections
-            qkv = F.linear(x, *fused).view(b, t, 3, self.num_heads, self.head_dim)  # (B, T, 3, nh, d)
+            qkv = self.qkv_linear(x, *fused).view(b, t, 3, self.num_heads, self.head_dim)  # (B, T, 3, nh, d)
             qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, nh, T, d), a view
             if t >= _SDPA_CONTIGUOUS_FROM:
                 qkv = qkv.contiguous()

@@ -184,6 +184,99 @@ def convs_as_gemm(model: nn.Module) -> int:
     return n
 
 
+def onednn_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False
+) -> torch.Tensor:
+    """x @ weight.T + bias, then the exact (erf) GELU where `gelu`, by oneDNN's float32 matmul.
+
+    For contiguous float32 CPU inputs without gradients (`_onednn_applies`); the caller falls back otherwise.
+    The GELU runs in the matmul's epilogue, on the tile still in cache, instead of a second pass over memory.
+    """
+    if gelu:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def _onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    return (
+        not grad
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and x.device.type == "cpu"
+        and x.dim() >= 2
+        and x.is_contiguous()
+    )
+
+
+def _guarded_onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """`onednn_linear` where it applies, else torch's F.linear."""
+    if _onednn_applies(x, weight):
+        return onednn_linear(x, weight, bias)
+    return torch.nn.functional.linear(x, weight, bias)
+
+
+class OneDNNLinear(nn.Linear):
+    """nn.Linear whose float32 inference forward is `onednn_linear`; same parameters, same state-dict keys.
+
+    `gelu` (set per instance by `onednn_linears`): the exact GELU that followed this layer runs fused into it.
+    Anything else (gradients, other dtypes, non-contiguous inputs) takes nn.Linear's own path.
+    """
+
+    gelu = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _onednn_applies(x, self.weight):
+            return onednn_linear(x, self.weight, self.bias, self.gelu)
+        y = super().forward(x)
+        return torch.nn.functional.gelu(y) if self.gelu else y
+
+
+def onednn_linears(model: nn.Module) -> int:
+    """Run the float32 linears by oneDNN's matmul (`OneDNNLinear`), the feed-forward GELU fused in the first.
+
+    Where it pays off (`onednn_linears_pay_off`): on an AMD Zen 4, one thread, oneDNN's fp32 matmul runs a
+    SEW-tiny feed-forward GEMM (250 x 512 -> 2048) in 5.2 ms with the GELU against 5.7 + 0.4 ms for MKL's
+    addmm and a separate GELU, and the whole fp32 forward over a 10 s window ~7 % faster (docs/benchmarks.md,
+    `bench/onednn_linears_ab.py`). Call after `fuse_qkv`: the fused q|k|v product runs here too
+    (`Attention.qkv_linear`). Same weights; results equal up to the GEMMs' summation order.
+
+    Returns:
+        the number of linears switched.
+    """
+    from sewcli.model.common import Attention, FeedForward
+
+    n = 0
+    for module in model.modules():
+        if type(module) is nn.Linear:
+            module.__class__ = OneDNNLinear
+            n += 1
+        elif isinstance(module, Attention):
+            module.qkv_linear = _guarded_onednn_linear
+    for module in model.modules():
+        act = getattr(module, "intermediate_act_fn", None)
+        if (
+            isinstance(module, FeedForward)
+            and isinstance(module.intermediate_dense, OneDNNLinear)
+            and type(act) is nn.GELU
+            and act.approximate == "none"
+        ):
+            module.intermediate_dense.gelu = True
+            module.intermediate_act_fn = nn.Identity()
+    return n
+
+
+def onednn_linears_pay_off() -> bool:
+    """Whether fp32 linears run by oneDNN (`onednn_linears`): on AMD CPUs with AVX-512, where they were
+    measured faster than MKL's (an AMD EPYC Zen 4, 2026-12-06; docs/benchmarks.md). Not measured on Intel
+    CPUs (MKL's own ground), so they keep torch's default. A fixed rule, not a timing at start-up.
+    """
+    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        return False
+    vendor, flags = _cpu_vendor_and_flags()
+    return vendor == "AuthenticAMD" and "avx512f" in flags
+
+
 def fuse_qkv(model: nn.Module) -> int:
     """Run every self-attention's q, k and v projections as one GEMM (`Attention.fuse_qkv`): one (T, 3H)
     product instead of three (T, H) ones, 0.3 ms of 5.4 ms per SEW-tiny layer over a 10 s window on one
