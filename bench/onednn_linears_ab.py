@@ -1,12 +1,14 @@
-"""fp32 linears by oneDNN's matmul (GELU fused) against MKL's addmm: whole forwards, A/B in one process.
+"""fp32 linears and convs by oneDNN's matmul (GELUs fused) against MKL's: whole forwards, A/B in one process.
 
 Usage: python bench/onednn_linears_ab.py WORKDIR [THREADS [CHECKPOINT]]
 (WORKDIR as for `sew bench --workdir`: the random-weight checkpoints are created there if missing; THREADS
 default 1; CHECKPOINT default sew-tiny.)
 
-The same checkpoint loaded twice with sew's fp32 CPU kernels (`sewcli.inference.cpu_kernels`), once without
-and once with `sewcli.model.fastpath.onednn_linears`, whatever `onednn_linears_pay_off` says on this CPU.
-Batch 1, 10 and 20 s windows, 8 interleaved rounds, medians, and the largest logit difference. Results:
+The same checkpoint loaded three times with sew's fp32 CPU kernels (`sewcli.inference.cpu_kernels`): without
+`sewcli.model.fastpath.onednn_linears`, with it, and with it and `onednn_convs`, whatever
+`onednn_linears_pay_off` says on this CPU.
+Batch 1, 10 and 20 s windows, 8 interleaved rounds, medians, and the largest logit difference; three
+pairs: MKL against oneDNN linears, those against oneDNN linears and convs, MKL against both. Results:
 docs/benchmarks.md, "fp32 linears by oneDNN on the AMD EPYC".
 """
 
@@ -28,13 +30,18 @@ def main() -> int:
     name = sys.argv[3] if len(sys.argv) > 3 else "sew-tiny"
     torch.set_num_threads(threads)
     directory = bench.checkpoint_for(name, work)
-    mkl = load_model(directory, device="cpu", dtype=torch.float32).model
     fastpath.onednn_linears_pay_off = lambda: False  # type: ignore[assignment]
-    mkl = inference.cpu_kernels(mkl, "fp32")
-    onednn = inference.cpu_kernels(load_model(directory, device="cpu", dtype=torch.float32).model, "fp32")
-    switched = fastpath.onednn_linears(onednn)
-    print(f"{name} fp32, {threads} thread(s), {switched} linears switched; medians of 8 rounds")
-    print("\n".join(bench.forward_ab({"MKL addmm": mkl, "oneDNN linears": onednn})))
+    mkl, only_linears, onednn = (
+        inference.cpu_kernels(load_model(directory, device="cpu", dtype=torch.float32).model, "fp32")
+        for _ in range(3)
+    )
+    linears = fastpath.onednn_linears(only_linears)
+    fastpath.onednn_linears(onednn)
+    convs = fastpath.onednn_convs(onednn)
+    print(f"{name} fp32, {threads} thread(s), {linears} linears, {convs} convs switched; medians of 8 rounds")
+    print("\n".join(bench.forward_ab({"MKL": mkl, "oneDNN linears": only_linears})))
+    print("\n".join(bench.forward_ab({"oneDNN linears": only_linears, "and convs": onednn})))
+    print("\n".join(bench.forward_ab({"MKL": mkl, "oneDNN linears and convs": onednn})))
     return 0
 
 

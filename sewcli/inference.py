@@ -102,7 +102,7 @@ def cpu_kernels(module: Any, precision: str) -> Any:
 
     fp32 and bf16: q, k and v as one GEMM (`fuse_qkv`). fp32: the waveform encoder's convs as GEMMs
     (`convs_as_gemm`), which run at the GEMM peak where oneDNN's fp32 convs do not; on AMD CPUs the linears
-    by oneDNN's matmul, the feed-forward GELU fused in (`onednn_linears`). int8: linears
+    and those convs by oneDNN's matmul, the GELUs fused in (`onednn_linears`, `onednn_convs`). int8: linears
     quantized; convs in bf16 where bf16 pays off, as GEMMs where bf16 GEMMs run on AMX (or float32 GEMMs
     where bf16 does not pay off). bf16: convs as GEMMs on AMX CPUs.
     """
@@ -112,6 +112,7 @@ def cpu_kernels(module: Any, precision: str) -> Any:
         convs_in_bf16,
         fuse_qkv,
         gemm_convs_pay_off,
+        onednn_convs,
         onednn_linears,
         onednn_linears_pay_off,
         quantize_linear_int8,
@@ -123,6 +124,7 @@ def cpu_kernels(module: Any, precision: str) -> Any:
         convs_as_gemm(module)
         if onednn_linears_pay_off():
             onednn_linears(module)
+            onednn_convs(module)
     elif precision == "int8":
         module = quantize_linear_int8(module)
         if not bf16_pays_off():

@@ -34,6 +34,9 @@ TINY = {
 }
 
 
+_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight checkpoint written by bench.write_random_checkpoint for the TINY config."""
@@ -363,10 +366,15 @@ def test_bf16_convs_only_where_they_were_measured_faster(
     ],
 )
 @pytest.mark.parametrize("samples", [8000, 8003])  # odd: the last frames' windows end short of the input
+@pytest.mark.parametrize("onednn", [False, True])  # fastpath.onednn_convs: one GEMM per layer, GELU fused
 def test_convs_as_gemm_compute_the_same_features(
-    norm: str, bias: bool, kernels: tuple[int, ...], strides: tuple[int, ...], samples: int
+    norm: str, bias: bool, kernels: tuple[int, ...], strides: tuple[int, ...], samples: int, onednn: bool
 ) -> None:
     from sewcli.model.common import FeatureEncoder
+    from sewcli.model.fastpath import onednn_convs
+
+    if onednn and not _ONEDNN:
+        pytest.skip("torch built without oneDNN")
 
     torch.manual_seed(0)
     dims = [24, 32, 32, 48, 40, 40, 32][: len(kernels)]
@@ -378,6 +386,8 @@ def test_convs_as_gemm_compute_the_same_features(
     with torch.inference_mode():
         ref = encoder(x)
         encoder.as_gemm = True
+        if onednn:  # every layer without a norm: all but GroupNorm's first, none with LayerNorm
+            assert onednn_convs(encoder) == (len(kernels) - 1 if norm == "group" else 0)
         gemm = encoder(x)
         one = encoder(x[1:])  # batch of one: the same rows
     assert gemm.shape == ref.shape and ref.shape[1] == dims[-1]
@@ -576,9 +586,6 @@ def test_ab_line_reports_medians_speedup_and_largest_difference() -> None:
     outputs = {"old": torch.zeros(2, 3), "new": torch.tensor([[0.0, -0.25, 0.0], [0.0, 0.0, 0.125]])}
     line = bench.ab_line(times, outputs)
     assert line == "old   300.0 ms, new   100.0 ms (+200.0 %), max difference 2.5e-01"
-
-
-_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 @pytest.mark.skipif(not _ONEDNN, reason="torch built without oneDNN")

@@ -101,6 +101,9 @@ class ConvLayer(nn.Module):
             self.layer_norm = None
         self.activation = activation(act, "feat_extract_activation")
         self._tap_cache: tuple[tuple[object, ...], list[Tensor]] | None = None  # `_tap_weights`
+        # float32 inference: all k taps in one row, one GEMM with the GELU fused (fastpath.onednn_convs)
+        self.fused_gemm: Callable[..., Tensor] | None = None
+        self._row_weight: tuple[tuple[object, ...], Tensor] | None = None  # `_tap_major_weight`
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, c_in, time) -> (batch, c_out, time')."""
@@ -135,6 +138,10 @@ class ConvLayer(nn.Module):
         frames = (t - k) // s + 1
         x = x.contiguous()
         base = x.storage_offset()
+        if self.fused_gemm is not None and x.dtype == torch.float32 and not torch.is_grad_enabled():
+            rows = x.as_strided((b, frames, k * c), (t * c, s * c, 1), base).contiguous()  # (B, T', k*c_in)
+            fused: Tensor = self.fused_gemm(rows, self._tap_major_weight(), conv.bias, gelu=True)
+            return fused  # (B, T', c_out)
         products = []  # (rows, weight) per tap group
         for first_tap, taps, weight in self._tap_weights(c):
             if taps > s:  # overlapping rows: copied, (B, time', k * c_in)
@@ -164,6 +171,15 @@ class ConvLayer(nn.Module):
             return torch.ops.aten.gelu_(y)
         out: Tensor = self.activation(y)
         return out
+
+    def _tap_major_weight(self) -> Tensor:
+        """The conv weight as (c_out, k * c_in), tap-major like `fused_gemm`'s rows; built once per weight."""
+        weight = self.conv.weight  # (c_out, c_in, k)
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        if self._row_weight is None or self._row_weight[0] != key:
+            w = weight.detach().permute(0, 2, 1).reshape(weight.shape[0], -1).contiguous()  # (c_out, k*c_in)
+            self._row_weight = (key, w)
+        return self._row_weight[1]
 
     def _tap_weights(self, c_in: int) -> list[tuple[int, int, Tensor]]:
         """(first tap, taps, weight) per GEMM of `forward_gemm`: each weight (taps * c_in, c_out), tap-major

@@ -266,6 +266,32 @@ def onednn_linears(model: nn.Module) -> int:
     return n
 
 
+def onednn_convs(model: nn.Module) -> int:
+    """The feature encoders' GELU-only conv layers (no norm) as one oneDNN GEMM each, the GELU fused in.
+
+    For layers that already run as GEMMs (`convs_as_gemm`): all k taps copied into (T', k * c_in) rows and
+    multiplied once (`ConvLayer.fused_gemm`), instead of ceil(k/s) GEMMs on strided views and a GELU pass.
+    The layers with a norm (SEW's first, wav2vec2-large's LayerNorm ones) keep `forward_gemm`'s own path.
+    Measured on an AMD Zen 4, one thread, SEW-tiny's layers over a 10 s window (docs/benchmarks.md): the
+    k 3 / s 2 layers 39.9 -> 35.8 ms, the 1x1 ones 21.7 -> 17.5 ms.
+
+    Returns:
+        the number of conv layers switched.
+    """
+    from sewcli.model.common import ConvLayer, FeatureEncoder
+
+    n = 0
+    for encoder in model.modules():
+        if not (isinstance(encoder, FeatureEncoder) and encoder.as_gemm):
+            continue
+        for layer in encoder.modules():
+            if isinstance(layer, ConvLayer) and layer.norm_kind is None and type(layer.activation) is nn.GELU:
+                if layer.activation.approximate == "none" and layer.conv.weight.dtype == torch.float32:
+                    layer.fused_gemm = onednn_linear
+                    n += 1
+    return n
+
+
 def onednn_linears_pay_off() -> bool:
     """Whether fp32 linears run by oneDNN (`onednn_linears`): on AMD CPUs with AVX-512, where they were
     measured faster than MKL's (an AMD EPYC Zen 4, 2026-12-06; docs/benchmarks.md). Not measured on Intel
