@@ -24,8 +24,10 @@ which must start without torch). Library code: nothing here prints; progress goe
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 import os
 import platform
 import statistics
@@ -521,11 +523,33 @@ def forward_ab(
     return lines
 
 
+@functools.cache
+def _count_onednn_linears() -> None:
+    """Teach torch's FlopCounterMode oneDNN's fused linear (sewcli.model.fastpath.onednn_linear), which it
+    does not count by itself: 2 x rows x in x out, like aten.addmm."""
+    import torch
+    from torch.utils.flop_counter import register_flop_formula
+
+    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    if op is None:  # torch without oneDNN: nothing to count
+        return
+
+    @register_flop_formula(op)
+    def _linear_pointwise_flop(
+        x_shape: Any, second: Any, *args: Any, out_shape: Any = None, **kw: Any
+    ) -> int:
+        # .default(x, weight, bias, ...); .binary(x, other, weight, bias, ...)
+        weight = second if len(second) == 2 and second[1] == x_shape[-1] else args[0]
+        return 2 * math.prod(x_shape[:-1]) * int(weight[0]) * int(weight[1])
+
+
 def count_gflop(module: Any, x: Any) -> float:
-    """GFLOP of one forward of `module` on `x`, counted by torch.utils.flop_counter (matmul, conv, SDPA)."""
+    """GFLOP of one forward of `module` on `x`, counted by torch.utils.flop_counter (matmul, conv, SDPA, and
+    oneDNN's fused linears)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    _count_onednn_linears()
     for param in module.parameters():  # FlopCounterMode's module tracker trips over grad-requiring inputs
         param.requires_grad_(False)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:

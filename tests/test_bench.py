@@ -646,3 +646,18 @@ def test_onednn_linears_only_on_amd_avx512(tmp_path: Path, monkeypatch: pytest.M
     assert not fastpath.onednn_linears_pay_off()
     cpuinfo.unlink()
     assert not fastpath.onednn_linears_pay_off()
+
+
+@pytest.mark.skipif(not _ONEDNN, reason="torch built without oneDNN")
+def test_count_gflop_counts_onednn_linears_and_convs(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sewcli.model import fastpath
+    from sewcli.model.load import load_model
+
+    monkeypatch.setattr(fastpath, "onednn_linears_pay_off", lambda: False)
+    x = torch.from_numpy(bench._windows(1, 2.0))
+    mkl, onednn = (
+        inference.cpu_kernels(load_model(tiny_dir, device="cpu", dtype=torch.float32).model.eval(), "fp32")
+        for _ in range(2)
+    )
+    assert fastpath.onednn_linears(onednn) > 0 and fastpath.onednn_convs(onednn) > 0
+    assert bench.count_gflop(onednn, x) == pytest.approx(bench.count_gflop(mkl, x), rel=1e-6)
