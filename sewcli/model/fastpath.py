@@ -237,9 +237,10 @@ def onednn_linears(model: nn.Module) -> int:
 
     Where it pays off (`onednn_linears_pay_off`): on an AMD Zen 4, one thread, oneDNN's fp32 matmul runs a
     SEW-tiny feed-forward GEMM (250 x 512 -> 2048) in 5.2 ms with the GELU against 5.7 + 0.4 ms for MKL's
-    addmm and a separate GELU, and the whole fp32 forward over a 10 s window ~7 % faster (docs/benchmarks.md,
-    `bench/onednn_linears_ab.py`). Call after `fuse_qkv`: the fused q|k|v product runs here too
-    (`Attention.qkv_linear`). Same weights; results equal up to the GEMMs' summation order.
+    addmm and a separate GELU, and the whole fp32 forward over a 10 s window 7.6 % faster (11.5 % with
+    `onednn_convs`; docs/benchmarks.md, `bench/onednn_linears_ab.py`). Call after `fuse_qkv`: the fused
+    q|k|v product runs here too (`Attention.qkv_linear`). Same weights; results equal up to the GEMMs'
+    summation order.
 
     Returns:
         the number of linears switched.
@@ -294,8 +295,9 @@ def onednn_convs(model: nn.Module) -> int:
 
 def onednn_linears_pay_off() -> bool:
     """Whether fp32 linears run by oneDNN (`onednn_linears`): on AMD CPUs with AVX-512, where they were
-    measured faster than MKL's (an AMD EPYC Zen 4, 2026-12-06; docs/benchmarks.md). Not measured on Intel
-    CPUs (MKL's own ground), so they keep torch's default. A fixed rule, not a timing at start-up.
+    measured faster than MKL's (an AMD EPYC Zen 4, 2026-12-06; docs/benchmarks.md). On an Intel Xeon with AMX
+    the fused linear+GELU measured no faster (2026-12-04), so Intel CPUs keep MKL. A fixed rule, not a timing
+    at start-up: the same machine always gets the same numbers.
     """
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
         return False
