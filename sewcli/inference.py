@@ -133,6 +133,9 @@ def cpu_kernels(module: Any, precision: str) -> Any:
             convs_in_bf16(module)
             if gemm_convs_pay_off():
                 convs_as_gemm(module)
+            elif onednn_linears_pay_off():  # AMD: bf16 convs as one oneDNN GEMM each, GELU fused
+                convs_as_gemm(module)
+                onednn_convs(module)
     elif precision == "bf16":
         if gemm_convs_pay_off():
             convs_as_gemm(module)

@@ -138,7 +138,7 @@ class ConvLayer(nn.Module):
         frames = (t - k) // s + 1
         x = x.contiguous()
         base = x.storage_offset()
-        if self.fused_gemm is not None and x.dtype == torch.float32 and not torch.is_grad_enabled():
+        if self.fused_gemm is not None and x.dtype == conv.weight.dtype and not torch.is_grad_enabled():
             rows = x.as_strided((b, frames, k * c), (t * c, s * c, 1), base).contiguous()  # (B, T', k*c_in)
             fused: Tensor = self.fused_gemm(rows, self._tap_major_weight(), conv.bias, gelu=True)
             return fused  # (B, T', c_out)

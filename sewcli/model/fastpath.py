@@ -267,6 +267,9 @@ def onednn_linears(model: nn.Module) -> int:
     return n
 
 
+_ONEDNN_DTYPES = (torch.float32, torch.bfloat16)  # `onednn_convs`: float32, or bf16 after `convs_in_bf16`
+
+
 def onednn_convs(model: nn.Module) -> int:
     """The feature encoders' GELU-only conv layers (no norm) as one oneDNN GEMM each, the GELU fused in.
 
@@ -288,7 +291,7 @@ def onednn_convs(model: nn.Module) -> int:
             continue
         for layer in encoder.modules():
             if isinstance(layer, ConvLayer) and layer.norm_kind is None and type(layer.activation) is nn.GELU:
-                if layer.activation.approximate == "none" and layer.conv.weight.dtype == torch.float32:
+                if layer.activation.approximate == "none" and layer.conv.weight.dtype in _ONEDNN_DTYPES:
                     layer.fused_gemm = onednn_linear
                     n += 1
     return n
