@@ -661,3 +661,35 @@ def test_count_gflop_counts_onednn_linears_and_convs(tiny_dir: Path, monkeypatch
     )
     assert fastpath.onednn_linears(onednn) > 0 and fastpath.onednn_convs(onednn) > 0
     assert bench.count_gflop(onednn, x) == pytest.approx(bench.count_gflop(mkl, x), rel=1e-6)
+
+
+@pytest.mark.skipif(not _ONEDNN, reason="torch built without oneDNN")
+def test_int8_on_amd_runs_the_bf16_gelu_convs_as_fused_gemms(
+    tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sewcli.model import fastpath
+    from sewcli.model.common import ConvLayer
+
+    monkeypatch.setattr(fastpath, "bf16_pays_off", lambda: True)  # the AMD rules, whatever CPU runs this
+    monkeypatch.setattr(fastpath, "gemm_convs_pay_off", lambda: False)
+    monkeypatch.setattr(fastpath, "onednn_linears_pay_off", lambda: True)
+    x = bench._windows(2, 3.0)
+    ref = _log_probs(tiny_dir, "fp32", x)
+    model = inference.load(tiny_dir, inference.InferenceOptions(device="cpu", threads=1, precision="int8"))
+    layers = [m for m in model.module.modules() if isinstance(m, ConvLayer)]
+    fused = [m for m in layers if m.fused_gemm is not None]
+    assert len(fused) == len(layers) - 1  # all but the GroupNorm layer
+    assert all(m.conv.weight.dtype == torch.bfloat16 for m in fused)
+    calls: list[torch.dtype] = []
+
+    def counted(rows: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(rows.dtype)
+        return fastpath.onednn_linear(rows, *args, **kwargs)  # type: ignore[arg-type]
+
+    for layer in fused:  # count the fused GEMMs that really run
+        layer.fused_gemm = counted
+    with torch.inference_mode():
+        out = torch.log_softmax(model.module(torch.from_numpy(x)).float(), -1).numpy()
+    assert calls == [torch.bfloat16] * len(fused)
+    diff, spread = float(np.abs(out - ref).max()), float(ref.max() - ref.min())
+    assert 0 < diff <= 0.05 * spread, (diff, spread)
