@@ -103,8 +103,8 @@ def cpu_kernels(module: Any, precision: str) -> Any:
     fp32 and bf16: q, k and v as one GEMM (`fuse_qkv`). fp32: the waveform encoder's convs as GEMMs
     (`convs_as_gemm`), which run at the GEMM peak where oneDNN's fp32 convs do not; on AMD CPUs the linears
     and those convs by oneDNN's matmul, the GELUs fused in (`onednn_linears`, `onednn_convs`). int8: linears
-    quantized; convs in bf16 where bf16 pays off, as GEMMs where bf16 GEMMs run on AMX (or float32 GEMMs
-    where bf16 does not pay off). bf16: convs as GEMMs on AMX CPUs.
+    quantized; convs in bf16 where bf16 pays off, as GEMMs where bf16 GEMMs run on AMX, as fused oneDNN
+    GEMMs on AMD (or float32 GEMMs where bf16 does not pay off). bf16: convs as GEMMs on AMX CPUs.
     """
     from sewcli.model.fastpath import (
         bf16_pays_off,

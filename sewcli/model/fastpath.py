@@ -276,9 +276,11 @@ def onednn_convs(model: nn.Module) -> int:
     For layers that already run as GEMMs (`convs_as_gemm`): all k taps copied into (T', k * c_in) rows and
     multiplied once (`ConvLayer.fused_gemm`), instead of ceil(k/s) GEMMs on strided views and a GELU pass.
     The layers with a norm (SEW's first, wav2vec2-large's LayerNorm ones) keep `forward_gemm`'s own path.
-    The copy costs memory traffic and ~37 MB per 30 s window in SEW-tiny's first such layer, and saves more:
-    on an AMD Zen 4, one thread, a SEW-tiny fp32 forward with `onednn_linears` 309.6 -> 304.3 ms over 10 s
-    and 668.5 -> 641.1 ms over 20 s (`bench/onednn_linears_ab.py`, docs/benchmarks.md).
+    Float32 layers, or bf16 ones after `convs_in_bf16`. The copy costs memory traffic and ~37 MB per 30 s
+    window in SEW-tiny's first such layer, and saves more: on an AMD Zen 4, one thread, a SEW-tiny fp32
+    forward with `onednn_linears` 309.6 -> 304.3 ms over 10 s and 668.5 -> 641.1 ms over 20 s
+    (`bench/onednn_linears_ab.py`); an int8 one with bf16 convs 140.1 -> 133.5 ms over 10 s, its CER within
+    0.3 points of fp32 (docs/benchmarks.md).
 
     Returns:
         the number of conv layers switched.
