@@ -101,7 +101,8 @@ class ConvLayer(nn.Module):
             self.layer_norm = None
         self.activation = activation(act, "feat_extract_activation")
         self._tap_cache: tuple[tuple[object, ...], list[Tensor]] | None = None  # `_tap_weights`
-        # float32 inference: all k taps in one row, one GEMM with the GELU fused (fastpath.onednn_convs)
+        # inference (float32, or bf16 after convs_in_bf16): all k taps in one row, one GEMM with the GELU
+        # fused (fastpath.onednn_convs)
         self.fused_gemm: Callable[..., Tensor] | None = None
         self._row_weight: tuple[tuple[object, ...], Tensor] | None = None  # `_tap_major_weight`
 

@@ -187,9 +187,10 @@ def convs_as_gemm(model: nn.Module) -> int:
 def onednn_linear(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False
 ) -> torch.Tensor:
-    """x @ weight.T + bias, then the exact (erf) GELU where `gelu`, by oneDNN's float32 matmul.
+    """x @ weight.T + bias, then the exact (erf) GELU where `gelu`, by oneDNN's matmul.
 
-    For contiguous float32 CPU inputs without gradients (`_onednn_applies`); the caller falls back otherwise.
+    For contiguous CPU inputs without gradients: float32 (`_onednn_applies`; the caller falls back
+    otherwise), or bf16 for `onednn_convs`' layers after `convs_in_bf16`.
     The GELU runs in the matmul's epilogue, on the tile still in cache, instead of a second pass over memory.
     """
     if gelu:
