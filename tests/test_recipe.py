@@ -344,14 +344,21 @@ def _train_resume_export(work: Path, device: str, monkeypatch: pytest.MonkeyPatc
         "--device",
         device,
     ]
-    monkeypatch.setattr(sys, "argv", base + ["--max-steps", "2"])
+    monkeypatch.setattr(sys, "argv", base + ["--max-steps", "2", "--p-warp", "0.4"])
     train.main()
     state = torch.load(work / "train" / "last.pt", weights_only=True)
     assert state["step"] == 2
     curve = [json.loads(x) for x in (work / "train" / "curve.jsonl").read_text().splitlines()]
     assert curve[-1]["step"] == 2 and 0 <= curve[-1]["cer_test_a"]
     monkeypatch.setattr(sys, "argv", base + ["--max-steps", "3"])
-    train.main()  # continues from last.pt
+    train.main()  # continues from last.pt, with the run's --p-warp although this command leaves it out
+    assert torch.load(work / "train" / "last.pt", weights_only=True)["step"] == 3
+    assert json.loads((work / "train" / "args.json").read_text())["p_warp"] == 0.4
+    history = [json.loads(x) for x in (work / "train" / "args_history.jsonl").read_text().splitlines()]
+    assert [(h["step"], h["args"]["p_warp"], h["args"]["max_steps"]) for h in history] == [(0, 0.4, 2), (2, 0.4, 3)]
+    monkeypatch.setattr(sys, "argv", base + ["--max-steps", "4", "--lr", "0.5"])
+    with pytest.raises(SystemExit, match=r"--lr 0.5 \(the run's: 0.0015\)"):
+        train.main()  # a different recipe is refused without --change-recipe
     assert torch.load(work / "train" / "last.pt", weights_only=True)["step"] == 3
 
     export = work / "export" / "latest"
@@ -389,3 +396,29 @@ def _train_resume_export(work: Path, device: str, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(sys, "argv", [*again, "--size", "small"])
     with pytest.raises(SystemExit, match="config differs from --size's in hidden_size"):
         train.main()
+
+
+def test_a_resumed_run_keeps_its_recipe_and_refuses_a_silent_change() -> None:
+    """train.py on resume: recipe options left out take the run's values, run options are free, and a
+    differing recipe option needs --change-recipe (the sixteenth sitting lost four augmentations this way)."""
+    import train
+
+    ap_args = ["--work", "w", "--minutes", "5", "--speed", "0.8", "1.12"]
+    saved = {"work": "elsewhere", "minutes": 50.0, "lr": 1e-4, "p_warp": 0.4, "speed": [0.8, 1.12],
+             "eval_split": ["dev_a"], "p_speed": 0.6}
+    parser = train.build_parser()
+    args = parser.parse_args(ap_args)
+    resolved, notes = train.resumed_args(args, train.given_options(parser, ap_args), saved)
+    assert (resolved.lr, resolved.p_warp, resolved.p_speed) == (1e-4, 0.4, 0.6)  # the run's recipe
+    assert (resolved.work, resolved.minutes, resolved.eval_split) == ("w", 5.0, None)  # this run's own
+    assert list(resolved.speed) == [0.8, 1.12]
+    assert any(n.startswith("--p-warp 0.4") for n in notes)
+
+    changed = ["--p-warp", "0.0", "--lr", "1e-4"]
+    with pytest.raises(SystemExit, match=r"--p-warp 0.0 \(the run's: 0.4\)") as refused:
+        train.resumed_args(parser.parse_args(changed), train.given_options(parser, changed), saved)
+    assert "--lr" not in str(refused.value)  # given, but the same as the run's
+    forced = [*changed, "--change-recipe"]
+    resolved, notes = train.resumed_args(parser.parse_args(forced), train.given_options(parser, forced), saved)
+    assert resolved.p_warp == 0.0 and resolved.p_speed == 0.6
+    assert any("--change-recipe" in n for n in notes)

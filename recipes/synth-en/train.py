@@ -1,7 +1,9 @@
 """Train a small SEW-CTC from scratch on the synthetic corpus (frame-CE warm start, then CTC); resumable.
 
 Usage: python train.py --work work [--minutes 90] [--threads 2] [--device cuda]
-Re-running continues from work/train/last.pt. Every --eval-every steps: greedy CER on held-out sets, a line in
+Re-running continues from work/train/last.pt with the run's own recipe: options not given take the values it
+was started with (work/train/args.json), and a given one that differs is refused unless --change-recipe
+(a warm restart on purpose); every start is logged in work/train/args_history.jsonl. Every --eval-every steps: greedy CER on held-out sets, a line in
 work/train/curve.tsv, and an HF export of the latest model to work/export/latest (best CER on test_a -> best).
 """
 
@@ -62,6 +64,53 @@ def init_weights(model: SEWForCTC, directory: Path, cfg: SEWConfig) -> None:
         model.load_state_dict({k: v.float() for k, v in source.state_dict().items()})
 
 
+# Options that shape only this run (how long, on what, how often it reports); every other option is the
+# training recipe, which a resumed run keeps (`resumed_args`).
+RUN_OPTIONS = frozenset({"work", "minutes", "max_steps", "threads", "device", "workers", "eval_every", "eval_n",
+                         "save_every", "eval_split", "init_from", "change_recipe"})
+
+
+def given_options(ap: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The options `argv` sets explicitly (parsed once more with every default suppressed)."""
+    defaults = {a.dest: a.default for a in ap._actions}
+    try:
+        for a in ap._actions:
+            a.default = argparse.SUPPRESS
+        return set(vars(ap.parse_args(argv)))
+    finally:
+        for a in ap._actions:
+            a.default = defaults[a.dest]
+
+
+def resumed_args(args: argparse.Namespace, given: set[str], saved: dict) -> tuple[argparse.Namespace, list[str]]:
+    """The arguments of a resumed run: recipe options not given take the saved run's values (a resumption
+    that leaves out a flag must not silently train differently); a given one that differs from the saved
+    value is an error unless --change-recipe.
+
+    Returns:
+        the resolved arguments and one line per recipe option whose value differs from the parser's default
+        or from the saved run (for the log).
+    """
+    out, changed, notes = vars(args).copy(), [], []
+    for key, value in saved.items():
+        if key in RUN_OPTIONS or key not in out:
+            continue
+        value = tuple(value) if isinstance(out[key], tuple) and isinstance(value, list) else value
+        if key not in given:
+            if out[key] != value:
+                notes.append(f"--{key.replace('_', '-')} {value} (the run's)")
+            out[key] = value
+        elif out[key] != value:
+            changed.append(f"--{key.replace('_', '-')} {out[key]} (the run's: {value})")
+    if changed and not args.change_recipe:
+        raise SystemExit(
+            "train.py: the checkpoint's run was started with other options: " + "; ".join(changed)
+            + ". Leave them out to continue the run as it was, or add --change-recipe for a warm restart "
+            "with the new ones."
+        )
+    return argparse.Namespace(**out), notes + [f"{c}: changed (--change-recipe)" for c in changed]
+
+
 @torch.no_grad()
 def evaluate(model: SEWForCTC, corpus: Path, rows: list[dict], max_batch_seconds: float = 60.0) -> dict:
     """Greedy CER/WER over rows (each utterance normalised on its own, padded batches with a mask)."""
@@ -88,7 +137,7 @@ def evaluate(model: SEWForCTC, corpus: Path, rows: list[dict], max_batch_seconds
     return {"cer": cer(refs, hyps), "wer": wer(refs, hyps), "n": len(refs), "example": (refs[0], hyps[0])}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default=str(HERE / "work"))
     ap.add_argument("--size", choices=["small", "tiny"], default="small")
@@ -130,6 +179,15 @@ def main() -> None:
     ap.add_argument("--init-from", default=None,
                     help="an exported model directory (e.g. sewcli/assets/sew-synth-en): start from its weights, "
                          "with a fresh optimizer and step 0, when work/train holds no checkpoint yet")
+    ap.add_argument("--change-recipe", action="store_true",
+                    help="resuming: accept recipe options (LR, schedule, augmentations, ...) that differ from the "
+                         "ones the run was started with; without it they are refused, and options not given "
+                         "take the run's values")
+    return ap
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
     if args.workers < 1:
         ap.error("--workers must be at least 1 (the loader prefetches in its own processes)")
@@ -140,13 +198,18 @@ def main() -> None:
     work = Path(args.work)
     corpus, out = work / "corpus", work / "train"
     out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "last.pt"
+    if ckpt.exists() and (out / "args.json").exists():
+        args, notes = resumed_args(args, given_options(ap, sys.argv[1:]),
+                                   json.loads((out / "args.json").read_text()))
+        for line in notes:
+            print(f"resuming with {line}", flush=True)
     cfg = SEWConfig(**(SMALL if args.size == "small" else TINY))
     torch.manual_seed(args.seed)
     model = SEWForCTC(cfg).to(device)  # before the optimizer, so that its state lives there too
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98), eps=1e-8)
     step, epoch, batch_in_epoch, elapsed_prev, best = 0, 0, 0, 0.0, float("inf")
-    ckpt = out / "last.pt"
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=True, map_location=device)
         model.load_state_dict(state["model"])
@@ -159,6 +222,9 @@ def main() -> None:
         print(f"initialised from {args.init_from} (fresh optimizer)", flush=True)
     print(f"params {n_params} ({n_params / 1e6:.2f} M), device {device}", flush=True)
     (out / "args.json").write_text(json.dumps(vars(args), indent=1))
+    with open(out / "args_history.jsonl", "a") as history:
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        history.write(json.dumps({"started": started, "step": step, "args": vars(args)}) + "\n")
 
     tests = {s: load_manifest(corpus, s) for s in (args.eval_split or ("test_a", "test_b", "test_b2"))}
     tests = {s: r[: args.eval_n] for s, r in tests.items() if r}
