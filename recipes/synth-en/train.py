@@ -3,8 +3,9 @@
 Usage: python train.py --work work [--minutes 90] [--threads 2] [--device cuda]
 Re-running continues from work/train/last.pt with the run's own recipe: options not given take the values it
 was started with (work/train/args.json), and a given one that differs is refused unless --change-recipe
-(a warm restart on purpose); every start is logged in work/train/args_history.jsonl. Every --eval-every steps: greedy CER on held-out sets, a line in
-work/train/curve.tsv, and an HF export of the latest model to work/export/latest (best CER on test_a -> best).
+(a warm restart on purpose); every start is logged in work/train/args_history.jsonl. Every --eval-every
+steps: greedy CER on held-out sets, a line in work/train/curve.jsonl, and an HF export of the latest model to
+work/export/latest (best CER on test_a + test_b -> best).
 """
 
 from __future__ import annotations
