@@ -620,9 +620,8 @@ def test_onednn_linears_match_torch_and_fuse_the_feed_forward_gelu(tiny_dir: Pat
     plain = common.FeedForward(32, 64, "gelu", 0.0, 0.0).eval()
     plain.load_state_dict(ffns[0].state_dict())
     h = torch.randn(1, 5, 32)
-    with (
-        torch.inference_mode()
-    ):  # a non-contiguous input and float64 take nn.Linear's path, GELU still applied
+    # a non-contiguous input and float64 take nn.Linear's path, GELU still applied
+    with torch.inference_mode():
         strided = torch.randn(1, 32, 5).transpose(1, 2)
         assert float((ffns[0](strided) - plain(strided)).abs().max()) <= 1e-6
     with torch.no_grad():

@@ -355,7 +355,10 @@ def _train_resume_export(work: Path, device: str, monkeypatch: pytest.MonkeyPatc
     assert torch.load(work / "train" / "last.pt", weights_only=True)["step"] == 3
     assert json.loads((work / "train" / "args.json").read_text())["p_warp"] == 0.4
     history = [json.loads(x) for x in (work / "train" / "args_history.jsonl").read_text().splitlines()]
-    assert [(h["step"], h["args"]["p_warp"], h["args"]["max_steps"]) for h in history] == [(0, 0.4, 2), (2, 0.4, 3)]
+    assert [(h["step"], h["args"]["p_warp"], h["args"]["max_steps"]) for h in history] == [
+        (0, 0.4, 2),
+        (2, 0.4, 3),
+    ]
     monkeypatch.setattr(sys, "argv", base + ["--max-steps", "4", "--lr", "0.5"])
     with pytest.raises(SystemExit, match=r"--lr 0.5 \(the run's: 0.0015\)"):
         train.main()  # a different recipe is refused without --change-recipe
@@ -404,8 +407,15 @@ def test_a_resumed_run_keeps_its_recipe_and_refuses_a_silent_change() -> None:
     import train
 
     ap_args = ["--work", "w", "--minutes", "5", "--speed", "0.8", "1.12"]
-    saved = {"work": "elsewhere", "minutes": 50.0, "lr": 1e-4, "p_warp": 0.4, "speed": [0.8, 1.12],
-             "eval_split": ["dev_a"], "p_speed": 0.6}
+    saved = {
+        "work": "elsewhere",
+        "minutes": 50.0,
+        "lr": 1e-4,
+        "p_warp": 0.4,
+        "speed": [0.8, 1.12],
+        "eval_split": ["dev_a"],
+        "p_speed": 0.6,
+    }
     parser = train.build_parser()
     args = parser.parse_args(ap_args)
     resolved, notes = train.resumed_args(args, train.given_options(parser, ap_args), saved)
@@ -419,6 +429,8 @@ def test_a_resumed_run_keeps_its_recipe_and_refuses_a_silent_change() -> None:
         train.resumed_args(parser.parse_args(changed), train.given_options(parser, changed), saved)
     assert "--lr" not in str(refused.value)  # given, but the same as the run's
     forced = [*changed, "--change-recipe"]
-    resolved, notes = train.resumed_args(parser.parse_args(forced), train.given_options(parser, forced), saved)
+    resolved, notes = train.resumed_args(
+        parser.parse_args(forced), train.given_options(parser, forced), saved
+    )
     assert resolved.p_warp == 0.0 and resolved.p_speed == 0.6
     assert any("--change-recipe" in n for n in notes)

@@ -210,11 +210,14 @@ def _onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
-def _guarded_onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """`onednn_linear` where it applies, else torch's F.linear."""
+def _guarded_onednn_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False
+) -> torch.Tensor:
+    """`onednn_linear` where it applies, else torch's F.linear (and F.gelu where `gelu`)."""
     if _onednn_applies(x, weight):
-        return onednn_linear(x, weight, bias)
-    return torch.nn.functional.linear(x, weight, bias)
+        return onednn_linear(x, weight, bias, gelu)
+    y = torch.nn.functional.linear(x, weight, bias)
+    return torch.nn.functional.gelu(y) if gelu else y
 
 
 class OneDNNLinear(nn.Linear):
@@ -227,10 +230,7 @@ class OneDNNLinear(nn.Linear):
     gelu = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _onednn_applies(x, self.weight):
-            return onednn_linear(x, self.weight, self.bias, self.gelu)
-        y = super().forward(x)
-        return torch.nn.functional.gelu(y) if self.gelu else y
+        return _guarded_onednn_linear(x, self.weight, self.bias, self.gelu)
 
 
 def onednn_linears(model: nn.Module) -> int:
