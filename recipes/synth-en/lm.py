@@ -80,8 +80,10 @@ def estimate(
     return logp, logbo
 
 
-def write_arpa(path: Path, logp: list[dict[Gram, float]], logbo: list[dict[Gram, float]]) -> None:
-    """ARPA back-off format (the same text KenLM's lmplz writes)."""
+def write_arpa(
+    path: Path, logp: list[dict[Gram, float]], logbo: list[dict[Gram, float]], digits: int = 6
+) -> None:
+    """ARPA back-off format (the same text KenLM's lmplz writes), log10 values to `digits` decimals."""
     order = len(logp)
     raw = gzip.GzipFile(path, "wb", mtime=0) if path.suffix == ".gz" else open(path, "wb")  # noqa: SIM115
     with io.TextIOWrapper(raw, encoding="utf-8") as f:
@@ -92,8 +94,8 @@ def write_arpa(path: Path, logp: list[dict[Gram, float]], logbo: list[dict[Gram,
             f.write(f"\n\\{n + 1}-grams:\n")
             for g in sorted(logp[n]):
                 bo = logbo[n].get(g) if n < order - 1 else None
-                line = f"{logp[n][g]:.6f}\t{' '.join(g)}"
-                f.write(line + (f"\t{bo:.6f}\n" if bo is not None else "\n"))
+                line = f"{logp[n][g]:.{digits}f}\t{' '.join(g)}"
+                f.write(line + (f"\t{bo:.{digits}f}\n" if bo is not None else "\n"))
         f.write("\n\\end\\\n")
 
 
@@ -104,6 +106,12 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="directory: lm.arpa, unigrams.txt, attrs.json")
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--beta", type=float, default=1.5)
+    ap.add_argument(
+        "--digits",
+        type=int,
+        default=6,
+        help="decimals of the log10 values (4: a sixth smaller gzipped; sew and KenLM read them as float32)",
+    )
     args = ap.parse_args()
     sentences = [
         line.split() for line in Path(args.text).read_text(encoding="utf-8").splitlines() if line.split()
@@ -111,7 +119,7 @@ def main() -> None:
     logp, logbo = estimate(sentences, args.order)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_arpa(out / "lm.arpa.gz", logp, logbo)
+    write_arpa(out / "lm.arpa.gz", logp, logbo, args.digits)
     words = sorted(g[0] for g in logp[0] if g[0] not in ("<s>", "</s>", "<unk>"))
     (out / "unigrams.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
     attrs = {"alpha": args.alpha, "beta": args.beta, "unk_score_offset": -10.0, "score_boundary": True}
