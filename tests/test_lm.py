@@ -268,6 +268,22 @@ def test_recipe_lm_command_writes_the_language_model_directory(tmp_path):
     assert ArpaModel(out / "lm.arpa.gz").order == 3
 
 
+def test_recipe_lm_digits_round_the_log10_values_and_nothing_else(tmp_path):
+    """`--digits 4` (the candidate-18 LM): every value to 4 decimals, the same n-grams, scores within 5e-5."""
+    lm = load_recipe_lm()
+    logp, logbo = lm.estimate([s.split() for s in SENTENCES], 3)
+    lm.write_arpa(tmp_path / "six.arpa", logp, logbo)
+    lm.write_arpa(tmp_path / "four.arpa", logp, logbo, digits=4)
+    four_lines = (tmp_path / "four.arpa").read_text().splitlines()
+    values = [v for line in four_lines if "\t" in line for v in line.split("\t")[::2] if v]
+    assert values and all(len(v.split(".")[1]) == 4 for v in values)
+    six, four = ArpaModel(tmp_path / "six.arpa"), ArpaModel(tmp_path / "four.arpa")
+    assert [len(k) for k in six._keys] == [len(k) for k in four._keys]
+    for ctx, word in [((), "CAT"), (("THE",), "CAT"), (("ON", "THE"), "MAT"), (("A",), "FOOD"), (("THE",), "THE")]:
+        state = tuple(six._ids[w] for w in ctx)
+        assert four.score(state, word)[0] == pytest.approx(six.score(state, word)[0], abs=5e-5 * len(ctx) + 5e-5)
+
+
 # ---- in the beam search ----------------------------------------------------------------------------
 
 from test_decoding import EN_VOCAB, ambiguous_cat, beam, write_arpa  # noqa: E402
