@@ -38,6 +38,9 @@ SET_NAMES = {"test_a": "(a) held-out sentences, training voices", "test_b": "(b)
              "dev_a": "dev set: held-out sentences no test uses, training voices",
              "dev_b": "dev set: dev_a's sentences, held-out voice flite rms",
              "dev_b2": "dev set: dev_a's sentences, held-out voice festival ked_diphone",
+             "fresh_a": "(a') fresh test set (2026-12-06): held-out sentences no other set uses, training voices",
+             "fresh_b": "(b') fresh test set: fresh_a's sentences, held-out voice flite rms",
+             "fresh_b2": "(b2') fresh test set: fresh_a's sentences, held-out voice festival ked_diphone",
              "noise": "(d) non-speech: noise and digital silence (no words: every letter is an error)"}
 
 

@@ -59,12 +59,15 @@ def _pick_train_voice(rng: random.Random) -> tuple[str, str]:
 
 
 def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, copies: int = 1,
-              n_dev: int = 0, held_out_dev: bool = False) -> list[Job]:
+              n_dev: int = 0, held_out_dev: bool = False, fresh_test: bool = False) -> list[Job]:
     """Deterministic job list: every train sentence `copies` times (different voices), plus the test sets.
 
     With n_dev, also a development set "dev_a": held-out sentences that no test set uses, spoken by training
     voices, for tuning decoding settings (the LM weights) without looking at the test sets. With held_out_dev
     also "dev_b" and "dev_b2": dev_a's sentences spoken by the held-out voices (never used for training).
+    With fresh_test, "fresh_a", "fresh_b" and "fresh_b2": the held-out sentences that neither the test sets nor
+    dev_a use, spoken by training voices and by each held-out voice: test sets made on 2026-12-06, after the
+    first ones had been looked at for many decisions (the model card says how they are used).
     """
     rng = random.Random(seed)
     train = [t for t in (text_dir / "train.txt").read_text().splitlines() if t]
@@ -96,6 +99,15 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
             for split, (e2, v2) in HELD_OUT.items():
                 jobs.append(Job(f"d{split}{job.uid[2:]}", f"dev_{split}", e2, v2, rng_h.uniform(0.9, 1.1), 50,
                                 job.text))
+    if fresh_test:
+        # Own generator and sentences: every other job is unchanged. Same recipe as test_a/b/b2.
+        used = set(tests) | {j.text for j in jobs if j.split == "dev_a"}
+        rng_f = random.Random(seed + 4)
+        for i, t in enumerate(sorted(set(held) - used)):
+            e, v = _pick_train_voice(rng_f)
+            jobs.append(Job(f"fa{i:05d}", "fresh_a", e, v, rng_f.uniform(0.85, 1.15), rng_f.randint(35, 65), t))
+            for split, (e2, v2) in HELD_OUT.items():
+                jobs.append(Job(f"f{split}{i:05d}", f"fresh_{split}", e2, v2, rng_f.uniform(0.9, 1.1), 50, t))
     return jobs
 
 
@@ -201,9 +213,9 @@ def run_chunk(jobs: list[Job], wav_dir: Path, cg_pitch: bool = False) -> list[di
 def chunk_jobs(jobs: list[Job], size: int, seed: int) -> list[list[Job]]:
     """Group jobs into same-engine(-voice for festival) chunks, then shuffle chunks so a partial corpus is mixed.
 
-    Order: the test sets (small), copy 0 of the training text, copy 1, ..., then the dev set. The dev set was
-    added after the first corpus was made; it is chunked apart and appended, so the other chunks keep the
-    order (and the split between workers) they had.
+    Order: the test sets (small), copy 0 of the training text, copy 1, ..., then the dev sets, then the fresh
+    test sets. Those were added after the first corpus was made; they are chunked apart and appended, so the
+    other chunks keep the order (and the split between workers) they had.
     """
     def group(js: list[Job]) -> list[list[Job]]:
         groups: dict[tuple[str, str, bool, str], list[Job]] = {}
@@ -212,10 +224,13 @@ def chunk_jobs(jobs: list[Job], size: int, seed: int) -> list[list[Job]]:
             groups.setdefault(key, []).append(j)
         return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
-    chunks = group([j for j in jobs if not j.split.startswith("dev")])
+    later = ("dev", "fresh")
+    chunks = group([j for j in jobs if not j.split.startswith(later)])
     random.Random(seed).shuffle(chunks)
     chunks.sort(key=lambda c: -1 if c[0].split.startswith("test") else int(c[0].uid[2]))
-    return chunks + group([j for j in jobs if j.split.startswith("dev")])
+    return chunks + group([j for j in jobs if j.split.startswith("dev")]) + group(
+        [j for j in jobs if j.split.startswith("fresh")]
+    )
 
 
 def main() -> None:
@@ -231,6 +246,8 @@ def main() -> None:
     ap.add_argument("--n-dev", type=int, default=250, help="dev_a utterances (held-out text, training voices)")
     ap.add_argument("--held-out-dev", action="store_true",
                     help="also dev_b/dev_b2: dev_a's sentences spoken by the held-out voices")
+    ap.add_argument("--fresh-test", action="store_true",
+                    help="also fresh_a/fresh_b/fresh_b2: the held-out sentences no other set uses (2026-12-06)")
     ap.add_argument("--only", action="append", default=None, help="make only this split (repeatable)")
     ap.add_argument("--cg-pitch", action="store_true",
                     help="training utterances of flite awb/slt at a drawn mean f0 of 85-215 Hz (14th sitting on)")
@@ -247,14 +264,15 @@ def main() -> None:
                                   + (["--max-train", str(args.max_train)] if args.max_train else [])
                                   + [a for split in args.only or [] for a in ("--only", split)]
                                   + (["--cg-pitch"] if args.cg_pitch else [])
-                                  + (["--held-out-dev"] if args.held_out_dev else []))
+                                  + (["--held-out-dev"] if args.held_out_dev else [])
+                                  + (["--fresh-test"] if args.fresh_test else []))
                  for w in range(args.workers)]
         codes = [p.wait() for p in procs]
         if any(codes):
             raise SystemExit(f"generation worker failed: {codes}")
         return
     jobs = make_jobs(work / "text", args.seed, args.n_test, args.max_train, args.copies, args.n_dev,
-                     args.held_out_dev)
+                     args.held_out_dev, args.fresh_test)
     if args.only:
         jobs = [j for j in jobs if j.split in args.only]
     chunks = chunk_jobs(jobs, args.chunk, args.seed)[args.worker :: args.workers]
