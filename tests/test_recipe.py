@@ -121,6 +121,32 @@ def test_held_out_voice_dev_sets_speak_dev_a_sentences_and_leave_every_other_job
     assert chunks[: len(generate.chunk_jobs(before, 4, 7))] == generate.chunk_jobs(before, 4, 7)
 
 
+def test_fresh_test_sets_speak_the_held_out_sentences_no_other_set_uses(tmp_path: Path) -> None:
+    import generate
+
+    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(60)))
+    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    kw = {"max_train": None, "copies": 2, "n_dev": 15, "held_out_dev": True}
+    before = generate.make_jobs(tmp_path, 7, n_test=10, **kw)
+    after = generate.make_jobs(tmp_path, 7, n_test=10, fresh_test=True, **kw)
+    assert after[: len(before)] == before
+    new = after[len(before) :]
+    used = {j.text for j in before if j.split != "train"}
+    fresh_a = [j for j in new if j.split == "fresh_a"]
+    assert {j.text for j in fresh_a} == {f"HELD OUT SENTENCE {i}" for i in range(30)} - used
+    assert len(fresh_a) == 5
+    train_voices = {(e, v) for e, v, _ in generate.TRAIN_VOICES}
+    assert all((j.engine, "*" if j.engine == "espeak" else j.voice) in train_voices for j in fresh_a)
+    for split, voice in generate.HELD_OUT.items():
+        jobs = [j for j in new if j.split == f"fresh_{split}"]
+        assert [j.text for j in jobs] == [j.text for j in fresh_a]
+        assert {(j.engine, j.voice) for j in jobs} == {voice}
+    assert len(new) == 3 * len(fresh_a) and len({j.uid for j in after}) == len(after)
+    chunks, old = generate.chunk_jobs(after, 4, 7), generate.chunk_jobs(before, 4, 7)
+    assert chunks[: len(old)] == old
+    assert {j.split for c in chunks[len(old) :] for j in c} == {"fresh_a", "fresh_b", "fresh_b2"}
+
+
 def test_noise_margins_surround_the_speech_at_a_lower_level() -> None:
     speech = (0.3 * np.sin(np.arange(16000) / 5.0)).astype(np.float32)
     opt = data.AugmentOptions(p_pad=1.0)
