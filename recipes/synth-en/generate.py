@@ -58,6 +58,18 @@ def _pick_train_voice(rng: random.Random) -> tuple[str, str]:
     return engine, voice
 
 
+def _spoken_like_tests(sentences: list[str], rng: random.Random, uid: str, split: str) -> list[Job]:
+    """Each sentence spoken by a drawn training voice (split "<split>_a", uid "<uid>a00000") and by each held-out
+    voice (split "<split>_b", "<split>_b2"): the recipe of the test sets, drawn from `rng` in this order."""
+    jobs = []
+    for i, t in enumerate(sentences):
+        e, v = _pick_train_voice(rng)
+        jobs.append(Job(f"{uid}a{i:05d}", f"{split}_a", e, v, rng.uniform(0.85, 1.15), rng.randint(35, 65), t))
+        for held_out, (e2, v2) in HELD_OUT.items():
+            jobs.append(Job(f"{uid}{held_out}{i:05d}", f"{split}_{held_out}", e2, v2, rng.uniform(0.9, 1.1), 50, t))
+    return jobs
+
+
 def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, copies: int = 1,
               n_dev: int = 0, held_out_dev: bool = False, fresh_test: bool = False) -> list[Job]:
     """Deterministic job list: every train sentence `copies` times (different voices), plus the test sets.
@@ -81,11 +93,7 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
             jobs.append(Job(f"tr{c}{i:06d}", "train", e, v, rng.uniform(0.8, 1.25), rng.randint(25, 75), t))
     rng_t = random.Random(seed + 1)
     tests = rng_t.sample(held, min(n_test, len(held)))
-    for i, t in enumerate(tests):
-        e, v = _pick_train_voice(rng_t)
-        jobs.append(Job(f"ta{i:05d}", "test_a", e, v, rng_t.uniform(0.85, 1.15), rng_t.randint(35, 65), t))
-        for split, (e2, v2) in HELD_OUT.items():
-            jobs.append(Job(f"t{split}{i:05d}", f"test_{split}", e2, v2, rng_t.uniform(0.9, 1.1), 50, t))
+    jobs += _spoken_like_tests(tests, rng_t, "t", "test")
     rng_d = random.Random(seed + 2)
     unused = sorted(set(held) - set(tests))
     for i, t in enumerate(rng_d.sample(unused, min(n_dev, len(unused)))):
@@ -102,12 +110,7 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
     if fresh_test:
         # Own generator and sentences: every other job is unchanged. Same recipe as test_a/b/b2.
         used = set(tests) | {j.text for j in jobs if j.split == "dev_a"}
-        rng_f = random.Random(seed + 4)
-        for i, t in enumerate(sorted(set(held) - used)):
-            e, v = _pick_train_voice(rng_f)
-            jobs.append(Job(f"fa{i:05d}", "fresh_a", e, v, rng_f.uniform(0.85, 1.15), rng_f.randint(35, 65), t))
-            for split, (e2, v2) in HELD_OUT.items():
-                jobs.append(Job(f"f{split}{i:05d}", f"fresh_{split}", e2, v2, rng_f.uniform(0.9, 1.1), 50, t))
+        jobs += _spoken_like_tests(sorted(set(held) - used), random.Random(seed + 4), "f", "fresh")
     return jobs
 
 
