@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -460,3 +461,32 @@ def test_a_resumed_run_keeps_its_recipe_and_refuses_a_silent_change() -> None:
     )
     assert resolved.p_warp == 0.0 and resolved.p_speed == 0.6
     assert any("--change-recipe" in n for n in notes)
+
+
+def test_random_eq_applies_its_curve_and_is_off_by_default() -> None:
+    f = np.array([250.0, 500.0, 1000.0, 2000.0, 4000.0])
+    assert np.allclose(data.eq_curve(f, 3.0, []), [-6.0, -3.0, 0.0, 3.0, 6.0])  # dB per octave through 1 kHz
+    peak = data.eq_curve(np.array([1000.0, 2000.0, 8000.0]), 0.0, [(2000.0, 9.0, 1.0)])
+    assert abs(peak[1] - 9.0) < 1e-9 and abs(peak[0] - 9.0 / 16) < 1e-6 and abs(peak[2] - 9.0 / 2**16) < 1e-9  # FWHM 1 oct
+    assert data.eq_curve(np.array([8000.0]), 10.0, [])[0] == 18.0  # clipped
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(16000).astype(np.float32)  # 1 s of white noise: rfft bin k = k Hz
+    opt = data.AugmentOptions(p_eq=1.0, eq_tilt_db=(6.0, 6.0), eq_bands=0,
+                              p_noise=0, p_reverb=0, p_phone=0, p_lowpass=0, p_gain=0, p_speed=0)
+    y = data.degrade(x, np.random.default_rng(1), opt)
+    assert y.shape == x.shape and y.dtype == np.float32
+
+    def band_db(z: np.ndarray, lo: int, hi: int) -> float:
+        return 10 * np.log10((np.abs(np.fft.rfft(z))[lo:hi] ** 2).mean())
+
+    # +6 dB per octave: the 2 kHz octave gains ~6 dB against the 1 kHz one, relative to the input
+    lift = (band_db(y, 2000, 4000) - band_db(x, 2000, 4000)) - (band_db(y, 1000, 2000) - band_db(x, 1000, 2000))
+    assert 5.0 < lift < 7.0
+    # p_eq 0 (the default) draws nothing: the other augmentations see the same random stream as before
+    base = data.AugmentOptions(p_noise=1.0, p_gain=1.0, p_reverb=0.5)
+    a = data.degrade(x, np.random.default_rng(7), base)
+    b = data.degrade(x, np.random.default_rng(7), dataclasses.replace(base, p_eq=0.0))
+    assert np.array_equal(a, b)
+    c = data.degrade(x, np.random.default_rng(7), dataclasses.replace(base, p_eq=1.0))
+    assert not np.allclose(a, c)

@@ -84,6 +84,10 @@ class AugmentOptions:
     p_empty: float = 0.0  # an utterance replaced by noise alone, with the empty text; 0 = off, as before
     p_join: float = 0.0  # a batch whose utterances are joined in pairs across a pause; 0 = off, as before
     join_gap_seconds: tuple[float, float] = (0.15, 1.5)
+    p_eq: float = 0.0  # a random equaliser (spectral tilt + peaking bands); 0 = off, as in sittings 1-17
+    eq_tilt_db: tuple[float, float] = (-4.0, 4.0)  # dB per octave, around 1 kHz
+    eq_gain_db: tuple[float, float] = (-10.0, 10.0)  # per peaking band
+    eq_bands: int = 3  # at most this many peaking bands (0-eq_bands drawn)
 
 
 def colored_noise(n: int, rng: np.random.Generator, kind: int | None = None) -> np.ndarray:
@@ -208,10 +212,39 @@ def warp_formants(x: np.ndarray, alpha: float, n_fft: int = 512, hop: int = 128,
     return (y / np.maximum(norm, 1e-3))[pad : pad + len(x)].astype(np.float32)
 
 
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))  # a Gaussian's full width at half maximum / its sigma
+
+
+def eq_curve(freqs: np.ndarray, tilt_db: float, bands: list[tuple[float, float, float]]) -> np.ndarray:
+    """Gain in dB at `freqs` (Hz): a tilt of `tilt_db` per octave through 0 dB at 1 kHz, plus peaking bands
+    (centre Hz, gain dB, full width at half gain in octaves) as Gaussians over log frequency; clipped to +-18 dB."""
+    octaves = np.log2(np.maximum(freqs, 50.0) / 1000.0)
+    db = tilt_db * octaves
+    for centre, gain, width in bands:
+        db = db + gain * np.exp(-0.5 * ((octaves - np.log2(centre / 1000.0)) / (width / FWHM_PER_SIGMA)) ** 2)
+    return np.clip(db, -18.0, 18.0)
+
+
+def random_eq(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.ndarray:
+    """A random smooth equaliser (zero phase, by FFT over the whole utterance): a spectral tilt and up to
+    `eq_bands` peaks or notches, so that a voice's timbre (its long-term spectrum) is not a cue the model can
+    lean on. The TTS voices each have one fixed timbre; held-out voices differ from them in it as much as in
+    their formants (length kept; the overall level is left to the normalisation)."""
+    n_bands = int(rng.integers(opt.eq_bands + 1))
+    bands = [(float(np.exp(rng.uniform(np.log(150.0), np.log(6000.0)))), float(rng.uniform(*opt.eq_gain_db)),
+              float(rng.uniform(0.5, 2.0))) for _ in range(n_bands)]
+    tilt = float(rng.uniform(*opt.eq_tilt_db))
+    spec = np.fft.rfft(x.astype(np.float64))
+    gain = 10 ** (eq_curve(np.fft.rfftfreq(len(x), 1.0 / SR), tilt, bands) / 20)
+    return np.fft.irfft(spec * gain, len(x)).astype(np.float32)
+
+
 def degrade(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.ndarray:
-    """Random formant warp, reverberation, telephone/low-pass band limits, noise and gain (length kept)."""
+    """Random formant warp, equaliser, reverberation, telephone/low-pass band limits, noise and gain (length kept)."""
     if opt.p_warp and rng.random() < opt.p_warp:
         x = warp_formants(x, float(np.exp(rng.uniform(*np.log(opt.warp)))))
+    if opt.p_eq and rng.random() < opt.p_eq:
+        x = random_eq(x, rng, opt)
     if rng.random() < opt.p_reverb:
         rt60 = rng.uniform(*opt.rt60)
         n = int(rt60 * SR)

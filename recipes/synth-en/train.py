@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="probability that an utterance is replaced by noise alone with the empty text")
     ap.add_argument("--p-join", type=float, default=0.0,
                     help="probability that a batch's utterances are joined in pairs across a pause (sitting 7)")
+    ap.add_argument("--p-eq", type=float, default=0.0,
+                    help="probability of a random equaliser (spectral tilt and peaks) per utterance (sitting 18)")
     ap.add_argument("--augment-from", type=int, default=1500, help="clean audio before this step (curriculum)")
     ap.add_argument("--p-speed", type=float, default=0.5, help="probability of a speed change per utterance")
     ap.add_argument("--speed", type=float, nargs=2, default=(0.9, 1.1), metavar=("LO", "HI"),
@@ -230,8 +232,8 @@ def main() -> None:
     tests = {s: load_manifest(corpus, s) for s in (args.eval_split or ("test_a", "test_b", "test_b2"))}
     tests = {s: r[: args.eval_n] for s, r in tests.items() if r}
     aug = None if args.no_augment else AugmentOptions(
-        p_warp=args.p_warp, p_pad=args.p_pad, p_empty=args.p_empty, p_join=args.p_join, p_speed=args.p_speed,
-        speed=tuple(args.speed))
+        p_warp=args.p_warp, p_pad=args.p_pad, p_empty=args.p_empty, p_join=args.p_join, p_eq=args.p_eq,
+        p_speed=args.p_speed, speed=tuple(args.speed))
     t0 = time.time()
     audio_seconds = 0.0
     model.train()
