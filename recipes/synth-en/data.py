@@ -217,7 +217,8 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))  # a Gaussian's full width
 
 def eq_curve(freqs: np.ndarray, tilt_db: float, bands: list[tuple[float, float, float]]) -> np.ndarray:
     """Gain in dB at `freqs` (Hz): a tilt of `tilt_db` per octave through 0 dB at 1 kHz, plus peaking bands
-    (centre Hz, gain dB, full width at half gain in octaves) as Gaussians over log frequency; clipped to +-18 dB."""
+    (centre Hz, gain dB, full width at half gain in octaves) as Gaussians over log frequency; clipped to
+    +-18 dB."""
     octaves = np.log2(np.maximum(freqs, 50.0) / 1000.0)
     db = tilt_db * octaves
     for centre, gain, width in bands:
@@ -240,7 +241,8 @@ def random_eq(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> n
 
 
 def degrade(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.ndarray:
-    """Random formant warp, equaliser, reverberation, telephone/low-pass band limits, noise and gain (length kept)."""
+    """Random formant warp, equaliser, reverberation, telephone/low-pass band limits, noise and gain (length
+    kept)."""
     if opt.p_warp and rng.random() < opt.p_warp:
         x = warp_formants(x, float(np.exp(rng.uniform(*np.log(opt.warp)))))
     if opt.p_eq and rng.random() < opt.p_eq:

@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--p-join", type=float, default=0.0,
                     help="probability that a batch's utterances are joined in pairs across a pause (sitting 7)")
     ap.add_argument("--p-eq", type=float, default=0.0,
-                    help="probability of a random equaliser (spectral tilt and peaks) per utterance (sitting 18)")
+                    help="probability of a random equaliser (tilt, peaks) per utterance (sitting 18)")
     ap.add_argument("--augment-from", type=int, default=1500, help="clean audio before this step (curriculum)")
     ap.add_argument("--p-speed", type=float, default=0.5, help="probability of a speed change per utterance")
     ap.add_argument("--speed", type=float, nargs=2, default=(0.9, 1.1), metavar=("LO", "HI"),
