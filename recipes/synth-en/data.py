@@ -229,8 +229,8 @@ def eq_curve(freqs: np.ndarray, tilt_db: float, bands: list[tuple[float, float, 
 def random_eq(x: np.ndarray, rng: np.random.Generator, opt: AugmentOptions) -> np.ndarray:
     """A random smooth equaliser (zero phase, by FFT over the whole utterance): a spectral tilt and up to
     `eq_bands` peaks or notches, so that a voice's timbre (its long-term spectrum) is not a cue the model can
-    lean on. The TTS voices each have one fixed timbre; held-out voices differ from them in it as much as in
-    their formants (length kept; the overall level is left to the normalisation)."""
+    lean on: each TTS voice has one fixed timbre, so a held-out voice may differ in it too (the eighteenth
+    sitting's hypothesis, not measured). Length kept; the overall level is left to the normalisation."""
     n_bands = int(rng.integers(opt.eq_bands + 1))
     bands = [(float(np.exp(rng.uniform(np.log(150.0), np.log(6000.0)))), float(rng.uniform(*opt.eq_gain_db)),
               float(rng.uniform(0.5, 2.0))) for _ in range(n_bands)]
