@@ -304,6 +304,40 @@ def test_windows_in_parallel_stop_cleanly(
     assert not [t for t in threading.enumerate() if t.name.startswith("sew-model")]
 
 
+@pytest.mark.parametrize(("n_windows", "alone"), [(1, True), (2, False), (3, True), (4, False), (5, True)])
+def test_a_last_window_alone_in_its_round_runs_on_all_threads(
+    model: inference.LoadedModel,
+    two_workers: inference.LoadedModel,
+    monkeypatch: pytest.MonkeyPatch,
+    n_windows: int,
+    alone: bool,
+) -> None:
+    """Two workers take windows in rounds of two. A last window that opens a round of its own (one window in
+    all, or the third or fifth) runs in the caller's thread on both threads instead of one worker's one
+    thread; the others run on the workers' threads. The caller's own thread count is restored after it."""
+    windows = _windows(_signal(12.3, seed=5), model, 2.0, 0.4)[-n_windows:] if n_windows > 1 else None
+    if windows is None:
+        windows = _windows(_signal(1.5, seed=5), model, 2.0, 0.4)
+    assert len(windows) == n_windows and windows[-1].is_last and not any(w.is_last for w in windows[:-1])
+    seen: dict[int, tuple[str, int]] = {}
+    real = inference.window_log_probs
+
+    def spy(loaded: inference.LoadedModel, batch: list[Window]) -> list[np.ndarray]:
+        seen[batch[0].index] = (threading.current_thread().name, torch.get_num_threads())
+        return real(loaded, batch)
+
+    monkeypatch.setattr(inference, "window_log_probs", spy)
+    got = list(inference.emissions(windows, two_workers, inference.InferenceOptions()))
+    assert len(got) == n_windows
+    last = seen[windows[-1].index]
+    if alone:
+        assert last == (threading.current_thread().name, 2)
+    else:
+        assert last[0].startswith("sew-model") and last[1] == 1
+    assert all(seen[w.index][0].startswith("sew-model") and seen[w.index][1] == 1 for w in windows[:-1])
+    assert torch.get_num_threads() == 1  # the caller's share, as load() left it
+
+
 def test_loading_uses_every_thread_and_windows_get_their_share(
     tiny_sew_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
