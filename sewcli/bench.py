@@ -536,11 +536,21 @@ def forward_ab(
 
 
 @functools.cache
-def _count_onednn_linears() -> None:
-    """Teach torch's FlopCounterMode oneDNN's fused linear (sewcli.model.fastpath.onednn_linear), which it
-    does not count by itself: 2 x rows x in x out, like aten.addmm."""
+def _teach_flop_counter() -> None:
+    """Teach torch's FlopCounterMode the CPU kernels it does not count by itself: oneDNN's fused linear
+    (sewcli.model.fastpath.onednn_linear), 2 x rows x in x out like aten.addmm, and torch's CPU flash
+    attention (what F.scaled_dot_product_attention runs on the CPU), counted like the GPU's flash attention.
+    Without the latter the attention of every CPU forward counted zero (12 % of a 20 s SEW-tiny forward's
+    FLOPs) until 2026-12-06, while `fastpath.blocked_attention`'s matmuls count as linears."""
     import torch
-    from torch.utils.flop_counter import register_flop_formula
+    from torch.utils.flop_counter import register_flop_formula, sdpa_flop_count
+
+    cpu_flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if cpu_flash is not None:
+
+        @register_flop_formula(cpu_flash)
+        def _cpu_flash_flop(q_shape: Any, k_shape: Any, v_shape: Any, *args: Any, **kw: Any) -> int:
+            return int(sdpa_flop_count(q_shape, k_shape, v_shape))
 
     op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
     if op is None:  # torch without oneDNN: nothing to count
@@ -556,12 +566,12 @@ def _count_onednn_linears() -> None:
 
 
 def count_gflop(module: Any, x: Any) -> float:
-    """GFLOP of one forward of `module` on `x`, counted by torch.utils.flop_counter (matmul, conv, SDPA, and
-    oneDNN's fused linears)."""
+    """GFLOP of one forward of `module` on `x`, counted by torch.utils.flop_counter (matmul, conv, SDPA on the
+    GPU and the CPU, and oneDNN's fused linears)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    _count_onednn_linears()
+    _teach_flop_counter()
     for param in module.parameters():  # FlopCounterMode's module tracker trips over grad-requiring inputs
         param.requires_grad_(False)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:

@@ -104,12 +104,15 @@ def cpu_kernels(module: Any, precision: str) -> Any:
 
     fp32 and bf16: q, k and v as one GEMM (`fuse_qkv`). fp32: the waveform encoder's convs as GEMMs
     (`convs_as_gemm`), which run at the GEMM peak where oneDNN's fp32 convs do not; on AMD CPUs the linears
-    and those convs by oneDNN's matmul, the GELUs fused in (`onednn_linears`, `onednn_convs`). int8: linears
+    and those convs by oneDNN's matmul, the GELUs fused in (`onednn_linears`, `onednn_convs`). fp32 and int8
+    on AMD Zen 5 CPUs: attention by blocks of oneDNN matmuls (`blocked_attentions`). int8: linears
     quantized; convs in bf16 where bf16 pays off, as GEMMs where bf16 GEMMs run on AMX, as fused oneDNN
     GEMMs on AMD (or float32 GEMMs where bf16 does not pay off). bf16: convs as GEMMs on AMX CPUs.
     """
     from sewcli.model.fastpath import (
         bf16_pays_off,
+        blocked_attention_pays_off,
+        blocked_attentions,
         convs_as_gemm,
         convs_in_bf16,
         fuse_qkv,
@@ -122,6 +125,8 @@ def cpu_kernels(module: Any, precision: str) -> Any:
 
     if precision in ("fp32", "bf16"):
         fuse_qkv(module)
+    if precision in ("fp32", "int8") and blocked_attention_pays_off():  # float32 attention in both
+        blocked_attentions(module)
     if precision == "fp32":
         convs_as_gemm(module)
         if onednn_linears_pay_off():

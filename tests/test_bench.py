@@ -647,6 +647,103 @@ def test_onednn_linears_only_on_amd_avx512(tmp_path: Path, monkeypatch: pytest.M
     assert not fastpath.onednn_linears_pay_off()
 
 
+@pytest.mark.parametrize("blocked", [False, True])
+def test_count_gflop_counts_the_attention_on_the_cpu(blocked: bool) -> None:
+    """torch's CPU flash attention (SDPA) counted none of its FLOPs by itself; blocked attention counts the
+    same."""
+    from sewcli.model import fastpath
+    from sewcli.model.common import Attention
+
+    if blocked and not _ONEDNN:
+        pytest.skip("torch built without oneDNN")
+    attention = Attention(32, 4, 0.0).eval()
+    attention.attend = fastpath.blocked_attention if blocked else None
+    x = torch.randn(1, 10, 32)
+    hand = 4 * (2 * 10 * 32 * 32) + 4 * 2 * (2 * 10 * 10 * 8)  # q, k, v, out; q k^T and p v for 4 heads of 8
+    assert bench.count_gflop(attention, x) * 1e9 == pytest.approx(hand)
+
+
+def test_blocked_attention_only_from_amd_zen_5_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sewcli.model import fastpath
+
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(fastpath, "CPUINFO", str(cpuinfo))
+    zen = "vendor_id\t: AuthenticAMD\ncpu family\t: {}\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+    cpuinfo.write_text(zen.format(26))  # Zen 5: measured
+    assert fastpath.blocked_attention_pays_off() is _ONEDNN
+    cpuinfo.write_text(zen.format(25))  # Zen 4: not measured
+    assert not fastpath.blocked_attention_pays_off()
+    cpuinfo.write_text("vendor_id\t: GenuineIntel\ncpu family\t: 6\nflags\t\t: fpu avx2 avx512f amx_bf16\n")
+    assert not fastpath.blocked_attention_pays_off()
+    cpuinfo.write_text("vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f\n")  # no family line
+    assert not fastpath.blocked_attention_pays_off()
+    cpuinfo.unlink()
+    assert not fastpath.blocked_attention_pays_off()
+
+
+@pytest.mark.skipif(not _ONEDNN, reason="torch built without oneDNN")
+@pytest.mark.parametrize(("batch", "heads", "frames"), [(1, 4, 9), (2, 3, 256), (1, 2, 601)])
+def test_blocked_attention_equals_sdpa(batch: int, heads: int, frames: int) -> None:
+    """One block, exactly one block of ATTENTION_ROWS, and three with a short last one; contiguous or not."""
+    from sewcli.model.fastpath import ATTENTION_ROWS, blocked_attention
+
+    assert ATTENTION_ROWS == 256
+    torch.manual_seed(frames)
+    q, k, v = (3 * torch.randn(batch, heads, frames, 16) for _ in range(3))
+    with torch.inference_mode():
+        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.25)  # (B, nh, T, d)
+        ref = ref.transpose(1, 2).reshape(batch, frames, heads * 16)
+        got = blocked_attention(q, k, v, 0.25)
+        assert got.shape == ref.shape and float((got - ref).abs().max()) <= 1e-5
+
+        def strided(x: torch.Tensor) -> torch.Tensor:  # (B, nh, T, d) as a view of (B, T, nh, d), as int8's
+            return x.transpose(1, 2).contiguous().transpose(1, 2)
+
+        assert torch.equal(blocked_attention(strided(q), strided(k), strided(v), 0.25), got)
+
+
+@pytest.mark.skipif(not _ONEDNN, reason="torch built without oneDNN")
+def test_blocked_attention_in_the_model(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where it pays off, fp32 and int8 (float32 attention) get it and bf16 does not; the fp32 logits equal
+    SDPA's up to rounding, it really runs, and an attention with a key mask keeps SDPA."""
+    from sewcli.model import fastpath
+    from sewcli.model.common import Attention
+
+    x = bench._windows(2, 3.0)
+    for pays in (False, True):
+        monkeypatch.setattr(fastpath, "blocked_attention_pays_off", lambda pays=pays: pays)
+        for precision in ("fp32", "int8", "bf16"):
+            options = inference.InferenceOptions(device="cpu", threads=1, precision=precision)
+            model = inference.load(tiny_dir, options)
+            attentions = [m for m in model.module.modules() if isinstance(m, Attention)]
+            assert attentions
+            assert all((m.attend is not None) == (pays and precision != "bf16") for m in attentions)
+    monkeypatch.setattr(fastpath, "blocked_attention_pays_off", lambda: False)
+    ref = _log_probs(tiny_dir, "fp32", x)
+    monkeypatch.setattr(fastpath, "blocked_attention_pays_off", lambda: True)
+    calls = []
+
+    def counted(*args: object) -> torch.Tensor:
+        calls.append(1)
+        return fastpath.blocked_attention(*args)  # type: ignore[arg-type]
+
+    model = inference.load(tiny_dir, inference.InferenceOptions(device="cpu", threads=1, precision="fp32"))
+    attentions = [m for m in model.module.modules() if isinstance(m, Attention)]
+    for m in attentions:
+        m.attend = counted
+    with torch.inference_mode():
+        got = torch.log_softmax(model.module(torch.from_numpy(x)), -1).numpy()
+        assert len(calls) == len(attentions)
+        assert float(np.abs(got - ref).max()) <= 1e-5
+        hidden = torch.randn(2, 7, attentions[0].q_proj.in_features)
+        mask = torch.ones(2, 7, dtype=torch.bool)
+        mask[1, 5:] = False
+        masked = attentions[0](hidden, mask)
+        assert len(calls) == len(attentions)  # not called with a mask
+        attentions[0].attend = None
+        assert torch.equal(attentions[0](hidden, mask), masked)
+
+
 @pytest.mark.skipif(not _ONEDNN, reason="torch built without oneDNN")
 def test_count_gflop_counts_onednn_linears_and_convs(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sewcli.model import fastpath

@@ -329,6 +329,8 @@ class Attention(nn.Module):
         self.out_proj = nn.Linear(hidden, hidden)
         self._qkv: tuple[Tensor, Tensor] | None = None  # `fuse_qkv`
         self.qkv_linear: Callable[..., Tensor] = F.linear  # fused q|k|v kernel (fastpath.onednn_linears)
+        # unmasked float32 inference attention, (q, k, v, scale) -> (B, T, nh*d) (fastpath.blocked_attentions)
+        self.attend: Callable[[Tensor, Tensor, Tensor, float], Tensor] | None = None
 
     def fuse_qkv(self) -> bool:
         """For inference: the q, k and v projections as one GEMM, without a second copy of their weights.
@@ -377,7 +379,7 @@ class Attention(nn.Module):
         if fused is not None and not grad:  # the fused weight carries no gradient to the projections
             qkv = self.qkv_linear(x, *fused).view(b, t, 3, self.num_heads, self.head_dim)  # (B, T, 3, nh, d)
             qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, nh, T, d), a view
-            if t >= _SDPA_CONTIGUOUS_FROM:
+            if t >= _SDPA_CONTIGUOUS_FROM or self.attend is not None:
                 qkv = qkv.contiguous()
             q, k, v = qkv.unbind(0)  # 3 x (B, nh, T, d)
         else:
@@ -385,6 +387,8 @@ class Attention(nn.Module):
             q = self.q_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
             k = self.k_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
             v = self.v_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
+        if self.attend is not None and key_mask is None and not grad and q.dtype == torch.float32:
+            return self.out_proj(self.attend(q, k, v, self.head_dim**-0.5))  # (B, T, H)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T) broadcast over queries
         y = F.scaled_dot_product_attention(
             q,

@@ -268,6 +268,54 @@ def onednn_linears(model: nn.Module) -> int:
     return n
 
 
+# Query rows per block in `blocked_attention`: one block's (rows, T) scores stay in a core's L2 cache (256 x
+# 750 x 4 bytes = 750 kB over a 30 s SEW window; an AMD Zen 5 core has 1 MB). On that CPU, one thread, 8 heads
+# of 64 (`python bench/onednn_attention.py WORKDIR`): 750 frames 8.5 ms in blocks of 256 rows, 9.5 ms of 128,
+# 11.0 ms of 64, and 14.2 ms for a whole head's scores at once, as slow as SDPA (13.7 ms); 250 frames 1.17
+# against 1.60 ms.
+ATTENTION_ROWS = 256
+
+
+def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """softmax(q k^T * scale) v for each batch row and head, without a mask: q, k, v (B, nh, T, d) float32
+    -> (B, T, nh * d).
+
+    Blocks of `ATTENTION_ROWS` query rows: their scores by one oneDNN matmul against all the keys, an exact
+    softmax over each whole row (no running maximum as in flash attention: the row is all there), then one
+    matmul with the values. torch's CPU flash attention computes the same with MKL's small GEMMs, which on
+    AMD CPUs run its AVX2 kernels (on a Zen 5 MKL's fp32 GEMM reaches half oneDNN's rate: 204 against 457
+    GFLOP/s on 2 threads). For inference (no gradients); the caller checks the dtype and the mask.
+    """
+    b, nh, t, d = q.shape
+    q, k = (q * scale).contiguous(), k.contiguous()  # (B, nh, T, d); the scale on the T x d queries
+    out = q.new_empty(b, t, nh, d)
+    for i in range(b):
+        for h in range(nh):
+            keys = k[i, h]  # (T, d)
+            values_t = v[i, h].t().contiguous()  # (d, T): oneDNN takes the weight as (out, in)
+            for r in range(0, t, ATTENTION_ROWS):
+                scores = onednn_linear(q[i, h, r : r + ATTENTION_ROWS], keys, None)  # (rows, T) = q k^T
+                out[i, r : r + ATTENTION_ROWS, h] = onednn_linear(torch.softmax(scores, -1), values_t, None)
+    return out.view(b, t, nh * d)  # (B, T, nh * d)
+
+
+def blocked_attentions(model: nn.Module) -> int:
+    """Compute every unmasked float32 self-attention by `blocked_attention` (`Attention.attend`) where it pays
+    off (`blocked_attention_pays_off`). Same weights; results equal up to rounding (4e-7 on random inputs).
+
+    Returns:
+        the number of attention modules switched.
+    """
+    from sewcli.model.common import Attention
+
+    n = 0
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.attend = blocked_attention
+            n += 1
+    return n
+
+
 _ONEDNN_DTYPES = (torch.float32, torch.bfloat16)  # `onednn_convs`: float32, or bf16 after `convs_in_bf16`
 
 
@@ -310,6 +358,20 @@ def onednn_linears_pay_off() -> bool:
         return False
     vendor, flags = _cpu_vendor_and_flags()
     return vendor == "AuthenticAMD" and "avx512f" in flags
+
+
+def blocked_attention_pays_off() -> bool:
+    """Whether float32 attention runs as `blocked_attention`: on AMD CPUs with AVX-512 from the Zen 5
+    family on (cpu family 26), where MKL's small GEMMs inside torch's flash attention run at half oneDNN's
+    rate (an AMD EPYC Zen 5, 2026-12-06: a SEW-tiny fp32 forward over a 30 s window 10.8 % faster, over 10 s
+    1.8 %; docs/benchmarks.md). Not measured on a Zen 4 (family 25) or on Intel CPUs, whose MKL runs its
+    AVX-512 kernels; they keep SDPA.
+    """
+    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        return False
+    vendor, flags = _cpu_vendor_and_flags()
+    family = _cpu_family()
+    return vendor == "AuthenticAMD" and "avx512f" in flags and family is not None and family >= 26
 
 
 def fuse_qkv(model: nn.Module) -> int:
@@ -375,6 +437,19 @@ def _cpu_vendor_and_flags() -> tuple[str | None, frozenset[str]]:
     except OSError:
         return None, frozenset()
     return vendor, flags
+
+
+def _cpu_family() -> int | None:
+    """The first CPU's "cpu family" in /proc/cpuinfo (AMD: 25 for Zen 3 and 4, 26 for Zen 5), or None."""
+    try:
+        with open(CPUINFO, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "cpu family":
+                    return int(value.strip())
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def cpu_has_native_bf16() -> bool:
