@@ -312,7 +312,8 @@ _SDPA_CONTIGUOUS_FROM = 384
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with q/k/v/out projections, computed by F.scaled_dot_product_attention."""
+    """Multi-head self-attention with q/k/v/out projections, computed by F.scaled_dot_product_attention, or
+    by `attend` where a CPU kernel set it (unmasked float32 inference only)."""
 
     def __init__(self, hidden: int, heads: int, dropout: float):
         super().__init__()

@@ -300,8 +300,9 @@ def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
 
 
 def blocked_attentions(model: nn.Module) -> int:
-    """Compute every unmasked float32 self-attention by `blocked_attention` (`Attention.attend`) where it pays
-    off (`blocked_attention_pays_off`). Same weights; results equal up to rounding (4e-7 on random inputs).
+    """Compute every unmasked float32 inference self-attention by `blocked_attention` (`Attention.attend`);
+    the caller decides where (`blocked_attention_pays_off`). Same weights; results equal up to rounding (4e-7
+    on random inputs).
 
     Returns:
         the number of attention modules switched.
