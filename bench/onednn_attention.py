@@ -6,8 +6,9 @@ Usage: python bench/onednn_attention.py WORKDIR [THREADS [ROUNDS]]
 1. One attention (8 heads of 64, as SEW-tiny's) over 250, 500 and 750 frames (10, 20 and 30 s windows after
    the squeeze): SDPA, and blocked attention with 64, 128, 256 and all query rows per block; fresh inputs for
    every call, medians of 31.
-2. Whole SEW-tiny fp32 forwards with this CPU's fp32 kernels (`inference.cpu_kernels`), attention by SDPA or
-   blocked, over 10, 20 and 30 s windows: interleaved rounds, medians, and the largest logit difference.
+2. Whole SEW-tiny forwards with this CPU's kernels (`inference.cpu_kernels`), attention by SDPA or blocked,
+   over 10, 20 and 30 s windows, fp32 and int8; bf16 with the Zen 5 rule (blocked attention and fused GEMM
+   convs) or without: interleaved rounds, medians, and the largest logit difference.
 Results: docs/benchmarks.md, "An AMD EPYC Zen 5".
 """
 
@@ -55,27 +56,43 @@ def _blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: int) -> to
         fastpath.ATTENTION_ROWS = saved
 
 
-def forwards(work: Path, threads: int, rounds: int) -> None:
+def forwards(work: Path, threads: int, rounds: int, precision: str) -> None:
+    """`precision` fp32 or int8: one model, attention switched between SDPA and blocked. bf16: the kernels
+    without the Zen 5 rule (SDPA, channels-first bf16 convs) against those with it (blocked attention, the
+    GELU convs as fused oneDNN GEMMs), two models."""
     model_dir, _ = bench.pipeline_inputs(work)
-    model = inference.load(model_dir, inference.InferenceOptions(device="cpu", threads=threads, workers=1))
-    attentions = [m for m in model.module.modules() if isinstance(m, Attention)]
+    options = inference.InferenceOptions(device="cpu", threads=threads, workers=1, precision=precision)
+    new = inference.load(model_dir, options)
+    if precision == "bf16":
+        rule = fastpath.blocked_attention_pays_off
+        fastpath.blocked_attention_pays_off = lambda: False  # type: ignore[assignment]
+        try:
+            old = inference.load(model_dir, options)
+        finally:
+            fastpath.blocked_attention_pays_off = rule  # type: ignore[assignment]
+    else:
+        old = new
     for seconds in (10, 20, 30):
-        x = torch.randn(1, seconds * 16000)
+        x = torch.randn(1, seconds * 16000).to(new.dtype)
         times: dict[str, list[float]] = {"sdpa": [], "blocked": []}
         logits = {}
         with torch.inference_mode():
             for _ in range(rounds + 1):  # the first round warms up
                 for name in times:
-                    for m in attentions:
-                        m.attend = fastpath.blocked_attention if name == "blocked" else None
+                    model = new if name == "blocked" else old
+                    if precision != "bf16":
+                        for m in model.module.modules():
+                            if isinstance(m, Attention):
+                                m.attend = fastpath.blocked_attention if name == "blocked" else None
                     t0 = time.perf_counter()
-                    logits[name] = model.module(x)
+                    logits[name] = model.module(x).float()
                     times[name].append(time.perf_counter() - t0)
         diff = (logits["sdpa"] - logits["blocked"]).abs().max().item()
         sdpa, blocked = (statistics.median(times[n][1:]) for n in ("sdpa", "blocked"))
         print(
-            f"SEW-tiny fp32 forward, {seconds} s window, {threads} thread(s): SDPA {sdpa * 1e3:.1f} ms, "
-            f"blocked {blocked * 1e3:.1f} ms ({sdpa / blocked - 1:+.1%}), max logit difference {diff:.1e}",
+            f"SEW-tiny {precision} forward, {seconds} s window, {threads} thread(s): "
+            f"SDPA {sdpa * 1e3:.1f} ms, blocked {blocked * 1e3:.1f} ms ({sdpa / blocked - 1:+.1%}), "
+            f"max logit difference {diff:.1e}",
             flush=True,
         )
 
@@ -89,7 +106,8 @@ def main() -> int:
     torch.set_num_threads(threads)
     print(f"blocked attention pays off here (sewcli's rule): {fastpath.blocked_attention_pays_off()}")
     attention_alone()
-    forwards(work, threads, rounds)
+    for precision in ("fp32", "int8", "bf16"):
+        forwards(work, threads, rounds, precision)
     return 0
 
 

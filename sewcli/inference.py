@@ -104,10 +104,11 @@ def cpu_kernels(module: Any, precision: str) -> Any:
 
     fp32 and bf16: q, k and v as one GEMM (`fuse_qkv`). fp32: the waveform encoder's convs as GEMMs
     (`convs_as_gemm`), which run at the GEMM peak where oneDNN's fp32 convs do not; on AMD CPUs the linears
-    and those convs by oneDNN's matmul, the GELUs fused in (`onednn_linears`, `onednn_convs`). fp32 and int8
-    on AMD Zen 5 CPUs: attention by blocks of oneDNN matmuls (`blocked_attentions`). int8: linears
+    and those convs by oneDNN's matmul, the GELUs fused in (`onednn_linears`, `onednn_convs`). Every
+    precision on AMD Zen 5 CPUs: attention by blocks of oneDNN matmuls (`blocked_attentions`). int8: linears
     quantized; convs in bf16 where bf16 pays off, as GEMMs where bf16 GEMMs run on AMX, as fused oneDNN
-    GEMMs on AMD (or float32 GEMMs where bf16 does not pay off). bf16: convs as GEMMs on AMX CPUs.
+    GEMMs on AMD (or float32 GEMMs where bf16 does not pay off). bf16: convs as GEMMs on AMX CPUs, as fused
+    oneDNN GEMMs on AMD Zen 5 CPUs.
     """
     from sewcli.model.fastpath import (
         bf16_pays_off,
@@ -125,8 +126,9 @@ def cpu_kernels(module: Any, precision: str) -> Any:
 
     if precision in ("fp32", "bf16"):
         fuse_qkv(module)
-    if precision in ("fp32", "int8") and blocked_attention_pays_off():  # float32 attention in both
-        blocked_attentions(module)
+    zen5 = blocked_attention_pays_off()  # AMD Zen 5 and later
+    if zen5:
+        blocked_attentions(module)  # fp32, int8 (float32 attention) and bf16
     if precision == "fp32":
         convs_as_gemm(module)
         if onednn_linears_pay_off():
@@ -146,6 +148,9 @@ def cpu_kernels(module: Any, precision: str) -> Any:
     elif precision == "bf16":
         if gemm_convs_pay_off():
             convs_as_gemm(module)
+        elif zen5:  # the GELU convs as fused bf16 oneDNN GEMMs (+2 % / -0.6 % on a Zen 4: not there)
+            convs_as_gemm(module)
+            onednn_convs(module)
         if not bf16_pays_off():
             log.warning(
                 "--precision bf16 is slower than fp32 on this CPU (no AMX, or no native bf16); "

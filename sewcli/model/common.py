@@ -309,11 +309,12 @@ class PositionalConvEmbedding(nn.Module):
 # they are. Whole fp32 forwards (`python bench/sdpa_layout.py WORKDIR`, three runs): SEW-tiny 1.6-2.6 % faster
 # in 20 s windows, 3.2-3.9 % in 30 s ones, wav2vec2-base 2.3 % in 30 s ones; bf16 unchanged within 1 %.
 _SDPA_CONTIGUOUS_FROM = 384
+_ATTEND_DTYPES = (torch.float32, torch.bfloat16)  # what `Attention.attend` takes
 
 
 class Attention(nn.Module):
     """Multi-head self-attention with q/k/v/out projections, computed by F.scaled_dot_product_attention, or
-    by `attend` where a CPU kernel set it (unmasked float32 inference only)."""
+    by `attend` where a CPU kernel set it (unmasked float32 or bf16 inference only)."""
 
     def __init__(self, hidden: int, heads: int, dropout: float):
         super().__init__()
@@ -330,7 +331,7 @@ class Attention(nn.Module):
         self.out_proj = nn.Linear(hidden, hidden)
         self._qkv: tuple[Tensor, Tensor] | None = None  # `fuse_qkv`
         self.qkv_linear: Callable[..., Tensor] = F.linear  # fused q|k|v kernel (fastpath.onednn_linears)
-        # unmasked float32 inference attention, (q, k, v, scale) -> (B, T, nh*d) (fastpath.blocked_attentions)
+        # unmasked fp32/bf16 inference attention, (q, k, v, scale) -> (B, T, nh*d) (blocked_attentions)
         self.attend: Callable[[Tensor, Tensor, Tensor, float], Tensor] | None = None
 
     def fuse_qkv(self) -> bool:
@@ -388,7 +389,7 @@ class Attention(nn.Module):
             q = self.q_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
             k = self.k_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
             v = self.v_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, d)
-        if self.attend is not None and key_mask is None and not grad and q.dtype == torch.float32:
+        if self.attend is not None and key_mask is None and not grad and q.dtype in _ATTEND_DTYPES:
             return self.out_proj(self.attend(q, k, v, self.head_dim**-0.5))  # (B, T, H)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T) broadcast over queries
         y = F.scaled_dot_product_attention(

@@ -277,8 +277,8 @@ ATTENTION_ROWS = 256
 
 
 def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """softmax(q k^T * scale) v for each batch row and head, without a mask: q, k, v (B, nh, T, d) float32
-    -> (B, T, nh * d).
+    """softmax(q k^T * scale) v for each batch row and head, without a mask: q, k, v (B, nh, T, d) float32 or
+    bf16 -> (B, T, nh * d), same dtype.
 
     Blocks of `ATTENTION_ROWS` query rows: their scores by one oneDNN matmul against all the keys, an exact
     softmax over each whole row (no running maximum as in flash attention: the row is all there), then one
@@ -300,9 +300,9 @@ def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
 
 
 def blocked_attentions(model: nn.Module) -> int:
-    """Compute every unmasked float32 inference self-attention by `blocked_attention` (`Attention.attend`);
-    the caller decides where (`blocked_attention_pays_off`). Same weights; results equal up to rounding (4e-7
-    on random inputs).
+    """Compute every unmasked float32 or bf16 inference self-attention by `blocked_attention`
+    (`Attention.attend`); the caller decides where (`blocked_attention_pays_off`). Same weights; results
+    equal up to rounding (4e-7 on random inputs in float32).
 
     Returns:
         the number of attention modules switched.
@@ -362,10 +362,11 @@ def onednn_linears_pay_off() -> bool:
 
 
 def blocked_attention_pays_off() -> bool:
-    """Whether float32 attention runs as `blocked_attention`: on AMD CPUs with AVX-512 from the Zen 5
-    family on (cpu family 26), where MKL's small GEMMs inside torch's flash attention run at half oneDNN's
-    rate (an AMD EPYC Zen 5, 2026-12-06: a SEW-tiny fp32 forward over a 30 s window 10.8 % faster, over 10 s
-    1.8 %; docs/benchmarks.md). Not measured on a Zen 4 (family 25) or on Intel CPUs, whose MKL runs its
+    """Whether attention runs as `blocked_attention` (and, in bf16, the GELU convs as fused oneDNN GEMMs): on
+    AMD CPUs with AVX-512 from the Zen 5 family on (cpu family 26), where MKL's small GEMMs inside torch's
+    flash attention run at half oneDNN's rate (an AMD EPYC Zen 5, 2026-12-06, one thread: a SEW-tiny fp32
+    forward over a 30 s window 10.8 % faster, over 10 s 1.8 %; bf16 with the fused convs too 27 % and 13 %
+    faster; docs/benchmarks.md). Not measured on a Zen 4 (family 25) or on Intel CPUs, whose MKL runs its
     AVX-512 kernels; they keep SDPA.
     """
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
