@@ -365,8 +365,8 @@ def blocked_attention_pays_off() -> bool:
     """Whether attention runs as `blocked_attention` (and, in bf16, the GELU convs as fused oneDNN GEMMs): on
     AMD CPUs with AVX-512 from the Zen 5 family on (cpu family 26), where MKL's small GEMMs inside torch's
     flash attention run at half oneDNN's rate (an AMD EPYC Zen 5, 2026-12-06, one thread: a SEW-tiny fp32
-    forward over a 30 s window 10.8 % faster, over 10 s 1.8 %; bf16 with the fused convs too 27 % and 13 %
-    faster; docs/benchmarks.md). Not measured on a Zen 4 (family 25) or on Intel CPUs, whose MKL runs its
+    forward over a 30 s window +10.8 %, over 10 s +1.8 %; bf16 with the fused convs too +38 % and +14 %;
+    docs/benchmarks.md). Not measured on a Zen 4 (family 25) or on Intel CPUs, whose MKL runs its
     AVX-512 kernels; they keep SDPA.
     """
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
