@@ -373,7 +373,7 @@ def blocked_attention_pays_off() -> bool:
         return False
     vendor, flags = _cpu_vendor_and_flags()
     family = _cpu_family()
-    return vendor == "AuthenticAMD" and "avx512f" in flags and family is not None and family >= 26
+    return vendor == "AuthenticAMD" and "avx512f" in flags and (family or 0) >= 26
 
 
 def fuse_qkv(model: nn.Module) -> int:
@@ -423,35 +423,33 @@ def bf16_pays_off() -> bool:
 CPUINFO = "/proc/cpuinfo"
 
 
-def _cpu_vendor_and_flags() -> tuple[str | None, frozenset[str]]:
-    """The first CPU's vendor_id and flags from /proc/cpuinfo; (None, {}) where there is none."""
-    vendor, flags = None, frozenset[str]()
+def _cpu_fields() -> dict[str, str]:
+    """The first CPU's "key: value" lines in /proc/cpuinfo (to its first blank line); {} if there are none."""
+    fields: dict[str, str] = {}
     try:
         with open(CPUINFO, encoding="utf-8", errors="replace") as f:
             for line in f:
+                if not line.strip():
+                    if fields:
+                        break
+                    continue
                 key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "vendor_id":
-                    vendor = value.strip()
-                elif key == "flags":
-                    flags = frozenset(value.split())
-                    break
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
-        return None, frozenset()
-    return vendor, flags
+        return {}
+    return fields
+
+
+def _cpu_vendor_and_flags() -> tuple[str | None, frozenset[str]]:
+    """The first CPU's vendor_id and flags from /proc/cpuinfo; (None, {}) where there is none."""
+    fields = _cpu_fields()
+    return fields.get("vendor_id"), frozenset(fields.get("flags", "").split())
 
 
 def _cpu_family() -> int | None:
     """The first CPU's "cpu family" in /proc/cpuinfo (AMD: 25 for Zen 3 and 4, 26 for Zen 5), or None."""
-    try:
-        with open(CPUINFO, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "cpu family":
-                    return int(value.strip())
-    except (OSError, ValueError):
-        return None
-    return None
+    family = _cpu_fields().get("cpu family", "")
+    return int(family) if family.isdigit() else None
 
 
 def cpu_has_native_bf16() -> bool:
