@@ -494,3 +494,24 @@ def test_random_eq_applies_its_curve_and_is_off_by_default() -> None:
     a = data.degrade(x, np.random.default_rng(7), base)
     c = data.degrade(x, np.random.default_rng(7), dataclasses.replace(base, p_eq=1.0))
     assert not np.allclose(a, c)
+
+
+def test_extra_text_adds_training_utterances_only_and_never_a_held_out_sentence(tmp_path: Path) -> None:
+    import generate
+
+    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(60)))
+    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    extra = [f"EXTRA SENTENCE NUMBER {i}" for i in range(20)]
+    extra += ["TOO SHORT", " ".join(["WORD"] * 23), "HELD OUT SENTENCE 3", ""]
+    (tmp_path / "extra.txt").write_text("\n".join(extra) + "\n")
+    kw = {"max_train": None, "copies": 2, "n_dev": 15, "held_out_dev": True, "fresh_test": True}
+    before = generate.make_jobs(tmp_path, 7, n_test=10, **kw)
+    after = generate.make_jobs(tmp_path, 7, n_test=10, extra_text=tmp_path / "extra.txt", **kw)
+    assert after[: len(before)] == before
+    new = after[len(before) :]
+    assert [j.text for j in new] == extra[:20]  # 3-22 words, and no held-out sentence
+    assert {j.split for j in new} == {"train"} and all(j.uid.startswith("tx") for j in new)
+    assert len({j.uid for j in after}) == len(after)
+    train_voices = {(e, v) for e, v, _ in generate.TRAIN_VOICES}
+    assert all((j.engine, "*" if j.engine == "espeak" else j.voice) in train_voices for j in new)
+    assert len({j.voice for j in new}) > 3  # drawn voices, not one

@@ -71,7 +71,8 @@ def _spoken_like_tests(sentences: list[str], rng: random.Random, uid: str, split
 
 
 def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, copies: int = 1,
-              n_dev: int = 0, held_out_dev: bool = False, fresh_test: bool = False) -> list[Job]:
+              n_dev: int = 0, held_out_dev: bool = False, fresh_test: bool = False,
+              extra_text: Path | None = None) -> list[Job]:
     """Deterministic job list: every train sentence `copies` times (different voices), plus the test sets.
 
     With n_dev, also a development set "dev_a": held-out sentences that no test set uses, spoken by training
@@ -80,6 +81,10 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
     With fresh_test, "fresh_a", "fresh_b" and "fresh_b2": the held-out sentences that neither the test sets nor
     dev_a use, spoken by training voices and by each held-out voice: test sets made on 2026-12-06, after the
     first ones had been looked at for many decisions (the model card says how they are used).
+    With extra_text (lm_text.py's output, 2026-12-06), its sentences of 3-22 words become training
+    utterances too ("tx" ids, split "train"), each spoken once by a drawn training voice: new text for the
+    acoustic model, which has heard each fortune sentence many times. lm_text.py drops any sentence sharing a
+    6-word sequence with a held-out sentence; this checks again that none equals one.
     """
     rng = random.Random(seed)
     train = [t for t in (text_dir / "train.txt").read_text().splitlines() if t]
@@ -111,6 +116,15 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
         # Own generator and sentences: every other job is unchanged. Same recipe as test_a/b/b2.
         used = set(tests) | {j.text for j in jobs if j.split == "dev_a"}
         jobs += _spoken_like_tests(sorted(set(held) - used), random.Random(seed + 4), "f", "fresh")
+    if extra_text is not None:
+        # Own generator: every other job is unchanged.
+        rng_x = random.Random(seed + 5)
+        held_set = set(held)
+        extra = [t for t in extra_text.read_text().splitlines()
+                 if t and 3 <= len(t.split()) <= 22 and t not in held_set]
+        for i, t in enumerate(extra):
+            e, v = _pick_train_voice(rng_x)
+            jobs.append(Job(f"tx{i:06d}", "train", e, v, rng_x.uniform(0.8, 1.25), rng_x.randint(25, 75), t))
     return jobs
 
 
@@ -254,6 +268,8 @@ def main() -> None:
     ap.add_argument("--only", action="append", default=None, help="make only this split (repeatable)")
     ap.add_argument("--cg-pitch", action="store_true",
                     help="training utterances of flite awb/slt at a drawn mean f0 of 85-215 Hz (14th sitting on)")
+    ap.add_argument("--extra-text", default=None,
+                    help="also speak these sentences (lm_text.py's output) once each as training utterances")
     args = ap.parse_args()
     work = Path(args.work)
     corpus = work / "corpus"
@@ -268,14 +284,15 @@ def main() -> None:
                                   + [a for split in args.only or [] for a in ("--only", split)]
                                   + (["--cg-pitch"] if args.cg_pitch else [])
                                   + (["--held-out-dev"] if args.held_out_dev else [])
-                                  + (["--fresh-test"] if args.fresh_test else []))
+                                  + (["--fresh-test"] if args.fresh_test else [])
+                                  + (["--extra-text", args.extra_text] if args.extra_text else []))
                  for w in range(args.workers)]
         codes = [p.wait() for p in procs]
         if any(codes):
             raise SystemExit(f"generation worker failed: {codes}")
         return
     jobs = make_jobs(work / "text", args.seed, args.n_test, args.max_train, args.copies, args.n_dev,
-                     args.held_out_dev, args.fresh_test)
+                     args.held_out_dev, args.fresh_test, Path(args.extra_text) if args.extra_text else None)
     if args.only:
         jobs = [j for j in jobs if j.split in args.only]
     chunks = chunk_jobs(jobs, args.chunk, args.seed)[args.worker :: args.workers]
