@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+from prepare_text import MAX_WORDS, MIN_WORDS
 
 SR = 16000
 MAX_SECONDS = 10.0
@@ -121,7 +122,7 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
         rng_x = random.Random(seed + 5)
         held_set = set(held)
         extra = [t for t in extra_text.read_text().splitlines()
-                 if t and 3 <= len(t.split()) <= 22 and t not in held_set]
+                 if t and MIN_WORDS <= len(t.split()) <= MAX_WORDS and t not in held_set]
         for i, t in enumerate(extra):
             e, v = _pick_train_voice(rng_x)
             jobs.append(Job(f"tx{i:06d}", "train", e, v, rng_x.uniform(0.8, 1.25), rng_x.randint(25, 75), t))

@@ -11,6 +11,7 @@ from pathlib import Path
 from textnorm import normalize
 
 SKIP = {"art", "ascii-art", "perl", "linux", "linuxcookie", "debian", "computers", "translate-me", "off"}
+MIN_WORDS, MAX_WORDS = 3, 22  # a spoken sentence's length in words (also generate.py --extra-text's)
 
 
 def sentences(text: str) -> list[str]:
@@ -25,8 +26,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fortunes", default="/usr/share/games/fortunes")
     ap.add_argument("--out", default="work/text")
-    ap.add_argument("--min-words", type=int, default=3)
-    ap.add_argument("--max-words", type=int, default=22)
+    ap.add_argument("--min-words", type=int, default=MIN_WORDS)
+    ap.add_argument("--max-words", type=int, default=MAX_WORDS)
     ap.add_argument("--heldout-percent", type=int, default=4)
     args = ap.parse_args()
     out = Path(args.out)
