@@ -473,8 +473,17 @@ def test_random_eq_applies_its_curve_and_is_off_by_default() -> None:
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal(16000).astype(np.float32)  # 1 s of white noise: rfft bin k = k Hz
-    opt = data.AugmentOptions(p_eq=1.0, eq_tilt_db=(6.0, 6.0), eq_bands=0,
-                              p_noise=0, p_reverb=0, p_phone=0, p_lowpass=0, p_gain=0, p_speed=0)
+    opt = data.AugmentOptions(
+        p_eq=1.0,
+        eq_tilt_db=(6.0, 6.0),
+        eq_bands=0,
+        p_noise=0,
+        p_reverb=0,
+        p_phone=0,
+        p_lowpass=0,
+        p_gain=0,
+        p_speed=0,
+    )
     y = data.degrade(x, np.random.default_rng(1), opt)
     assert y.shape == x.shape and y.dtype == np.float32
 
@@ -515,3 +524,64 @@ def test_extra_text_adds_training_utterances_only_and_never_a_held_out_sentence(
     train_voices = {(e, v) for e, v, _ in generate.TRAIN_VOICES}
     assert all((j.engine, "*" if j.engine == "espeak" else j.voice) in train_voices for j in new)
     assert len({j.voice for j in new}) > 3  # drawn voices, not one
+
+
+def test_accented_jobs_speak_every_nth_training_sentence_in_non_english_voices_only(tmp_path: Path) -> None:
+    import accent
+    import generate
+
+    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(60)))
+    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    kw = {"max_train": None, "copies": 2, "n_dev": 15, "held_out_dev": True, "fresh_test": True}
+    before = generate.make_jobs(tmp_path, 7, n_test=10, **kw)
+    after = generate.make_jobs(tmp_path, 7, n_test=10, accented=2, **kw)
+    assert after[: len(before)] == before
+    new = after[len(before) :]
+    assert [j.text for j in new] == [f"TRAIN SENTENCE {i}" for i in range(0, 60, 2)]
+    assert {j.split for j in new} == {"train"} and {j.engine for j in new} == {"festx"}
+    assert all(j.uid.startswith("xa") for j in new) and len({j.uid for j in after}) == len(after)
+    assert {j.voice for j in new} <= set(accent.VOICES) and len({j.voice for j in new}) > 3
+    held_out_voices = {v for _, v in generate.HELD_OUT.values()}
+    assert not held_out_voices & set(accent.VOICES)
+    chunks = generate.chunk_jobs(after, 4, 7)
+    festx = [c for c in chunks if c[0].engine == "festx"]
+    assert festx and all(len({j.voice for j in c}) == 1 for c in festx)  # one festival voice per chunk
+
+
+def test_accent_mapping_covers_every_english_phone_and_keeps_timing() -> None:
+    import accent
+
+    english = (
+        "aa ae ah ao aw ax axr ay b ch d dh dx eh el em en er ey f g hh hv ih iy jh k l m n nx ng ow oy "
+        "p r s sh t th uh uw v w y z zh"
+    ).split()
+    for voice, (table, _, _) in accent.VOICES.items():
+        assert set(table) == set(english), voice
+    segs = [
+        ("pau", 0.2, []),
+        ("hh", 0.05, [(0.0, 100.0)]),
+        ("ay", 0.2, [(0.05, 110.0), (0.15, 120.0)]),
+        ("pau", 0.2, []),
+    ]
+    it = accent.to_voice(segs, "lp_diphone", 2.0)  # Italian drops h: its time goes to the pause before it
+    assert [p for p, _, _ in it] == ["#", "a", "i", "#"]
+    assert sum(d for _, d, _ in it) == pytest.approx(0.65)
+    assert it[0][1] == pytest.approx(0.25) and it[1][1] == pytest.approx(0.1)
+    assert it[1][2] == [(pytest.approx(0.05), 220.0)] and it[2][2] == [(pytest.approx(0.05), 240.0)]
+    assert accent.segments_scheme(it[:2]) == "((# 0.2500) (a 0.1000 (0.0500 220.0)))"
+
+
+@pytest.mark.skipif(
+    shutil.which("festival") is None or not Path("/usr/share/festival/voices/italian/pc_diphone").is_dir(),
+    reason="festival or its Italian voice is not installed",
+)
+def test_accented_synthesis_follows_the_english_timing_at_the_drawn_pitch(tmp_path: Path) -> None:
+    import accent
+
+    fox = "the quick brown fox jumps over the lazy dog"
+    texts = [fox, fox + " today", fox]
+    paths = accent.synth_batch(texts, "pc_diphone", [1.0, 1.0, 0.7], [90.0, 90.0, 180.0], tmp_path)
+    base, longer, slow_high = (sf.info(p).duration for p in paths)
+    assert 1.5 < base < longer < slow_high  # more text is longer; a slower rate is slower
+    assert slow_high / base == pytest.approx(1 / 0.7, rel=0.15)
+    assert 75 < _median_f0(paths[0]) < 110 and 150 < _median_f0(paths[2]) < 215  # the drawn pitch

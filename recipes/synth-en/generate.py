@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import accent
 import numpy as np
 import soundfile as sf
 import soxr
@@ -73,7 +74,7 @@ def _spoken_like_tests(sentences: list[str], rng: random.Random, uid: str, split
 
 def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, copies: int = 1,
               n_dev: int = 0, held_out_dev: bool = False, fresh_test: bool = False,
-              extra_text: Path | None = None) -> list[Job]:
+              extra_text: Path | None = None, accented: int = 0) -> list[Job]:
     """Deterministic job list: every train sentence `copies` times (different voices), plus the test sets.
 
     With n_dev, also a development set "dev_a": held-out sentences that no test set uses, spoken by training
@@ -86,6 +87,9 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
     utterances too ("tx" ids, split "train"), each spoken once by a drawn training voice: new text for the
     acoustic model, which has heard each fortune sentence many times. lm_text.py drops any sentence sharing a
     6-word sequence with a held-out sentence; this checks again that none equals one.
+    With accented=N (2026-12-07), every N-th training sentence is spoken once more by one of festival's
+    non-English voices (engine "festx", `accent.py`: English phones mapped to the voice's language; "xa" ids,
+    as test_a's are "ta" + 5 digits): recorded human speakers no English engine has, as accented English.
     """
     rng = random.Random(seed)
     train = [t for t in (text_dir / "train.txt").read_text().splitlines() if t]
@@ -126,6 +130,12 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
         for i, t in enumerate(extra):
             e, v = _pick_train_voice(rng_x)
             jobs.append(Job(f"tx{i:06d}", "train", e, v, rng_x.uniform(0.8, 1.25), rng_x.randint(25, 75), t))
+    if accented:
+        rng_a = random.Random(seed + 6)  # own generator: every other job is unchanged
+        voices = sorted(accent.VOICES)
+        for i, t in enumerate(train[::accented]):
+            jobs.append(Job(f"xa{i:06d}", "train", "festx", rng_a.choice(voices), rng_a.uniform(0.85, 1.15),
+                            rng_a.randint(25, 75), t))
     return jobs
 
 
@@ -187,6 +197,17 @@ def synth_festival_batch(jobs: list[Job], tmp: Path) -> list[np.ndarray]:
     return outs
 
 
+def synth_festx_batch(jobs: list[Job], tmp: Path) -> list[np.ndarray]:
+    """Accented English in one non-English festival voice (`accent.py`); pitch 25-75: 0.8-1.2x its mean f0."""
+    f0s = [accent.VOICES[j.voice][2] * (0.8 + (j.pitch - 25) / 125) for j in jobs]
+    paths = accent.synth_batch([j.text for j in jobs], jobs[0].voice, [j.rate for j in jobs], f0s, tmp)
+    outs = []
+    for p in paths:
+        a, sr = sf.read(p, dtype="float32")
+        outs.append(_to16k(a, sr))
+    return outs
+
+
 def trim(audio: np.ndarray, pad: float = 0.15) -> np.ndarray:
     """Trim leading/trailing silence, keeping `pad` seconds of margin."""
     frame = 160
@@ -209,6 +230,8 @@ def run_chunk(jobs: list[Job], wav_dir: Path, cg_pitch: bool = False) -> list[di
         tmp = Path(td)
         if jobs[0].engine == "festival":
             audios = synth_festival_batch(jobs, tmp)
+        elif jobs[0].engine == "festx":
+            audios = synth_festx_batch(jobs, tmp)
         elif jobs[0].engine == "espeak":
             audios = [synth_espeak(j, tmp) for j in jobs]
         else:
@@ -238,7 +261,8 @@ def chunk_jobs(jobs: list[Job], size: int, seed: int) -> list[list[Job]]:
     def group(js: list[Job]) -> list[list[Job]]:
         groups: dict[tuple[str, str, bool, str], list[Job]] = {}
         for j in js:
-            key = (j.engine, j.voice if j.engine == "festival" else "", j.split.startswith("test"), j.uid[:3])
+            voice = j.voice if j.engine.startswith("fest") else ""  # festival, festx: one voice per process
+            key = (j.engine, voice, j.split.startswith("test"), j.uid[:3])
             groups.setdefault(key, []).append(j)
         return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
@@ -269,6 +293,8 @@ def main() -> None:
     ap.add_argument("--only", action="append", default=None, help="make only this split (repeatable)")
     ap.add_argument("--cg-pitch", action="store_true",
                     help="training utterances of flite awb/slt at a drawn mean f0 of 85-215 Hz (14th sitting on)")
+    ap.add_argument("--accented", type=int, default=0, metavar="N",
+                    help="also every N-th training sentence in a non-English festival voice (accent.py)")
     ap.add_argument("--extra-text", default=None,
                     help="also speak these sentences (lm_text.py's output) once each as training utterances")
     args = ap.parse_args()
@@ -286,14 +312,16 @@ def main() -> None:
                                   + (["--cg-pitch"] if args.cg_pitch else [])
                                   + (["--held-out-dev"] if args.held_out_dev else [])
                                   + (["--fresh-test"] if args.fresh_test else [])
-                                  + (["--extra-text", args.extra_text] if args.extra_text else []))
+                                  + (["--extra-text", args.extra_text] if args.extra_text else [])
+                                  + (["--accented", str(args.accented)] if args.accented else []))
                  for w in range(args.workers)]
         codes = [p.wait() for p in procs]
         if any(codes):
             raise SystemExit(f"generation worker failed: {codes}")
         return
     jobs = make_jobs(work / "text", args.seed, args.n_test, args.max_train, args.copies, args.n_dev,
-                     args.held_out_dev, args.fresh_test, Path(args.extra_text) if args.extra_text else None)
+                     args.held_out_dev, args.fresh_test, Path(args.extra_text) if args.extra_text else None,
+                     args.accented)
     if args.only:
         jobs = [j for j in jobs if j.split in args.only]
     chunks = chunk_jobs(jobs, args.chunk, args.seed)[args.worker :: args.workers]
