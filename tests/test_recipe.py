@@ -571,6 +571,15 @@ def test_accent_mapping_covers_every_english_phone_and_keeps_timing() -> None:
     assert accent.segments_scheme(it[:2]) == "((# 0.2500) (a 0.1000 (0.0500 220.0)))"
 
 
+def test_accented_generation_refuses_to_start_without_its_voices(tmp_path: Path) -> None:
+    import accent
+
+    (tmp_path / "italian" / "pc_diphone").mkdir(parents=True)
+    missing = accent.missing_voices(tmp_path)
+    assert "pc_diphone" not in missing and "lp_diphone" in missing and len(missing) == len(accent.VOICES) - 1
+    assert all(p.startswith(("festvox-", "festival-")) for p in accent.PACKAGES.split())
+
+
 @pytest.mark.skipif(
     shutil.which("festival") is None or not Path("/usr/share/festival/voices/italian/pc_diphone").is_dir(),
     reason="festival or its Italian voice is not installed",

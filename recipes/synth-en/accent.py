@@ -58,8 +58,19 @@ VOICES: dict[str, tuple[dict[str, str], str, float]] = {
     "czech_krb": (_CS, "#", 230.0),
     "hindi_NSK_diphone": (_HI, "pau", 115.0),
 }
+# The Debian packages that hold them (festival-hi has the Hindi voice's front-end files).
+PACKAGES = (
+    "festvox-italp16k festvox-itapc16k festvox-suopuhe-lj festvox-suopuhe-mv festvox-czech-dita "
+    "festvox-czech-machac festvox-czech-ph festvox-czech-krb festvox-hi-nsk festival-hi"
+)
+VOICE_DIR = Path("/usr/share/festival/voices")
 KAL_F0_MEAN = 105.0  # kal_diphone's intonation model mean (int_lr_params target_f0_mean)
 PAUSES = ("pau", "h#", "brth")
+
+
+def missing_voices(voice_dir: Path = VOICE_DIR) -> list[str]:
+    """The voices of VOICES that festival does not have here (generation refuses to start without them)."""
+    return [v for v in VOICES if not any(voice_dir.glob(f"*/{v}"))]
 
 
 def english_segments(texts: list[str], stretches: list[float], tmp: Path) -> list[list[tuple]]:

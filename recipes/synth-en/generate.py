@@ -302,6 +302,9 @@ def main() -> None:
     corpus = work / "corpus"
     wav_dir = corpus / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
+    if args.accented and (missing := accent.missing_voices()):
+        raise SystemExit(f"--accented: festival voices not installed: {' '.join(missing)} "
+                         f"(apt-get install {accent.PACKAGES})")
     if args.worker is None:
         procs = [subprocess.Popen([sys.executable, __file__, "--work", args.work, "--workers", str(args.workers),
                                    "--worker", str(w), "--seed", str(args.seed), "--n-test", str(args.n_test),
