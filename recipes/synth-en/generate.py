@@ -147,13 +147,18 @@ def _to16k(audio: np.ndarray, sr: int) -> np.ndarray:
     return audio.astype(np.float32)
 
 
+def _read16k(path: Path) -> np.ndarray:
+    """An engine's wav, as float32 at 16 kHz."""
+    a, sr = sf.read(path, dtype="float32")
+    return _to16k(a, sr)
+
+
 def synth_espeak(job: Job, tmp: Path) -> np.ndarray:
     out = tmp / "e.wav"
     wpm = int(round(165 * job.rate))
     subprocess.run(["espeak-ng", "-v", job.voice, "-s", str(wpm), "-p", str(job.pitch), "-w", str(out),
                     job.text.lower()], check=True, capture_output=True)
-    a, sr = sf.read(out, dtype="float32")
-    return _to16k(a, sr)
+    return _read16k(out)
 
 
 def cg_f0(job: Job) -> int | None:
@@ -175,8 +180,7 @@ def synth_flite(job: Job, tmp: Path, cg_pitch: bool = False) -> np.ndarray:
     elif cg_pitch and (f0 := cg_f0(job)) is not None:
         cmd += ["--setf", f"int_f0_target_mean={f0}"]
     subprocess.run(cmd + ["-t", job.text.lower(), "-o", str(out)], check=True, capture_output=True)
-    a, sr = sf.read(out, dtype="float32")
-    return _to16k(a, sr)
+    return _read16k(out)
 
 
 def synth_festival_batch(jobs: list[Job], tmp: Path) -> list[np.ndarray]:
@@ -190,22 +194,14 @@ def synth_festival_batch(jobs: list[Job], tmp: Path) -> list[np.ndarray]:
     script = tmp / "batch.scm"
     script.write_text("\n".join(lines) + "\n")
     subprocess.run(["festival", "-b", str(script)], check=True, capture_output=True, timeout=3600)
-    outs = []
-    for k in range(len(jobs)):
-        a, sr = sf.read(tmp / f"fe{k}.wav", dtype="float32")
-        outs.append(_to16k(a, sr))
-    return outs
+    return [_read16k(tmp / f"fe{k}.wav") for k in range(len(jobs))]
 
 
 def synth_festx_batch(jobs: list[Job], tmp: Path) -> list[np.ndarray]:
     """Accented English in one non-English festival voice (`accent.py`); pitch 25-75: 0.8-1.2x its mean f0."""
     f0s = [accent.VOICES[j.voice][2] * (0.8 + (j.pitch - 25) / 125) for j in jobs]
     paths = accent.synth_batch([j.text for j in jobs], jobs[0].voice, [j.rate for j in jobs], f0s, tmp)
-    outs = []
-    for p in paths:
-        a, sr = sf.read(p, dtype="float32")
-        outs.append(_to16k(a, sr))
-    return outs
+    return [_read16k(p) for p in paths]
 
 
 def trim(audio: np.ndarray, pad: float = 0.15) -> np.ndarray:
