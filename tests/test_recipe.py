@@ -581,8 +581,12 @@ def test_accented_generation_refuses_to_start_without_its_voices(tmp_path: Path)
 
 
 @pytest.mark.skipif(
-    shutil.which("festival") is None or not Path("/usr/share/festival/voices/italian/pc_diphone").is_dir(),
-    reason="festival or its Italian voice is not installed",
+    shutil.which("festival") is None
+    or not all(
+        Path(f"/usr/share/festival/voices/{v}").is_dir()
+        for v in ("italian/pc_diphone", "english/kal_diphone")
+    ),
+    reason="festival, its English front end voice or its Italian voice is not installed",
 )
 def test_accented_synthesis_follows_the_english_timing_at_the_drawn_pitch(tmp_path: Path) -> None:
     import accent
