@@ -16,6 +16,7 @@ import torch
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "synth-en"
 sys.path.insert(0, str(RECIPE))
 
+import accent  # noqa: E402
 import data  # noqa: E402
 import textnorm  # noqa: E402
 from metrics import cer, wer  # noqa: E402
@@ -473,17 +474,8 @@ def test_random_eq_applies_its_curve_and_is_off_by_default() -> None:
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal(16000).astype(np.float32)  # 1 s of white noise: rfft bin k = k Hz
-    opt = data.AugmentOptions(
-        p_eq=1.0,
-        eq_tilt_db=(6.0, 6.0),
-        eq_bands=0,
-        p_noise=0,
-        p_reverb=0,
-        p_phone=0,
-        p_lowpass=0,
-        p_gain=0,
-        p_speed=0,
-    )
+    opt = data.AugmentOptions(p_eq=1.0, eq_tilt_db=(6.0, 6.0), eq_bands=0,
+                              p_noise=0, p_reverb=0, p_phone=0, p_lowpass=0, p_gain=0, p_speed=0)
     y = data.degrade(x, np.random.default_rng(1), opt)
     assert y.shape == x.shape and y.dtype == np.float32
 
@@ -527,7 +519,6 @@ def test_extra_text_adds_training_utterances_only_and_never_a_held_out_sentence(
 
 
 def test_accented_jobs_speak_every_nth_training_sentence_in_non_english_voices_only(tmp_path: Path) -> None:
-    import accent
     import generate
 
     (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(60)))
@@ -549,8 +540,6 @@ def test_accented_jobs_speak_every_nth_training_sentence_in_non_english_voices_o
 
 
 def test_accent_mapping_covers_every_english_phone_and_keeps_timing() -> None:
-    import accent
-
     english = (
         "aa ae ah ao aw ax axr ay b ch d dh dx eh el em en er ey f g hh hv ih iy jh k l m n nx ng ow oy "
         "p r s sh t th uh uw v w y z zh"
@@ -572,8 +561,6 @@ def test_accent_mapping_covers_every_english_phone_and_keeps_timing() -> None:
 
 
 def test_accented_generation_refuses_to_start_without_its_voices(tmp_path: Path) -> None:
-    import accent
-
     (tmp_path / "italian" / "pc_diphone").mkdir(parents=True)
     missing = accent.missing_voices(tmp_path)
     assert "pc_diphone" not in missing and "lp_diphone" in missing and len(missing) == len(accent.VOICES) - 1
@@ -582,15 +569,10 @@ def test_accented_generation_refuses_to_start_without_its_voices(tmp_path: Path)
 
 @pytest.mark.skipif(
     shutil.which("festival") is None
-    or not all(
-        Path(f"/usr/share/festival/voices/{v}").is_dir()
-        for v in ("italian/pc_diphone", "english/kal_diphone")
-    ),
+    or not all((accent.VOICE_DIR / v).is_dir() for v in ("italian/pc_diphone", "english/kal_diphone")),
     reason="festival, its English front end voice or its Italian voice is not installed",
 )
 def test_accented_synthesis_follows_the_english_timing_at_the_drawn_pitch(tmp_path: Path) -> None:
-    import accent
-
     fox = "the quick brown fox jumps over the lazy dog"
     texts = [fox, fox + " today", fox]
     paths = accent.synth_batch(texts, "pc_diphone", [1.0, 1.0, 0.7], [90.0, 90.0, 180.0], tmp_path)

@@ -118,7 +118,7 @@ def to_voice(
     out: list[tuple[str, float, list[tuple[float, float]]]] = []
     for name, dur, targets in segs:
         phones = [pause] if name in PAUSES else table[name].split()
-        if not phones:  # a sound the language drops (Italian h): its time goes to the previous phone
+        if not phones:  # a sound the language drops (Italian h): its time goes to the previous phone, if any
             if out:
                 p, d, t = out[-1]
                 out[-1] = (p, d + dur, t)
