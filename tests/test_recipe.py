@@ -538,6 +538,15 @@ def test_accented_jobs_speak_every_nth_training_sentence_in_non_english_voices_o
     festx = [c for c in chunks if c[0].engine == "festx"]
     assert festx and all(len({j.voice for j in c}) == 1 for c in festx)  # one festival voice per chunk
 
+    rest = generate.make_jobs(tmp_path, 7, n_test=10, accented=2, accented_rest=True, **kw)
+    assert rest[: len(after)] == after  # the "xa" jobs and every other job unchanged
+    more = rest[len(after) :]
+    assert [j.uid for j in more] == [f"xb{i:06d}" for i in range(1, 60, 2)]
+    assert [j.text for j in more] == [f"TRAIN SENTENCE {i}" for i in range(1, 60, 2)]
+    assert {j.engine for j in more} == {"festx"} and {j.voice for j in more} <= set(accent.VOICES)
+    accented_texts = sorted(j.text for j in rest if j.engine == "festx")
+    assert accented_texts == sorted(f"TRAIN SENTENCE {i}" for i in range(60))  # each exactly once
+
 
 def test_accent_mapping_covers_every_english_phone_and_keeps_timing() -> None:
     english = (

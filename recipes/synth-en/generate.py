@@ -74,7 +74,7 @@ def _spoken_like_tests(sentences: list[str], rng: random.Random, uid: str, split
 
 def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, copies: int = 1,
               n_dev: int = 0, held_out_dev: bool = False, fresh_test: bool = False,
-              extra_text: Path | None = None, accented: int = 0) -> list[Job]:
+              extra_text: Path | None = None, accented: int = 0, accented_rest: bool = False) -> list[Job]:
     """Deterministic job list: every train sentence `copies` times (different voices), plus the test sets.
 
     With n_dev, also a development set "dev_a": held-out sentences that no test set uses, spoken by training
@@ -90,6 +90,9 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
     With accented=N (2026-12-07), every N-th training sentence is spoken once more by one of festival's
     non-English voices (engine "festx", `accent.py`: English phones mapped to the voice's language; "xa" ids,
     as test_a's are "ta" + 5 digits): recorded human speakers no English engine has, as accented English.
+    With accented_rest too (2026-12-07), the training sentences that accented=N skipped are spoken once by a
+    drawn non-English voice as well ("xb" + the sentence's index in train.txt; own generator), so that every
+    training sentence has one accented reading and the "xa" jobs stay as they were.
     """
     rng = random.Random(seed)
     train = [t for t in (text_dir / "train.txt").read_text().splitlines() if t]
@@ -136,6 +139,12 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
         for i, t in enumerate(train[::accented]):
             jobs.append(Job(f"xa{i:06d}", "train", "festx", rng_a.choice(voices), rng_a.uniform(0.85, 1.15),
                             rng_a.randint(25, 75), t))
+        if accented_rest:
+            rng_b = random.Random(seed + 7)  # own generator: the "xa" jobs and every other job are unchanged
+            for i, t in enumerate(train):
+                if i % accented:
+                    jobs.append(Job(f"xb{i:06d}", "train", "festx", rng_b.choice(voices),
+                                    rng_b.uniform(0.85, 1.15), rng_b.randint(25, 75), t))
     return jobs
 
 
@@ -291,6 +300,8 @@ def main() -> None:
                     help="training utterances of flite awb/slt at a drawn mean f0 of 85-215 Hz (14th sitting on)")
     ap.add_argument("--accented", type=int, default=0, metavar="N",
                     help="also every N-th training sentence in a non-English festival voice (accent.py)")
+    ap.add_argument("--accented-rest", action="store_true",
+                    help="with --accented N: also the training sentences it skips, once each (\"xb\" ids)")
     ap.add_argument("--extra-text", default=None,
                     help="also speak these sentences (lm_text.py's output) once each as training utterances")
     args = ap.parse_args()
@@ -298,6 +309,8 @@ def main() -> None:
     corpus = work / "corpus"
     wav_dir = corpus / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
+    if args.accented_rest and not args.accented:
+        raise SystemExit("--accented-rest needs --accented N (it speaks the sentences that one skips)")
     if args.accented and (missing := accent.missing_voices()):
         raise SystemExit(f"--accented: festival voices not installed: {' '.join(missing)} "
                          f"(apt-get install {accent.PACKAGES})")
@@ -312,7 +325,8 @@ def main() -> None:
                                   + (["--held-out-dev"] if args.held_out_dev else [])
                                   + (["--fresh-test"] if args.fresh_test else [])
                                   + (["--extra-text", args.extra_text] if args.extra_text else [])
-                                  + (["--accented", str(args.accented)] if args.accented else []))
+                                  + (["--accented", str(args.accented)] if args.accented else [])
+                                  + (["--accented-rest"] if args.accented_rest else []))
                  for w in range(args.workers)]
         codes = [p.wait() for p in procs]
         if any(codes):
@@ -320,7 +334,7 @@ def main() -> None:
         return
     jobs = make_jobs(work / "text", args.seed, args.n_test, args.max_train, args.copies, args.n_dev,
                      args.held_out_dev, args.fresh_test, Path(args.extra_text) if args.extra_text else None,
-                     args.accented)
+                     args.accented, args.accented_rest)
     if args.only:
         jobs = [j for j in jobs if j.split in args.only]
     chunks = chunk_jobs(jobs, args.chunk, args.seed)[args.worker :: args.workers]
