@@ -710,7 +710,8 @@ def test_models_info_shows_the_language_model(clean_env: dict[str, str]) -> None
     result = sew("models", "info", "sew-synth-en")
     assert result.exit_code == 0, result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("language model"))
-    assert "lm.arpa.gz (2." in line and "beam search" in line
+    arpa = Path(cli.__file__).parent / "assets" / "sew-synth-en" / "language_model" / "lm.arpa.gz"
+    assert f"lm.arpa.gz ({arpa.stat().st_size / 1e6:.1f} MB)" in line and "beam search" in line
 
 
 def test_version_and_short_help() -> None:
