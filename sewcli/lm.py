@@ -9,12 +9,13 @@ probabilities with back-off, <unk> for words the model does not know, <s> and </
 shallow-fusion score (alpha * ln p + beta per word), the same penalty for partial and whole words outside the
 unigram list, so results match pyctcdecode + KenLM on the same ARPA file.
 
-Parsing ARPA text in Python takes ~0.8 s for the embedded model's 2.5 MB LM, on every run and in every beam
-worker; so the parsed arrays are kept in a cache (`$SEW_CACHE_DIR`, else `$XDG_CACHE_HOME/sew`, else
-`~/.cache/sew`; `SEW_CACHE_DIR=` empty turns it off) under a key made of the file's real path, size and
-modification time, and read back in milliseconds; writing an entry removes the file's older ones, so an
-edited model does not leave one behind. The cache holds plain arrays (`.npz`, read with
-allow_pickle=False); a cache that cannot be written or read is skipped, never an error.
+Parsing ARPA text in Python takes ~1.7 s for the embedded model's 7.7 MB LM (~0.8 s for the 2.5 MB one it
+shipped until 2026-12-07), on every run and in every beam worker; so the parsed arrays are kept in a cache
+(`$SEW_CACHE_DIR`, else `$XDG_CACHE_HOME/sew`, else `~/.cache/sew`; `SEW_CACHE_DIR=` empty turns it off) under
+a key made of the file's real path, size and modification time, and read back in milliseconds; writing an
+entry removes the file's older ones, so an edited model does not leave one behind. The cache holds plain
+arrays (`.npz`, read with allow_pickle=False); a cache that cannot be written or read is skipped, never an
+error.
 """
 
 from __future__ import annotations
