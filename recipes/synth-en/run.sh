@@ -12,7 +12,8 @@ TOTAL_STEPS=${TOTAL_STEPS:-4300}
 GEN_WORKERS=${GEN_WORKERS:-2}
 
 # 1. Debian packages: TTS engines + voices, sox, offline English text (fortunes), real recordings (alsa-utils).
-PKGS="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox fortunes fortunes-min alsa-utils"
+PKGS="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox fortunes fortunes-min alsa-utils
+  tfortunes dict-devil dict-jargon dict-gcide"
 missing=$(for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -25,7 +26,13 @@ mkdir -p work
 [ -s work/text/train.txt ] || python prepare_text.py --out work/text
 
 # 2b. Word 3-gram language model (Kneser-Ney) on the training sentences only: sew's default beam search uses it.
-[ -s work/language_model/lm.arpa.gz ] || python lm.py work/text/train.txt --order 3 --out work/language_model
+# The shipped language model (since 2026-12-07, model card "Language model"): the training sentences three times
+# over and lm_text.py's text (never spoken; any sentence sharing 6 words in a row with a held-out one dropped).
+[ -s work/text/lm_extra.txt ] || python lm_text.py --heldout work/text/heldout.txt --out work/text/lm_extra.txt
+if [ ! -s work/language_model/lm.arpa.gz ]; then
+  cat work/text/train.txt work/text/train.txt work/text/train.txt work/text/lm_extra.txt > work/text/lm_text_all.txt
+  python lm.py work/text/lm_text_all.txt --order 3 --digits 4 --alpha 0.5 --beta 1.5 --out work/language_model
+fi
 
 # 3. Audio: ~36k utterances (2 voices per training sentence) + 3 test sets; training may start on a partial
 #    corpus (the trainer re-reads the manifests every epoch), so generation runs in the background.
