@@ -25,9 +25,9 @@ mkdir -p work
 # 2. Text: fortunes -> normalised sentences, 4% held out by hash.
 [ -s work/text/train.txt ] || python prepare_text.py --out work/text
 
-# 2b. Word 3-gram language model (Kneser-Ney) on the training sentences only: sew's default beam search uses it.
-# The shipped language model (since 2026-12-07, model card "Language model"): the training sentences three times
-# over and lm_text.py's text (never spoken; any sentence sharing 6 words in a row with a held-out one dropped).
+# 2b. Word 3-gram language model (Kneser-Ney), which sew's default beam search uses; the shipped one since
+# 2026-12-07 (model card, "Language model"): the training sentences three times over and lm_text.py's text
+# (never spoken; any sentence sharing 6 words in a row with a held-out one dropped).
 [ -s work/text/lm_extra.txt ] || python lm_text.py --heldout work/text/heldout.txt --out work/text/lm_extra.txt
 if [ ! -s work/language_model/lm.arpa.gz ]; then
   cat work/text/train.txt work/text/train.txt work/text/train.txt work/text/lm_extra.txt > work/text/lm_text_all.txt
