@@ -474,8 +474,17 @@ def test_random_eq_applies_its_curve_and_is_off_by_default() -> None:
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal(16000).astype(np.float32)  # 1 s of white noise: rfft bin k = k Hz
-    opt = data.AugmentOptions(p_eq=1.0, eq_tilt_db=(6.0, 6.0), eq_bands=0,
-                              p_noise=0, p_reverb=0, p_phone=0, p_lowpass=0, p_gain=0, p_speed=0)
+    opt = data.AugmentOptions(
+        p_eq=1.0,
+        eq_tilt_db=(6.0, 6.0),
+        eq_bands=0,
+        p_noise=0,
+        p_reverb=0,
+        p_phone=0,
+        p_lowpass=0,
+        p_gain=0,
+        p_speed=0,
+    )
     y = data.degrade(x, np.random.default_rng(1), opt)
     assert y.shape == x.shape and y.dtype == np.float32
 
@@ -546,6 +555,61 @@ def test_accented_jobs_speak_every_nth_training_sentence_in_non_english_voices_o
     assert {j.engine for j in more} == {"festx"} and {j.voice for j in more} <= set(accent.VOICES)
     accented_texts = sorted(j.text for j in rest if j.engine == "festx")
     assert accented_texts == sorted(f"TRAIN SENTENCE {i}" for i in range(60))  # each exactly once
+
+
+def test_new_engine_jobs_speak_every_nth_training_sentence_in_new_voices_and_change_nothing_else(
+    tmp_path: Path,
+) -> None:
+    import generate
+
+    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(90)))
+    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    kw = {"max_train": None, "copies": 2, "n_dev": 15, "held_out_dev": True, "fresh_test": True}
+    kw |= {"accented": 2, "accented_rest": True}
+    before = generate.make_jobs(tmp_path, 7, n_test=10, **kw)
+    after = generate.make_jobs(tmp_path, 7, n_test=10, new_engines=1, **kw)
+    assert after[: len(before)] == before  # every earlier job unchanged
+    new = after[len(before) :]
+    assert [j.uid for j in new] == [f"xe{i:06d}" for i in range(90)]
+    assert [j.text for j in new] == [f"TRAIN SENTENCE {i}" for i in range(90)]
+    assert {j.split for j in new} == {"train"}
+    assert {(j.engine, j.voice) for j in new} <= set(generate.NEW_ENGINE_VOICES)
+    assert {j.engine for j in new} == {"mbrola", "pico", "rhvoice"} and len({j.voice for j in new}) > 8
+    assert not set(generate.HELD_OUT.values()) & set(generate.NEW_ENGINE_VOICES)
+    assert not {v for _, v in generate.HELD_OUT.values()} & {v for _, v in generate.NEW_ENGINE_VOICES}
+    half = generate.make_jobs(tmp_path, 7, n_test=10, new_engines=2, **kw)[len(before) :]
+    assert [j.text for j in half] == [f"TRAIN SENTENCE {i}" for i in range(0, 90, 2)]
+    chunks = generate.chunk_jobs(after, 4, 7)
+    assert sorted(j.uid for c in chunks for j in c) == sorted(j.uid for j in after)
+    assert all(len({j.engine for j in c}) == 1 for c in chunks)
+
+
+def test_new_engines_refuse_to_start_without_their_voices(tmp_path: Path) -> None:
+    import generate
+
+    (tmp_path / "mbrola" / "us1").mkdir(parents=True)
+    (tmp_path / "rh" / "bdl").mkdir(parents=True)
+    missing = generate.missing_new_engines(tmp_path / "mbrola", tmp_path / "rh")
+    assert "mb-us1" not in missing and "mb-us2" in missing and "mb-en1" in missing
+    assert "rhvoice:bdl" not in missing and "rhvoice:clb" in missing
+
+
+@pytest.mark.skipif(
+    not shutil.which("pico2wave")
+    or not shutil.which("RHVoice-test")
+    or not Path("/usr/share/mbrola/us2").is_dir(),
+    reason="pico2wave, RHVoice or MBROLA's us2 voice is not installed",
+)
+def test_new_engines_speak_at_the_drawn_rate(tmp_path: Path) -> None:
+    import generate
+
+    fox = "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG"
+    for engine, voice in (("mbrola", "mb-us2"), ("pico", "en-GB"), ("rhvoice", "bdl")):
+        jobs = [generate.Job("xe000000", "train", engine, voice, rate, 50, fox) for rate in (1.0, 0.8)]
+        base, slow = (generate.SYNTH_ONE[engine](job, tmp_path) for job in jobs)
+        assert base.dtype == np.float32 and np.abs(base).max() > 0.05
+        assert 1.5 < len(base) / generate.SR < 5.0, engine
+        assert len(slow) / len(base) == pytest.approx(1 / 0.8, rel=0.15), engine
 
 
 def test_accent_mapping_covers_every_english_phone_and_keeps_timing() -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,28 @@ TRAIN_VOICES = [("espeak", "*", 0.40), ("flite", "kal16", 0.08), ("flite", "kal"
                 ("flite", "slt", 0.10), ("festival", "kal_diphone", 0.10),
                 ("festival", "cmu_us_slt_arctic_hts", 0.15)]
 HELD_OUT = {"b": ("flite", "rms"), "b2": ("festival", "ked_diphone")}
+
+# Three more engines (2026-12-07, `--new-engines N`), in Debian's main and non-free: MBROLA's English diphone
+# voices through espeak-ng's front end, SVOX Pico (its own front end and HMM synthesis) and RHVoice (HTS voices
+# of CMU ARCTIC speakers and two more). Recorded speakers and synthesis methods none of the other engines has;
+# none is a held-out voice (flite rms, festival ked).
+NEW_ENGINE_VOICES = [("mbrola", "mb-us1"), ("mbrola", "mb-us2"), ("mbrola", "mb-us3"), ("mbrola", "mb-en1"),
+                     ("pico", "en-US"), ("pico", "en-GB"), ("rhvoice", "alan"), ("rhvoice", "bdl"),
+                     ("rhvoice", "clb"), ("rhvoice", "slt"), ("rhvoice", "evgeniy-eng"), ("rhvoice", "lyubov")]
+NEW_ENGINE_PACKAGES = ("mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 libttspico-utils rhvoice rhvoice-english"
+                       " (pico and mbrola are in Debian's non-free component)")
+
+
+def missing_new_engines(mbrola_dir: Path = Path("/usr/share/mbrola"),
+                        rhvoice_dir: Path = Path("/usr/share/RHVoice/voices")) -> list[str]:
+    """The programs and voices of NEW_ENGINE_VOICES that are not installed here."""
+    missing = [prog for prog in ("espeak-ng", "mbrola", "pico2wave", "RHVoice-test") if shutil.which(prog) is None]
+    for engine, voice in NEW_ENGINE_VOICES:
+        if engine == "mbrola" and not (mbrola_dir / voice[3:]).is_dir():
+            missing.append(voice)
+        elif engine == "rhvoice" and not (rhvoice_dir / voice).is_dir():
+            missing.append(f"rhvoice:{voice}")
+    return missing
 
 
 @dataclass(frozen=True)
@@ -74,7 +97,8 @@ def _spoken_like_tests(sentences: list[str], rng: random.Random, uid: str, split
 
 def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, copies: int = 1,
               n_dev: int = 0, held_out_dev: bool = False, fresh_test: bool = False,
-              extra_text: Path | None = None, accented: int = 0, accented_rest: bool = False) -> list[Job]:
+              extra_text: Path | None = None, accented: int = 0, accented_rest: bool = False,
+              new_engines: int = 0) -> list[Job]:
     """Deterministic job list: every train sentence `copies` times (different voices), plus the test sets.
 
     With n_dev, also a development set "dev_a": held-out sentences that no test set uses, spoken by training
@@ -93,6 +117,8 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
     With accented_rest too (2026-12-07), the training sentences that accented=N skipped are spoken once by a
     drawn non-English voice as well ("xb" + the sentence's index in train.txt; own generator), so that every
     training sentence has one accented reading and the "xa" jobs stay as they were.
+    With new_engines=N (2026-12-07), every N-th training sentence is spoken once more by a voice of
+    NEW_ENGINE_VOICES (MBROLA, Pico, RHVoice; "xe" ids, own generator, every other job unchanged).
     """
     rng = random.Random(seed)
     train = [t for t in (text_dir / "train.txt").read_text().splitlines() if t]
@@ -145,6 +171,11 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
                 if i % accented:
                     jobs.append(Job(f"xb{i:06d}", "train", "festx", rng_b.choice(voices),
                                     rng_b.uniform(0.85, 1.15), rng_b.randint(25, 75), t))
+    if new_engines:
+        rng_e = random.Random(seed + 8)  # own generator: every other job is unchanged
+        for i, t in enumerate(train[::new_engines]):
+            e, v = rng_e.choice(NEW_ENGINE_VOICES)
+            jobs.append(Job(f"xe{i:06d}", "train", e, v, rng_e.uniform(0.85, 1.15), rng_e.randint(25, 75), t))
     return jobs
 
 
@@ -168,6 +199,33 @@ def synth_espeak(job: Job, tmp: Path) -> np.ndarray:
     subprocess.run(["espeak-ng", "-v", job.voice, "-s", str(wpm), "-p", str(job.pitch), "-w", str(out),
                     job.text.lower()], check=True, capture_output=True)
     return _read16k(out)
+
+
+def synth_mbrola(job: Job, tmp: Path) -> np.ndarray:
+    """An MBROLA diphone voice through espeak-ng (voice "mb-us1" ...): rate as espeak's, pitch 25-75."""
+    return synth_espeak(job, tmp)
+
+
+def synth_pico(job: Job, tmp: Path) -> np.ndarray:
+    """SVOX Pico (voice "en-US"/"en-GB"): rate and pitch through its markup (100 = its default); pitch 25-75 is
+    0.8-1.2x its own."""
+    out = tmp / "p.wav"  # pico2wave wants the .wav suffix
+    speed, pitch = round(100 * job.rate), round(80 + (job.pitch - 25) * 0.8)
+    text = f'<speed level="{speed}"><pitch level="{pitch}">{job.text.lower()}</pitch></speed>'
+    subprocess.run(["pico2wave", "-l", job.voice, "-w", str(out), text], check=True, capture_output=True)
+    return _read16k(out)
+
+
+def synth_rhvoice(job: Job, tmp: Path) -> np.ndarray:
+    """RHVoice (text on stdin; rate and pitch in percent, 100 = the voice's default); pitch 25-75 is 0.8-1.2x."""
+    out = tmp / "r.wav"
+    pitch = round(80 + (job.pitch - 25) * 0.8)
+    subprocess.run(["RHVoice-test", "-p", job.voice, "-r", str(round(100 * job.rate)), "-t", str(pitch),
+                    "-o", str(out)], input=job.text.lower().encode(), check=True, capture_output=True)
+    return _read16k(out)
+
+
+SYNTH_ONE = {"espeak": synth_espeak, "mbrola": synth_mbrola, "pico": synth_pico, "rhvoice": synth_rhvoice}
 
 
 def cg_f0(job: Job) -> int | None:
@@ -237,8 +295,8 @@ def run_chunk(jobs: list[Job], wav_dir: Path, cg_pitch: bool = False) -> list[di
             audios = synth_festival_batch(jobs, tmp)
         elif jobs[0].engine == "festx":
             audios = synth_festx_batch(jobs, tmp)
-        elif jobs[0].engine == "espeak":
-            audios = [synth_espeak(j, tmp) for j in jobs]
+        elif jobs[0].engine in SYNTH_ONE:
+            audios = [SYNTH_ONE[j.engine](j, tmp) for j in jobs]
         else:
             audios = [synth_flite(j, tmp, cg_pitch) for j in jobs]
     for job, a in zip(jobs, audios):
@@ -302,6 +360,8 @@ def main() -> None:
                     help="also every N-th training sentence in a non-English festival voice (accent.py)")
     ap.add_argument("--accented-rest", action="store_true",
                     help="with --accented N: also the training sentences it skips, once each (\"xb\" ids)")
+    ap.add_argument("--new-engines", type=int, default=0, metavar="N",
+                    help="also every N-th training sentence in an MBROLA, Pico or RHVoice voice (\"xe\" ids)")
     ap.add_argument("--extra-text", default=None,
                     help="also speak these sentences (lm_text.py's output) once each as training utterances")
     args = ap.parse_args()
@@ -314,6 +374,8 @@ def main() -> None:
     if args.accented and (missing := accent.missing_voices()):
         raise SystemExit(f"--accented: festival voices not installed: {' '.join(missing)} "
                          f"(apt-get install {accent.PACKAGES})")
+    if args.new_engines and (missing := missing_new_engines()):
+        raise SystemExit(f"--new-engines: not installed: {' '.join(missing)} (apt-get install {NEW_ENGINE_PACKAGES})")
     if args.worker is None:
         procs = [subprocess.Popen([sys.executable, __file__, "--work", args.work, "--workers", str(args.workers),
                                    "--worker", str(w), "--seed", str(args.seed), "--n-test", str(args.n_test),
@@ -326,7 +388,8 @@ def main() -> None:
                                   + (["--fresh-test"] if args.fresh_test else [])
                                   + (["--extra-text", args.extra_text] if args.extra_text else [])
                                   + (["--accented", str(args.accented)] if args.accented else [])
-                                  + (["--accented-rest"] if args.accented_rest else []))
+                                  + (["--accented-rest"] if args.accented_rest else [])
+                                  + (["--new-engines", str(args.new_engines)] if args.new_engines else []))
                  for w in range(args.workers)]
         codes = [p.wait() for p in procs]
         if any(codes):
@@ -334,7 +397,7 @@ def main() -> None:
         return
     jobs = make_jobs(work / "text", args.seed, args.n_test, args.max_train, args.copies, args.n_dev,
                      args.held_out_dev, args.fresh_test, Path(args.extra_text) if args.extra_text else None,
-                     args.accented, args.accented_rest)
+                     args.accented, args.accented_rest, args.new_engines)
     if args.only:
         jobs = [j for j in jobs if j.split in args.only]
     chunks = chunk_jobs(jobs, args.chunk, args.seed)[args.worker :: args.workers]
