@@ -201,16 +201,16 @@ def synth_espeak(job: Job, tmp: Path) -> np.ndarray:
     return _read16k(out)
 
 
-def synth_mbrola(job: Job, tmp: Path) -> np.ndarray:
-    """An MBROLA diphone voice through espeak-ng (voice "mb-us1" ...): rate as espeak's, pitch 25-75."""
-    return synth_espeak(job, tmp)
+def _pitch_percent(job: Job) -> int:
+    """The job's pitch (25-75) as 80-120 % of the voice's own (Pico's and RHVoice's pitch settings)."""
+    return round(80 + (job.pitch - 25) * 0.8)
 
 
 def synth_pico(job: Job, tmp: Path) -> np.ndarray:
     """SVOX Pico (voice "en-US"/"en-GB"): rate and pitch through its markup (100 = its default); pitch 25-75 is
     0.8-1.2x its own."""
     out = tmp / "p.wav"  # pico2wave wants the .wav suffix
-    speed, pitch = round(100 * job.rate), round(80 + (job.pitch - 25) * 0.8)
+    speed, pitch = round(100 * job.rate), _pitch_percent(job)
     text = f'<speed level="{speed}"><pitch level="{pitch}">{job.text.lower()}</pitch></speed>'
     subprocess.run(["pico2wave", "-l", job.voice, "-w", str(out), text], check=True, capture_output=True)
     return _read16k(out)
@@ -219,13 +219,14 @@ def synth_pico(job: Job, tmp: Path) -> np.ndarray:
 def synth_rhvoice(job: Job, tmp: Path) -> np.ndarray:
     """RHVoice (text on stdin; rate and pitch in percent, 100 = the voice's default); pitch 25-75 is 0.8-1.2x."""
     out = tmp / "r.wav"
-    pitch = round(80 + (job.pitch - 25) * 0.8)
-    subprocess.run(["RHVoice-test", "-p", job.voice, "-r", str(round(100 * job.rate)), "-t", str(pitch),
-                    "-o", str(out)], input=job.text.lower().encode(), check=True, capture_output=True)
+    rate, pitch = round(100 * job.rate), _pitch_percent(job)
+    subprocess.run(["RHVoice-test", "-p", job.voice, "-r", str(rate), "-t", str(pitch), "-o", str(out)],
+                   input=job.text.lower().encode(), check=True, capture_output=True)
     return _read16k(out)
 
 
-SYNTH_ONE = {"espeak": synth_espeak, "mbrola": synth_mbrola, "pico": synth_pico, "rhvoice": synth_rhvoice}
+# One process per utterance. MBROLA's voices ("mb-us1" ...) are espeak-ng voices: espeak's rate and pitch 25-75.
+SYNTH_ONE = {"espeak": synth_espeak, "mbrola": synth_espeak, "pico": synth_pico, "rhvoice": synth_rhvoice}
 
 
 def cg_f0(job: Job) -> int | None:
