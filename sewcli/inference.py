@@ -260,7 +260,7 @@ def window_log_probs(model: LoadedModel, batch: list[Window]) -> list[FloatArray
         normalize_waveform(w.samples) if model.do_normalize else np.asarray(w.samples, np.float32)
         for w in batch
     ]
-    x = np.stack(rows)  # (B, valid)
+    x = rows[0][None] if len(rows) == 1 else np.stack(rows)  # (B, valid); one window is not copied
     frames = model.frame_count(valid)
     if valid < model.min_samples:
         # Shorter than the conv stack accepts (only a whole input this short reaches here): zero-pad to the

@@ -100,21 +100,30 @@ def test_memory_does_not_grow_with_file_length(tmp_path: Path) -> None:
 
     The model is biased towards the blank so that the transcript itself (which does grow with the input) stays
     empty and the measurement sees only the stages' buffers.
+
+    The growth is measured with one worker, where every allocation happens in this thread, in the same order
+    each run. With two, the peak also depends on how the workers' forwards happen to overlap the reader and
+    each other: it moved by up to a window (1.28 MB) between runs on a loaded machine, so there only the bound
+    (well under the long signal's 23 MB) is asserted.
     """
-    quiet = inference.load(
-        write_sew_checkpoint(tmp_path / "quiet", blank_bias=30.0), inference.InferenceOptions()
-    )
-    decoder = decoding.build_decoder(quiet.vocab, decoding.DecodeOptions())
-    short_peak, short_dur = _peak_bytes(_noise_wav(tmp_path / "short.wav", 120), quiet, decoder)
-    long_peak, long_dur = _peak_bytes(_noise_wav(tmp_path / "long.wav", 360), quiet, decoder)
+    checkpoint = write_sew_checkpoint(tmp_path / "quiet", blank_bias=30.0)
+    short, long = _noise_wav(tmp_path / "short.wav", 120), _noise_wav(tmp_path / "long.wav", 360)
+    one = inference.load(checkpoint, inference.InferenceOptions(workers=1))
+    decoder = decoding.build_decoder(one.vocab, decoding.DecodeOptions())
+    short_peak, short_dur = _peak_bytes(short, one, decoder)
+    long_peak, long_dur = _peak_bytes(long, one, decoder)
     assert (short_dur, long_dur) == (pytest.approx(120), pytest.approx(360))
     growth = long_peak - short_peak
     signal_growth = (360 - 120) * 16000 * 4
-    # measured 13.25 MB at 120 s and at 360 s with two workers (9.4 MB with one, 60-360 s)
-    assert long_peak < 16_000_000, f"peak {long_peak / 1e6:.1f} MB"
+    # measured 6.82 MB at 120 s and at 360 s, growth under 0.01 MB
     assert growth < signal_growth / 20, (
         f"peak grew {growth / 1e6:.2f} MB for {signal_growth / 1e6:.0f} MB more audio"
     )
+    two = inference.load(checkpoint, inference.InferenceOptions(threads=2, workers=2))
+    assert two.workers == 2
+    two_peak, _ = _peak_bytes(long, two, decoder)
+    # measured 10.7-11.0 MB at 120 s and at 360 s
+    assert two_peak < 16_000_000, f"peak {two_peak / 1e6:.1f} MB with two workers"
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "sewcli" / "assets" / "sew-synth-en"
