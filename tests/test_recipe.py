@@ -18,6 +18,7 @@ sys.path.insert(0, str(RECIPE))
 
 import accent  # noqa: E402
 import data  # noqa: E402
+import mbrola_accent  # noqa: E402
 import textnorm  # noqa: E402
 from metrics import cer, wer  # noqa: E402
 
@@ -653,3 +654,80 @@ def test_accented_synthesis_follows_the_english_timing_at_the_drawn_pitch(tmp_pa
     assert 1.5 < base < longer < slow_high  # more text is longer; a slower rate is slower
     assert slow_high / base == pytest.approx(1 / 0.7, rel=0.15)
     assert 75 < _median_f0(paths[0]) < 110 and 150 < _median_f0(paths[2]) < 215  # the drawn pitch
+
+
+def test_mbrola_accented_jobs_speak_every_nth_training_sentence_and_change_nothing_else(
+    tmp_path: Path,
+) -> None:
+    import generate
+
+    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(90)))
+    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    kw = {"max_train": None, "copies": 2, "n_dev": 15, "held_out_dev": True, "fresh_test": True}
+    kw |= {"accented": 2, "accented_rest": True, "new_engines": 1}
+    before = generate.make_jobs(tmp_path, 7, n_test=10, **kw)
+    after = generate.make_jobs(tmp_path, 7, n_test=10, mbrola_accented=1, **kw)
+    assert after[: len(before)] == before  # every earlier job unchanged
+    new = after[len(before) :]
+    assert [j.uid for j in new] == [f"xm{i:06d}" for i in range(90)]
+    assert [j.text for j in new] == [f"TRAIN SENTENCE {i}" for i in range(90)]
+    assert {j.split for j in new} == {"train"} and {j.engine for j in new} == {"mbx"}
+    assert {j.voice for j in new} <= set(mbrola_accent.VOICES) and len({j.voice for j in new}) > 12
+    third = generate.make_jobs(tmp_path, 7, n_test=10, mbrola_accented=3, **kw)[len(before) :]
+    assert [j.text for j in third] == [f"TRAIN SENTENCE {i}" for i in range(0, 90, 3)]
+    chunks = generate.chunk_jobs(after, 4, 7)
+    assert sorted(j.uid for c in chunks for j in c) == sorted(j.uid for j in after)
+    assert all(len({(j.engine, j.voice) for j in c}) == 1 for c in chunks if c[0].engine == "mbx")
+
+
+def test_mbrola_renderings_cover_every_english_phone_and_missing_diphones_are_repaired() -> None:
+    english = set(next(iter(accent.VOICES.values()))[0])  # festival's English phones (accent's tables' keys)
+    assert set(mbrola_accent.CANDIDATES) == english
+    assert all(specs for specs in mbrola_accent.CANDIDATES.values())
+    assert mbrola_accent.pho([("a", 0.1, [(0.05, 220.0)]), ("_", 0.2, [])]) == "a 100 50 220\n_ 200\n"
+    segs = [("_", 0.05, []), ("h", 0.06, []), ("I", 0.08, [(0.04, 120.0)]), ("z", 0.09, []), ("_", 0.05, [])]
+    # German never ends a word on z and has no h before a pause here: z devoices, h gives its time away
+    fixed = mbrola_accent._repaired(segs, {("z", "_"), ("_", "h")})
+    assert fixed == [
+        ("_", pytest.approx(0.11), []),
+        ("I", 0.08, [(0.04, 120.0)]),
+        ("s", 0.09, []),
+        ("_", 0.05, []),
+    ]
+    assert mbrola_accent._repaired(segs, {("I", "m")}) is None  # not a pair of these segments
+    assert mbrola_accent._repaired([("m", 0.1, []), ("n", 0.1, [])], {("m", "n")}) is None  # no fallback
+
+
+def test_mbrola_accent_refuses_to_start_without_its_voices(tmp_path: Path) -> None:
+    (tmp_path / "de2").mkdir()
+    (tmp_path / "de2" / "de2").write_bytes(b"db")
+    missing = mbrola_accent.missing_voices(tmp_path)
+    assert "de2" not in missing and "fr1" in missing and len(missing) == len(mbrola_accent.VOICES) - 1
+    assert all(p.startswith("mbrola-") for p in mbrola_accent.PACKAGES.split())
+
+
+@pytest.mark.skipif(
+    shutil.which("festival") is None
+    or shutil.which("mbrola") is None
+    or not (accent.VOICE_DIR / "english" / "kal_diphone").is_dir()
+    or bool(set(mbrola_accent.missing_voices()) & {"de2", "es1"}),
+    reason="festival, its English front end voice, mbrola or its de2 and es1 voices are not installed",
+)
+def test_mbrola_accented_synthesis_follows_the_english_timing_at_the_drawn_pitch(tmp_path: Path) -> None:
+    assert mbrola_accent.table("de2")["th"] == "s" and mbrola_accent.table("es1")["th"] == "T"  # by the probe
+    assert mbrola_accent.table("de2")["w"] == "v" and mbrola_accent.table("es1")["v"] == "b"
+    fox = "the quick brown fox jumps over the lazy dog"
+    texts = [fox, fox + " today", fox]
+    paths = mbrola_accent.synth_batch(texts, "de2", [1.0, 1.0, 0.7], [90.0, 90.0, 180.0], tmp_path)
+    base, longer, slow_high = (sf.info(p).duration for p in paths)
+    assert 1.5 < base < longer < slow_high  # more text is longer; a slower rate is slower
+    assert slow_high / base == pytest.approx(1 / 0.7, rel=0.15)
+    assert 75 < _median_f0(paths[0]) < 110 and 150 < _median_f0(paths[2]) < 215  # the drawn pitch
+    # de2 has no z before d or a pause (German devoices it there): said as s, no gap of silence left
+    segs = accent.map_segments(
+        accent.english_segments(["his dogs"], [1.0], tmp_path)[0], mbrola_accent.table("de2"), "_", 1.0
+    )
+    raw = tmp_path / "raw.pho"
+    raw.write_text(mbrola_accent.pho([("_", 0.05, []), *segs, ("_", 0.05, [])]))
+    assert {("z", "d"), ("z", "_")} <= mbrola_accent._missing("de2", raw, tmp_path / "raw.wav")
+    assert mbrola_accent.say("de2", segs, tmp_path, "his")[1] == 0

@@ -115,6 +115,13 @@ def to_voice(
 ) -> list[tuple[str, float, list[tuple[float, float]]]]:
     """Map English segments to the voice's phones; a phone mapped to two splits its duration and targets."""
     table, pause, _ = VOICES[voice]
+    return map_segments(segs, table, pause, f0_scale)
+
+
+def map_segments(
+    segs: list[tuple], table: dict[str, str], pause: str, f0_scale: float
+) -> list[tuple[str, float, list[tuple[float, float]]]]:
+    """`to_voice` with the phone table and pause phone given (mbrola_accent.py's voices use it too)."""
     out: list[tuple[str, float, list[tuple[float, float]]]] = []
     for name, dur, targets in segs:
         phones = [pause] if name in PAUSES else table[name].split()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import accent
+import mbrola_accent
 import numpy as np
 import soundfile as sf
 import soxr
@@ -98,7 +99,7 @@ def _spoken_like_tests(sentences: list[str], rng: random.Random, uid: str, split
 def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, copies: int = 1,
               n_dev: int = 0, held_out_dev: bool = False, fresh_test: bool = False,
               extra_text: Path | None = None, accented: int = 0, accented_rest: bool = False,
-              new_engines: int = 0) -> list[Job]:
+              new_engines: int = 0, mbrola_accented: int = 0) -> list[Job]:
     """Deterministic job list: every train sentence `copies` times (different voices), plus the test sets.
 
     With n_dev, also a development set "dev_a": held-out sentences that no test set uses, spoken by training
@@ -119,6 +120,8 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
     training sentence has one accented reading and the "xa" jobs stay as they were.
     With new_engines=N (2026-12-07), every N-th training sentence is spoken once more by a voice of
     NEW_ENGINE_VOICES (MBROLA, Pico, RHVoice; "xe" ids, own generator, every other job unchanged).
+    With mbrola_accented=N (2026-12-07), every N-th training sentence is spoken once more by one of MBROLA's
+    German, French, Spanish, Italian or Dutch voices (engine "mbx", `mbrola_accent.py`; "xm" ids, own generator).
     """
     rng = random.Random(seed)
     train = [t for t in (text_dir / "train.txt").read_text().splitlines() if t]
@@ -176,6 +179,12 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
         for i, t in enumerate(train[::new_engines]):
             e, v = rng_e.choice(NEW_ENGINE_VOICES)
             jobs.append(Job(f"xe{i:06d}", "train", e, v, rng_e.uniform(0.85, 1.15), rng_e.randint(25, 75), t))
+    if mbrola_accented:
+        rng_m = random.Random(seed + 9)  # own generator: every other job is unchanged
+        voices = sorted(mbrola_accent.VOICES)
+        for i, t in enumerate(train[::mbrola_accented]):
+            jobs.append(Job(f"xm{i:06d}", "train", "mbx", rng_m.choice(voices), rng_m.uniform(0.85, 1.15),
+                            rng_m.randint(25, 75), t))
     return jobs
 
 
@@ -272,6 +281,13 @@ def synth_festx_batch(jobs: list[Job], tmp: Path) -> list[np.ndarray]:
     return [_read16k(p) for p in paths]
 
 
+def synth_mbx_batch(jobs: list[Job], tmp: Path) -> list[np.ndarray]:
+    """Accented English in one non-English MBROLA voice (`mbrola_accent.py`); pitch as synth_festx_batch."""
+    f0s = [mbrola_accent.VOICES[j.voice] * (0.8 + (j.pitch - 25) / 125) for j in jobs]
+    paths = mbrola_accent.synth_batch([j.text for j in jobs], jobs[0].voice, [j.rate for j in jobs], f0s, tmp)
+    return [_read16k(p) for p in paths]
+
+
 def trim(audio: np.ndarray, pad: float = 0.15) -> np.ndarray:
     """Trim leading/trailing silence, keeping `pad` seconds of margin."""
     frame = 160
@@ -296,6 +312,8 @@ def run_chunk(jobs: list[Job], wav_dir: Path, cg_pitch: bool = False) -> list[di
             audios = synth_festival_batch(jobs, tmp)
         elif jobs[0].engine == "festx":
             audios = synth_festx_batch(jobs, tmp)
+        elif jobs[0].engine == "mbx":
+            audios = synth_mbx_batch(jobs, tmp)
         elif jobs[0].engine in SYNTH_ONE:
             audios = [SYNTH_ONE[j.engine](j, tmp) for j in jobs]
         else:
@@ -325,7 +343,7 @@ def chunk_jobs(jobs: list[Job], size: int, seed: int) -> list[list[Job]]:
     def group(js: list[Job]) -> list[list[Job]]:
         groups: dict[tuple[str, str, bool, str], list[Job]] = {}
         for j in js:
-            voice = j.voice if j.engine.startswith("fest") else ""  # festival, festx: one voice per process
+            voice = j.voice if j.engine in ("festival", "festx", "mbx") else ""  # one voice per batch
             key = (j.engine, voice, j.split.startswith("test"), j.uid[:3])
             groups.setdefault(key, []).append(j)
         return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
@@ -363,6 +381,8 @@ def main() -> None:
                     help="with --accented N: also the training sentences it skips, once each (\"xb\" ids)")
     ap.add_argument("--new-engines", type=int, default=0, metavar="N",
                     help="also every N-th training sentence in an MBROLA, Pico or RHVoice voice (\"xe\" ids)")
+    ap.add_argument("--mbrola-accented", type=int, default=0, metavar="N",
+                    help="also every N-th training sentence in a non-English MBROLA voice (\"xm\" ids)")
     ap.add_argument("--extra-text", default=None,
                     help="also speak these sentences (lm_text.py's output) once each as training utterances")
     args = ap.parse_args()
@@ -377,6 +397,9 @@ def main() -> None:
                          f"(apt-get install {accent.PACKAGES})")
     if args.new_engines and (missing := missing_new_engines()):
         raise SystemExit(f"--new-engines: not installed: {' '.join(missing)} (apt-get install {NEW_ENGINE_PACKAGES})")
+    if args.mbrola_accented and (missing := mbrola_accent.missing_voices()):
+        raise SystemExit(f"--mbrola-accented: MBROLA voices not installed: {' '.join(missing)} "
+                         f"(apt-get install {mbrola_accent.PACKAGES})")
     if args.worker is None:
         procs = [subprocess.Popen([sys.executable, __file__, "--work", args.work, "--workers", str(args.workers),
                                    "--worker", str(w), "--seed", str(args.seed), "--n-test", str(args.n_test),
@@ -390,7 +413,9 @@ def main() -> None:
                                   + (["--extra-text", args.extra_text] if args.extra_text else [])
                                   + (["--accented", str(args.accented)] if args.accented else [])
                                   + (["--accented-rest"] if args.accented_rest else [])
-                                  + (["--new-engines", str(args.new_engines)] if args.new_engines else []))
+                                  + (["--new-engines", str(args.new_engines)] if args.new_engines else [])
+                                  + (["--mbrola-accented", str(args.mbrola_accented)] if args.mbrola_accented
+                                     else []))
                  for w in range(args.workers)]
         codes = [p.wait() for p in procs]
         if any(codes):
@@ -398,7 +423,7 @@ def main() -> None:
         return
     jobs = make_jobs(work / "text", args.seed, args.n_test, args.max_train, args.copies, args.n_dev,
                      args.held_out_dev, args.fresh_test, Path(args.extra_text) if args.extra_text else None,
-                     args.accented, args.accented_rest, args.new_engines)
+                     args.accented, args.accented_rest, args.new_engines, args.mbrola_accented)
     if args.only:
         jobs = [j for j in jobs if j.split in args.only]
     chunks = chunk_jobs(jobs, args.chunk, args.seed)[args.worker :: args.workers]
