@@ -80,13 +80,18 @@ def test_augmentation_keeps_length_and_level_sane() -> None:
     assert abs(float(n.mean())) < 1e-4 and abs(float(n.std()) - 1) < 1e-3
 
 
+def _tiny_text_dir(path: Path, n_train: int) -> None:
+    """generate.make_jobs' text dir: "TRAIN SENTENCE i" (n_train) and 30 "HELD OUT SENTENCE i"."""
+    (path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(n_train)))
+    (path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+
+
 def test_dev_set_is_held_out_text_in_training_voices_and_leaves_the_corpus_order_alone(
     tmp_path: Path,
 ) -> None:
     import generate
 
-    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(60)))
-    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    _tiny_text_dir(tmp_path, 60)
     before = generate.make_jobs(tmp_path, 7, n_test=10, max_train=None, copies=2)
     after = generate.make_jobs(tmp_path, 7, n_test=10, max_train=None, copies=2, n_dev=15)
     assert after[: len(before)] == before  # the existing jobs are unchanged
@@ -108,8 +113,7 @@ def test_held_out_voice_dev_sets_speak_dev_a_sentences_and_leave_every_other_job
 ) -> None:
     import generate
 
-    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(60)))
-    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    _tiny_text_dir(tmp_path, 60)
     before = generate.make_jobs(tmp_path, 7, n_test=10, max_train=None, copies=2, n_dev=15)
     after = generate.make_jobs(tmp_path, 7, n_test=10, max_train=None, copies=2, n_dev=15, held_out_dev=True)
     assert after[: len(before)] == before
@@ -127,8 +131,7 @@ def test_held_out_voice_dev_sets_speak_dev_a_sentences_and_leave_every_other_job
 def test_fresh_test_sets_speak_the_held_out_sentences_no_other_set_uses(tmp_path: Path) -> None:
     import generate
 
-    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(60)))
-    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    _tiny_text_dir(tmp_path, 60)
     kw = {"max_train": None, "copies": 2, "n_dev": 15, "held_out_dev": True}
     before = generate.make_jobs(tmp_path, 7, n_test=10, **kw)
     after = generate.make_jobs(tmp_path, 7, n_test=10, fresh_test=True, **kw)
@@ -510,8 +513,7 @@ def test_random_eq_applies_its_curve_and_is_off_by_default() -> None:
 def test_extra_text_adds_training_utterances_only_and_never_a_held_out_sentence(tmp_path: Path) -> None:
     import generate
 
-    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(60)))
-    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    _tiny_text_dir(tmp_path, 60)
     extra = [f"EXTRA SENTENCE NUMBER {i}" for i in range(20)]
     extra += ["TOO SHORT", " ".join(["WORD"] * 23), "HELD OUT SENTENCE 3", ""]
     (tmp_path / "extra.txt").write_text("\n".join(extra) + "\n")
@@ -531,8 +533,7 @@ def test_extra_text_adds_training_utterances_only_and_never_a_held_out_sentence(
 def test_accented_jobs_speak_every_nth_training_sentence_in_non_english_voices_only(tmp_path: Path) -> None:
     import generate
 
-    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(60)))
-    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    _tiny_text_dir(tmp_path, 60)
     kw = {"max_train": None, "copies": 2, "n_dev": 15, "held_out_dev": True, "fresh_test": True}
     before = generate.make_jobs(tmp_path, 7, n_test=10, **kw)
     after = generate.make_jobs(tmp_path, 7, n_test=10, accented=2, **kw)
@@ -563,8 +564,7 @@ def test_new_engine_jobs_speak_every_nth_training_sentence_in_new_voices_and_cha
 ) -> None:
     import generate
 
-    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(90)))
-    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    _tiny_text_dir(tmp_path, 90)
     kw = {"max_train": None, "copies": 2, "n_dev": 15, "held_out_dev": True, "fresh_test": True}
     kw |= {"accented": 2, "accented_rest": True}
     before = generate.make_jobs(tmp_path, 7, n_test=10, **kw)
@@ -661,8 +661,7 @@ def test_mbrola_accented_jobs_speak_every_nth_training_sentence_and_change_nothi
 ) -> None:
     import generate
 
-    (tmp_path / "train.txt").write_text("".join(f"TRAIN SENTENCE {i}\n" for i in range(90)))
-    (tmp_path / "heldout.txt").write_text("".join(f"HELD OUT SENTENCE {i}\n" for i in range(30)))
+    _tiny_text_dir(tmp_path, 90)
     kw = {"max_train": None, "copies": 2, "n_dev": 15, "held_out_dev": True, "fresh_test": True}
     kw |= {"accented": 2, "accented_rest": True, "new_engines": 1}
     before = generate.make_jobs(tmp_path, 7, n_test=10, **kw)

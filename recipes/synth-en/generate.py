@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,18 @@ def _spoken_like_tests(sentences: list[str], rng: random.Random, uid: str, split
     return jobs
 
 
+def _spoken_again(items: Iterable[tuple[int, str]], uid: str, voices: list[tuple[str, str]],
+                  rng: random.Random) -> list[Job]:
+    """Training sentences (index, text) spoken once more, each in an (engine, voice) drawn from `voices` at a
+    drawn rate (0.85-1.15) and pitch (25-75): "<uid><index>" ids, from a generator of their own so that every
+    other job stays as it was."""
+    jobs = []
+    for i, t in items:
+        e, v = rng.choice(voices)
+        jobs.append(Job(f"{uid}{i:06d}", "train", e, v, rng.uniform(0.85, 1.15), rng.randint(25, 75), t))
+    return jobs
+
+
 def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, copies: int = 1,
               n_dev: int = 0, held_out_dev: bool = False, fresh_test: bool = False,
               extra_text: Path | None = None, accented: int = 0, accented_rest: bool = False,
@@ -163,28 +176,16 @@ def make_jobs(text_dir: Path, seed: int, n_test: int, max_train: int | None, cop
             e, v = _pick_train_voice(rng_x)
             jobs.append(Job(f"tx{i:06d}", "train", e, v, rng_x.uniform(0.8, 1.25), rng_x.randint(25, 75), t))
     if accented:
-        rng_a = random.Random(seed + 6)  # own generator: every other job is unchanged
-        voices = sorted(accent.VOICES)
-        for i, t in enumerate(train[::accented]):
-            jobs.append(Job(f"xa{i:06d}", "train", "festx", rng_a.choice(voices), rng_a.uniform(0.85, 1.15),
-                            rng_a.randint(25, 75), t))
-        if accented_rest:
-            rng_b = random.Random(seed + 7)  # own generator: the "xa" jobs and every other job are unchanged
-            for i, t in enumerate(train):
-                if i % accented:
-                    jobs.append(Job(f"xb{i:06d}", "train", "festx", rng_b.choice(voices),
-                                    rng_b.uniform(0.85, 1.15), rng_b.randint(25, 75), t))
+        festx = [("festx", v) for v in sorted(accent.VOICES)]
+        jobs += _spoken_again(enumerate(train[::accented]), "xa", festx, random.Random(seed + 6))
+        if accented_rest:  # own generator: the "xa" jobs and every other job are unchanged
+            rest = ((i, t) for i, t in enumerate(train) if i % accented)
+            jobs += _spoken_again(rest, "xb", festx, random.Random(seed + 7))
     if new_engines:
-        rng_e = random.Random(seed + 8)  # own generator: every other job is unchanged
-        for i, t in enumerate(train[::new_engines]):
-            e, v = rng_e.choice(NEW_ENGINE_VOICES)
-            jobs.append(Job(f"xe{i:06d}", "train", e, v, rng_e.uniform(0.85, 1.15), rng_e.randint(25, 75), t))
+        jobs += _spoken_again(enumerate(train[::new_engines]), "xe", NEW_ENGINE_VOICES, random.Random(seed + 8))
     if mbrola_accented:
-        rng_m = random.Random(seed + 9)  # own generator: every other job is unchanged
-        voices = sorted(mbrola_accent.VOICES)
-        for i, t in enumerate(train[::mbrola_accented]):
-            jobs.append(Job(f"xm{i:06d}", "train", "mbx", rng_m.choice(voices), rng_m.uniform(0.85, 1.15),
-                            rng_m.randint(25, 75), t))
+        mbx = [("mbx", v) for v in sorted(mbrola_accent.VOICES)]
+        jobs += _spoken_again(enumerate(train[::mbrola_accented]), "xm", mbx, random.Random(seed + 9))
     return jobs
 
 
