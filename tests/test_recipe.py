@@ -6,6 +6,7 @@ import dataclasses
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -641,19 +642,24 @@ def test_accented_generation_refuses_to_start_without_its_voices(tmp_path: Path)
     assert all(p.startswith(("festvox-", "festival-")) for p in accent.PACKAGES.split())
 
 
+def _follows_timing_and_pitch(synth_batch: Callable[..., list[Path]], voice: str, tmp_path: Path) -> None:
+    """An accent back end's synth_batch: more text is longer, rate 0.7 is 1/0.7 as long, f0 as drawn."""
+    fox = "the quick brown fox jumps over the lazy dog"
+    texts = [fox, fox + " today", fox]
+    paths = synth_batch(texts, voice, [1.0, 1.0, 0.7], [90.0, 90.0, 180.0], tmp_path)
+    base, longer, slow_high = (sf.info(p).duration for p in paths)
+    assert 1.5 < base < longer < slow_high  # more text is longer; a slower rate is slower
+    assert slow_high / base == pytest.approx(1 / 0.7, rel=0.15)
+    assert 75 < _median_f0(paths[0]) < 110 and 150 < _median_f0(paths[2]) < 215  # the drawn pitch
+
+
 @pytest.mark.skipif(
     shutil.which("festival") is None
     or not all((accent.VOICE_DIR / v).is_dir() for v in ("italian/pc_diphone", "english/kal_diphone")),
     reason="festival, its English front end voice or its Italian voice is not installed",
 )
 def test_accented_synthesis_follows_the_english_timing_at_the_drawn_pitch(tmp_path: Path) -> None:
-    fox = "the quick brown fox jumps over the lazy dog"
-    texts = [fox, fox + " today", fox]
-    paths = accent.synth_batch(texts, "pc_diphone", [1.0, 1.0, 0.7], [90.0, 90.0, 180.0], tmp_path)
-    base, longer, slow_high = (sf.info(p).duration for p in paths)
-    assert 1.5 < base < longer < slow_high  # more text is longer; a slower rate is slower
-    assert slow_high / base == pytest.approx(1 / 0.7, rel=0.15)
-    assert 75 < _median_f0(paths[0]) < 110 and 150 < _median_f0(paths[2]) < 215  # the drawn pitch
+    _follows_timing_and_pitch(accent.synth_batch, "pc_diphone", tmp_path)
 
 
 def test_mbrola_accented_jobs_speak_every_nth_training_sentence_and_change_nothing_else(
@@ -715,13 +721,7 @@ def test_mbrola_accent_refuses_to_start_without_its_voices(tmp_path: Path) -> No
 def test_mbrola_accented_synthesis_follows_the_english_timing_at_the_drawn_pitch(tmp_path: Path) -> None:
     assert mbrola_accent.table("de2")["th"] == "s" and mbrola_accent.table("es1")["th"] == "T"  # by the probe
     assert mbrola_accent.table("de2")["w"] == "v" and mbrola_accent.table("es1")["v"] == "b"
-    fox = "the quick brown fox jumps over the lazy dog"
-    texts = [fox, fox + " today", fox]
-    paths = mbrola_accent.synth_batch(texts, "de2", [1.0, 1.0, 0.7], [90.0, 90.0, 180.0], tmp_path)
-    base, longer, slow_high = (sf.info(p).duration for p in paths)
-    assert 1.5 < base < longer < slow_high  # more text is longer; a slower rate is slower
-    assert slow_high / base == pytest.approx(1 / 0.7, rel=0.15)
-    assert 75 < _median_f0(paths[0]) < 110 and 150 < _median_f0(paths[2]) < 215  # the drawn pitch
+    _follows_timing_and_pitch(mbrola_accent.synth_batch, "de2", tmp_path)
     # de2 has no z before d or a pause (German devoices it there): said as s, no gap of silence left
     segs = accent.map_segments(
         accent.english_segments(["his dogs"], [1.0], tmp_path)[0], mbrola_accent.table("de2"), "_", 1.0
