@@ -146,12 +146,10 @@ def say(voice: str, segs: list, tmp: Path, name: str) -> tuple[Path, int]:
         src.write_text(pho(full))
         gaps = _missing(voice, src, wav)
         if not gaps or (fixed := _repaired(full, gaps)) is None:
-            break
+            return wav, len(gaps)
         full = fixed
-    else:
-        src.write_text(pho(full))
-        gaps = _missing(voice, src, wav)
-    return wav, len(gaps)
+    src.write_text(pho(full))  # repaired four times: read once more, whatever is left
+    return wav, len(_missing(voice, src, wav))
 
 
 def synth_batch(
